@@ -1,0 +1,149 @@
+// gfn.h — the one public header of gfn.c.
+//
+// gfn.c fine-tunes a GPT-2-style language model as a GFlowNet policy (Hu et al., ICLR 2024,
+// "Amortizing intractable inference in large language models"), in C with libc and libm only.
+// Sections, in the order the files read:
+//   1. utilities   (model.c)     errors, seeded RNG, a small JSON reader, little-endian bytes
+//   2. model       (model.c)     GPT-2 forward/backward, matmul, LoRA, AdamW, checkpoints
+//   3. tokenizer   (tokenizer.c) byte-level BPE: train, encode, decode, GPT-2's vocabulary
+//   4. gflownet    (gfn.c)       objectives, sampler, replay buffer, training loop, tasks
+#ifndef GFN_H
+#define GFN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// ----------------------------------------------------------------------------------------------
+// 1. Utilities (model.c)
+
+// Errors: functions that can fail on bad input return 0 on success and nonzero on failure,
+// after writing a message that names the file and the problem into a caller's buffer.
+#define GFN_ERR_LEN 512
+typedef struct { char msg[GFN_ERR_LEN]; } GfnError;
+void gfn_error_set(GfnError *err, const char *fmt, ...);
+// malloc / calloc that exit with a message instead of returning NULL.
+void *gfn_malloc(size_t n);
+void *gfn_calloc(size_t count, size_t size);
+
+// Seeded RNG (xoshiro-style, our own): the same seed gives the same bits on every platform.
+typedef struct { uint64_t s[4]; } Rng;
+void rng_seed(Rng *rng, uint64_t seed);
+uint64_t rng_u64(Rng *rng);
+float rng_uniform(Rng *rng);             // [0, 1), 24 random bits
+float rng_normal(Rng *rng);              // standard normal (Box-Muller)
+int rng_below(Rng *rng, int n);          // uniform integer in [0, n)
+
+// Little-endian reads and writes, byte by byte, so big-endian hosts read the same files.
+uint16_t le_u16(const unsigned char *p);
+uint32_t le_u32(const unsigned char *p);
+uint64_t le_u64(const unsigned char *p);
+float le_f32(const unsigned char *p);
+void put_le_u32(unsigned char *p, uint32_t v);
+void put_le_u64(unsigned char *p, uint64_t v);
+void put_le_f32(unsigned char *p, float v);
+float half_to_float(uint16_t h);          // IEEE binary16
+float bfloat16_to_float(uint16_t h);      // bfloat16
+uint16_t float_to_half(float f);          // round to nearest even
+
+// Whole-file read; returns NULL and sets err on failure. *len gets the size in bytes.
+unsigned char *read_file(const char *path, size_t *len, GfnError *err);
+// Atomic write: write to PATH.tmp, flush, close, rename over PATH. Never a half-written file.
+int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err);
+
+// A small JSON reader (RFC 8259), enough for config.json, safetensors headers, PEFT configs,
+// GPT-2's encoder.json and the task data files. Parsing builds a tree of nodes in one arena.
+typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
+typedef struct Json Json;
+struct Json {
+    JsonType type;
+    double number;        // JSON_NUMBER, and JSON_BOOL as 0/1
+    char *string;         // JSON_STRING: UTF-8, NUL-terminated (may hold NUL bytes: see len)
+    size_t len;           // JSON_STRING: bytes; JSON_ARRAY / JSON_OBJECT: number of children
+    char *key;            // the member name when this node is an object member, else NULL
+    size_t key_len;
+    Json *child;          // first element / member
+    Json *next;           // next sibling
+};
+// Parses text[0..len); returns the root or NULL with err set ("what: offset N: problem").
+// `what` names the source in error messages. Free with json_free.
+Json *json_parse(const char *text, size_t len, const char *what, GfnError *err);
+void json_free(Json *root);
+Json *json_get(const Json *object, const char *key);   // member by name, or NULL
+Json *json_at(const Json *array, size_t index);        // element by index, or NULL
+
+// ----------------------------------------------------------------------------------------------
+// 2. Model (model.c)
+//
+// GPT-2 exactly as Hugging Face's GPT2LMHeadModel computes it: x = wte[id] + wpe[pos]; per layer
+// x += attn(ln_1(x)); x += mlp(ln_2(x)); logits = ln_f(x) · wteᵀ (tied head). LayerNorm eps 1e-5,
+// tanh-GELU, causal attention with biases. Weights are kept in HF's Conv1D layout [in, out], so
+// y = x · W + b, and every tensor lives in one contiguous block of floats.
+
+typedef struct {
+    int vocab_size;   // V
+    int max_seq_len;  // maxT (HF n_positions)
+    int n_layer;      // L
+    int n_head;       // NH
+    int n_embd;       // C
+} GPTConfig;
+
+#define GPT_NUM_TENSORS 16
+typedef struct {
+    float *wte;       // (V, C)       token embeddings, also the LM head
+    float *wpe;       // (maxT, C)    position embeddings
+    float *ln1w;      // (L, C)
+    float *ln1b;      // (L, C)
+    float *qkvw;      // (L, C, 3C)   attn.c_attn  [in, out]; outputs are q, k, v
+    float *qkvb;      // (L, 3C)
+    float *attprojw;  // (L, C, C)    attn.c_proj
+    float *attprojb;  // (L, C)
+    float *ln2w;      // (L, C)
+    float *ln2b;      // (L, C)
+    float *fcw;       // (L, C, 4C)   mlp.c_fc
+    float *fcb;       // (L, 4C)
+    float *fcprojw;   // (L, 4C, C)   mlp.c_proj
+    float *fcprojb;   // (L, C)
+    float *lnfw;      // (C)
+    float *lnfb;      // (C)
+} GPTParams;
+// The tensors in this order, as (GPTParams *) can be walked as an array of GPT_NUM_TENSORS
+// pointers; their names in HF's save_pretrained spelling without "transformer." and "h.i.":
+extern const char *const gpt_tensor_names[GPT_NUM_TENSORS];
+
+// The matmul, the hot path. Row-major; `weight` is [K, N] (Conv1D layout).
+//   forward:  out (M, N) = inp (M, K) · weight (K, N) + bias (N)          (bias may be NULL)
+//   backward: dinp (M, K) += dout · weightᵀ;  dweight (K, N) += inpᵀ · dout;
+//             dbias (N) += Σ_rows dout.  Any of dinp, dweight, dbias may be NULL (not wanted).
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N);
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int M, int K, int N);
+
+// LoRA adapters (Hu et al. 2021, as PEFT applies them): for a targeted module with weight
+// W [in, out], y = x·W + b + s · (x · A) · B, with A [in, r] and B [r, out] here (the transpose of
+// PEFT's lora_A [r, in] and lora_B [out, r]); s = alpha / r, or alpha / √r with rsLoRA.
+enum { LORA_ATTN_QKV = 0, LORA_ATTN_PROJ = 1, LORA_MLP_FC = 2, LORA_MLP_PROJ = 3, LORA_NUM_TARGETS = 4 };
+extern const char *const lora_target_names[LORA_NUM_TARGETS];  // "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"
+typedef struct {
+    int rank;                       // r
+    float alpha;                    // lora_alpha
+    int use_rslora;                 // scale = alpha / sqrt(r) instead of alpha / r
+    float scale;                    // s
+    int targeted[LORA_NUM_TARGETS]; // 1 where the module carries an adapter
+    float *A[LORA_NUM_TARGETS];     // (L, in, r)  or NULL when not targeted
+    float *B[LORA_NUM_TARGETS];     // (L, r, out) or NULL
+    float *memory;                  // all A and B, one block
+    size_t num_parameters;
+    float *grad_A[LORA_NUM_TARGETS], *grad_B[LORA_NUM_TARGETS];
+    float *grad_memory;             // same layout as memory
+} LoRA;
+
+typedef struct GPT GPT;   // defined in model.c; read it through the functions below
+
+// ----------------------------------------------------------------------------------------------
+// 3. Tokenizer (tokenizer.c) — filled in by the tokenizer work.
+
+// ----------------------------------------------------------------------------------------------
+// 4. GFlowNet (gfn.c) — filled in by the GFlowNet work.
+
+#endif // GFN_H

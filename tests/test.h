@@ -1,0 +1,19 @@
+// tests/test.h — the tiny test harness shared by every tests/test_*.c file.
+// Each file defines `void test_NAME(void)` and registers it in tests/test_main.c. CHECK records
+// a pass or a failure with its location; SKIP says why a test could not run (missing data).
+#ifndef GFN_TEST_H
+#define GFN_TEST_H
+#include "../gfn.h"
+#include <math.h>
+#include <stdio.h>
+
+extern int tests_passed, tests_failed, tests_skipped;
+// Counts one check; on failure prints the condition, the place and a printf-style explanation.
+int test_check(int ok, const char *cond, const char *file, int line, const char *fmt, ...);
+void test_skip(const char *name, const char *why);
+// Directory of the shared data (../shared/data or $GFN_DATA or ./data), or NULL when absent.
+const char *test_data_dir(void);
+
+#define CHECK(cond, ...) test_check(!!(cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
+// |a - b| <= tol * max(1, |b|) style helpers are written where used; keep tolerances explicit.
+#endif

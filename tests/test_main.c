@@ -1,0 +1,64 @@
+// tests/test_main.c — the one test runner of `make test`. Runs every suite (or those named on
+// the command line) and ends with the line "N passed, N failed, N skipped".
+#include "test.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int tests_passed, tests_failed, tests_skipped;
+
+int test_check(int ok, const char *cond, const char *file, int line, const char *fmt, ...) {
+    if (ok) { tests_passed++; return 1; }
+    tests_failed++;
+    fprintf(stdout, "FAIL %s:%d: %s: ", file, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+    return 0;
+}
+
+void test_skip(const char *name, const char *why) {
+    tests_skipped++;
+    printf("SKIP %s: %s\n", name, why);
+}
+
+const char *test_data_dir(void) {
+    static const char *candidates[] = { NULL, "data", "../shared/data" };
+    struct stat st;
+    candidates[0] = getenv("GFN_DATA");
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+        if (candidates[i] && stat(candidates[i], &st) == 0 && S_ISDIR(st.st_mode)) return candidates[i];
+    return NULL;
+}
+
+// Suites: each tests/test_*.c file adds its functions here.
+#define SUITES(X) \
+    X(util)
+
+#define DECLARE(name) void test_##name(void);
+SUITES(DECLARE)
+
+typedef struct { const char *name; void (*fn)(void); } Suite;
+#define ENTRY(name) { #name, test_##name },
+static const Suite suites[] = { SUITES(ENTRY) };
+
+int main(int argc, char **argv) {
+    for (size_t i = 0; i < sizeof suites / sizeof *suites; i++) {
+        int wanted = argc < 2;
+        for (int a = 1; a < argc; a++) wanted |= !strcmp(argv[a], suites[i].name);
+        if (!wanted) continue;
+        int before = tests_failed;
+        printf("== %s\n", suites[i].name);
+        fflush(stdout);
+        suites[i].fn();
+        printf("   %s: %s\n", suites[i].name, tests_failed == before ? "ok" : "FAILED");
+        fflush(stdout);
+    }
+    printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
+    return tests_failed ? 1 : 0;
+}
