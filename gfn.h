@@ -140,6 +140,74 @@ typedef struct {
 
 typedef struct GPT GPT;   // defined in model.c; read it through the functions below
 
+// Building, loading, saving. Loading takes our checkpoint file or an HF GPT-2 directory
+// (config.json + model.safetensors). Every failure is a message naming the file and the problem.
+GPT *gpt_new_random(GPTConfig config, uint64_t seed);   // GPT-2 init: N(0, 0.02), residual
+                                                         // projections N(0, 0.02/√(2L)), LN 1/0
+GPT *gpt_load(const char *path, GfnError *err);
+int gpt_save(const GPT *model, const char *path, GfnError *err);   // atomic
+void gpt_free(GPT *model);
+GPTConfig gpt_config(const GPT *model);
+GPTParams *gpt_params(GPT *model);
+GPTParams *gpt_grads(GPT *model);         // allocated on first use
+size_t gpt_num_parameters(const GPT *model);
+float *gpt_params_memory(GPT *model);     // the one block, gpt_num_parameters floats
+float *gpt_grads_memory(GPT *model);
+void gpt_set_frozen(GPT *model, int tensor, int frozen);   // frozen: no weight gradient computed
+void gpt_freeze_all(GPT *model, int frozen);
+
+// Forward over B sequences of T tokens (T <= maxT; B and T may change between calls).
+// Returns the logits (B, T, V), owned by the model and valid until the next call.
+float *gpt_forward(GPT *model, const int *inputs, int B, int T);
+// After gpt_forward: log p(targets[b,t] | inputs[b,≤t]) into logprobs (B, T) (may be NULL),
+// targets < 0 are ignored (logprob 0). Returns the mean of −log p over the counted targets.
+// When `dlogits` is non-NULL it receives d(mean loss)/d(logits) (B, T, V); it may be the logits
+// buffer itself (in place).
+float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *dlogits);
+// Backward from the gradient of any loss with respect to the logits (B, T, V) of the last
+// forward. Accumulates (+=) into the grads of unfrozen tensors and of the LoRA adapters.
+// dlogits may alias the logits buffer. The gradient with respect to the input embeddings
+// (wte[id] + wpe[pos]) is left in gpt_dinput (B, T, C).
+void gpt_backward(GPT *model, const float *dlogits);
+const float *gpt_dinput(const GPT *model);
+void gpt_zero_grad(GPT *model);           // model and LoRA grads
+
+// LoRA on the model: attach (PEFT init from seed: A Kaiming-uniform, B zero), detach, merge.
+LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const int targeted[LORA_NUM_TARGETS], uint64_t seed);
+LoRA *gpt_lora(GPT *model);               // NULL when none attached
+void gpt_lora_merge(GPT *model);          // W += s · A · B, then detach: fast inference
+void gpt_lora_detach(GPT *model);
+int lora_save(const GPT *model, const char *path, GfnError *err);   // our format, or a PEFT directory when path ends in '/'
+int lora_load(GPT *model, const char *path, GfnError *err);         // our file or a PEFT directory
+
+// KV cache for incremental decoding of B rows, each row at its own position.
+typedef struct KVCache KVCache;
+KVCache *kv_cache_new(const GPT *model, int B, int max_len);
+void kv_cache_free(KVCache *cache);
+// Feeds tokens[b] at position pos[b] for each row b with tokens[b] >= 0 (other rows untouched);
+// attends to that row's cached positions < pos[b]. Writes logits (B, V) for the fed rows.
+void gpt_decode_step(GPT *model, KVCache *cache, const int *tokens, const int *pos, float *logits);
+// Fills positions 0..T-1 of every row from one batched forward of inputs (B, T); returns the
+// logits (B, T, V) of that forward.
+float *gpt_prefill(GPT *model, KVCache *cache, const int *inputs, int B, int T);
+void kv_cache_copy_row(KVCache *cache, int dst_row, int src_row, int len);   // positions [0, len)
+
+// Training utilities.
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    int step;                 // 1-based after the first update (bias correction)
+    float *m, *v;             // first and second moments, one per parameter
+    size_t n;
+} AdamW;
+void adamw_init(AdamW *opt, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay);
+void adamw_free(AdamW *opt);
+// One AdamW step (decoupled weight decay, bias correction) over n parameters.
+void adamw_update(AdamW *opt, float *params, const float *grads, float lr);
+// Scales grads so their global L2 norm is at most max_norm; returns the norm before clipping.
+float clip_grad_norm(float *grads, size_t n, float max_norm);
+// Linear warm-up over `warmup` steps, then cosine decay to lr_min at `total`.
+float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);
+
 // ----------------------------------------------------------------------------------------------
 // 3. Tokenizer (tokenizer.c) — filled in by the tokenizer work.
 
