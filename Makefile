@@ -16,6 +16,7 @@ endif
 SRC = model.c tokenizer.c gfn.c $(wildcard tasks/*.c)
 HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
+BENCH_SRC = $(wildcard tests/bench_*.c)
 
 .PHONY: all test bench run data clean
 all: gfn
@@ -35,6 +36,13 @@ SHARED_DATA ?= ../shared/data
 data:
 	@if [ -d "$(SHARED_DATA)" ]; then mkdir -p data && cp -R $(SHARED_DATA)/. data/ && chmod -R u+w data && echo "data/ copied from $(SHARED_DATA)"; \
 	else echo "no $(SHARED_DATA): tests that need the datasets will skip"; fi
+
+# Speed and memory figures of this machine (see tests/bench_*.c).
+tests/bench: $(SRC) $(HDR) $(BENCH_SRC)
+	$(CC) $(CFLAGS) $(WARN) -DGFN_NO_MAIN -o $@ $(SRC) $(BENCH_SRC) $(LDFLAGS) $(LDLIBS)
+
+bench: tests/bench
+	./tests/bench
 
 clean:
 	rm -f gfn tests/run_tests tests/bench
