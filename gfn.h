@@ -118,6 +118,12 @@ extern const char *const gpt_tensor_names[GPT_NUM_TENSORS];
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N);
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int M, int K, int N);
+// The tied LM head keeps wte as [N, K] (nn.Linear layout): the _nt variants take weight [N, K].
+//   forward:  out (M, N) = inp (M, K) · weightᵀ;  backward: dinp += dout · weight;
+//             dweight (N, K) += doutᵀ · inp.
+void matmul_forward_nt(float *out, const float *inp, const float *weight, int M, int K, int N);
+void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const float *inp,
+                        const float *weight, int M, int K, int N);
 
 // LoRA adapters (Hu et al. 2021, as PEFT applies them): for a targeted module with weight
 // W [in, out], y = x·W + b + s · (x · A) · B, with A [in, r] and B [r, out] here (the transpose of
