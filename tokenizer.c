@@ -279,16 +279,15 @@ static size_t pretoken_length(const unsigned char *s, size_t n) {
 // Hash maps (open addressing, power-of-two capacity, linear probing): byte strings -> int64
 // (vocabularies, pre-token counts, the encode cache) and uint64 -> int64 (token pairs).
 
-static uint64_t hash_bytes(const unsigned char *s, size_t n) {
-    uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a, then a final mix
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ull;
-    h ^= h >> 29;
-    return h | 1;  // 0 marks an empty slot
-}
-
 static uint64_t hash_u64(uint64_t x) {
     x ^= x >> 33; x *= 0xFF51AFD7ED558CCDull; x ^= x >> 33; x *= 0xC4CEB9FE1A85EC53ull; x ^= x >> 33;
     return x;
+}
+
+static uint64_t hash_bytes(const unsigned char *s, size_t n) {
+    uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a, then a final mix
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ull;
+    return hash_u64(h) | 1;  // mixed: the table uses the low bits; 0 marks an empty slot
 }
 
 typedef struct { uint64_t hash; size_t key; size_t len; int64_t value; } BytesSlot;  // key: offset in keys
@@ -311,7 +310,13 @@ static void bytes_map_free(BytesMap *m) { free(m->slots); free(m->keys); memset(
 static BytesSlot *bytes_map_slot(const BytesMap *m, const unsigned char *key, size_t len, uint64_t h) {
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         BytesSlot *s = &m->slots[i];
-        if (!s->hash || (s->hash == h && s->len == len && !memcmp(m->keys + s->key, key, len))) return s;
+        if (!s->hash) return s;
+        if (s->hash == h && s->len == len) {  // keys are short: compare inline, not through memcmp
+            const unsigned char *a = m->keys + s->key;
+            size_t i = 0;
+            while (i < len && a[i] == key[i]) i++;
+            if (i == len) return s;
+        }
     }
 }
 
@@ -348,50 +353,47 @@ static int64_t *bytes_map_insert(BytesMap *m, const void *key, size_t len, int64
     return &s->value;
 }
 
-typedef struct { uint64_t *keys; int64_t *values; size_t cap, count; } PairMap;  // keys stored + 1; 0 = empty
+// Key and value side by side: a lookup touches one cache line.
+typedef struct { uint64_t key; int64_t value; } PairSlot;   // key stored + 1; 0 = empty
+typedef struct { PairSlot *slots; size_t cap, count; } PairMap;
 static uint64_t pair_key(uint32_t left, uint32_t right) { return ((uint64_t)left << 32) | right; }
 
 static void pair_map_init(PairMap *m, size_t cap) {
     m->cap = 16;
     while (m->cap < 2 * cap) m->cap *= 2;
     m->count = 0;
-    m->keys = gfn_calloc(m->cap, sizeof(uint64_t));
-    m->values = gfn_calloc(m->cap, sizeof(int64_t));
+    m->slots = gfn_calloc(m->cap, sizeof(PairSlot));
 }
 
-static void pair_map_free(PairMap *m) { free(m->keys); free(m->values); memset(m, 0, sizeof *m); }
+static void pair_map_free(PairMap *m) { free(m->slots); memset(m, 0, sizeof *m); }
 
-static size_t pair_map_slot(const PairMap *m, uint64_t key) {
+static PairSlot *pair_map_slot(const PairMap *m, uint64_t key) {
     for (size_t i = hash_u64(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1))
-        if (!m->keys[i] || m->keys[i] == key + 1) return i;
+        if (!m->slots[i].key || m->slots[i].key == key + 1) return &m->slots[i];
 }
 
 static int64_t *pair_map_find(const PairMap *m, uint64_t key) {
-    size_t i = pair_map_slot(m, key);
-    return m->keys[i] ? &m->values[i] : NULL;
+    PairSlot *s = pair_map_slot(m, key);
+    return s->key ? &s->value : NULL;
 }
 
 static int64_t *pair_map_insert(PairMap *m, uint64_t key, int64_t initial) {
-    size_t i = pair_map_slot(m, key);
-    if (m->keys[i]) return &m->values[i];
+    PairSlot *s = pair_map_slot(m, key);
+    if (s->key) return &s->value;
     if (2 * (m->count + 1) > m->cap) {
         PairMap bigger;
         pair_map_init(&bigger, m->cap);
         for (size_t j = 0; j < m->cap; j++)
-            if (m->keys[j]) {
-                size_t k = pair_map_slot(&bigger, m->keys[j] - 1);
-                bigger.keys[k] = m->keys[j];
-                bigger.values[k] = m->values[j];
-            }
+            if (m->slots[j].key) *pair_map_slot(&bigger, m->slots[j].key - 1) = m->slots[j];
         bigger.count = m->count;
         pair_map_free(m);
         *m = bigger;
-        i = pair_map_slot(m, key);
+        s = pair_map_slot(m, key);
     }
-    m->keys[i] = key + 1;
-    m->values[i] = initial;
+    s->key = key + 1;
+    s->value = initial;
     m->count++;
-    return &m->values[i];
+    return &s->value;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -412,7 +414,9 @@ struct Tokenizer {
     int from_gpt2_files;       // loaded from encoder.json + vocab.bpe (ids not in our layout)
     int byte_ids[256];         // the id of each single byte
     int *merge_left, *merge_right, *merge_result;  // (M) merge r joins left + right into result
-    PairMap merge_rank;        // (left, right) -> rank r
+    PairMap merge_rank;        // (left, right) -> rank r * 2^32 + result id
+    int *byte_pair_rank;       // (256 * 256) rank of the merge of two single bytes, or -1: the
+                               // first round of every pre-token, without hashing
     unsigned char *token_bytes;  // every token's bytes, one after another
     size_t *token_offset;      // (V + 1) token i is token_bytes[token_offset[i] .. token_offset[i+1])
     EncodeCache *cache;        // filled by encode: not safe for two threads on one Tokenizer
@@ -431,6 +435,7 @@ void tokenizer_free(Tokenizer *tok) {
     if (!tok) return;
     free(tok->merge_left); free(tok->merge_right); free(tok->merge_result);
     pair_map_free(&tok->merge_rank);
+    free(tok->byte_pair_rank);
     free(tok->token_bytes); free(tok->token_offset);
     if (tok->cache) { bytes_map_free(&tok->cache->map); free(tok->cache->ids); free(tok->cache); }
     free(tok);
@@ -453,14 +458,15 @@ static void ids_push(IdList *l, int id) {
 // overlapping: the same result as GPT-2's loop (merge every occurrence of the lowest-ranked pair,
 // repeat), because a merge's result only takes part in merges of higher rank. O(n log n) in the
 // pre-token's length n, so long runs of spaces or digits stay fast.
-typedef struct { int rank, pos; } Candidate;
+typedef struct { int rank, pos, left, right, result; } Candidate;  // merge symbols left, right at pos
 typedef struct {
     int *symbol, *prev, *next;  // (n) the linked list; symbol -1 = merged away
     Candidate *heap;            // (<= 3n)
     size_t cap, heap_len;
 } BpeWork;
 
-static void candidate_push(BpeWork *w, int rank, int pos) {
+static void candidate_push(BpeWork *w, Candidate c) {
+    int rank = c.rank, pos = c.pos;
     size_t i = w->heap_len++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -469,7 +475,7 @@ static void candidate_push(BpeWork *w, int rank, int pos) {
         w->heap[i] = p;
         i = parent;
     }
-    w->heap[i] = (Candidate){ rank, pos };
+    w->heap[i] = c;
 }
 
 static Candidate candidate_pop(BpeWork *w) {
@@ -491,8 +497,9 @@ static Candidate candidate_pop(BpeWork *w) {
 
 static void push_if_mergeable(const Tokenizer *tok, BpeWork *w, int pos) {
     if (pos < 0 || w->next[pos] < 0) return;
-    int64_t *rank = pair_map_find(&tok->merge_rank, pair_key((uint32_t)w->symbol[pos], (uint32_t)w->symbol[w->next[pos]]));
-    if (rank) candidate_push(w, (int)*rank, pos);
+    int left = w->symbol[pos], right = w->symbol[w->next[pos]];
+    int64_t *merge = pair_map_find(&tok->merge_rank, pair_key((uint32_t)left, (uint32_t)right));
+    if (merge) candidate_push(w, (Candidate){ (int)(*merge >> 32), pos, left, right, (int)(*merge & 0xFFFFFFFF) });
 }
 
 static void bpe_pretoken(const Tokenizer *tok, BpeWork *w, const unsigned char *s, size_t n, IdList *out) {
@@ -511,14 +518,16 @@ static void bpe_pretoken(const Tokenizer *tok, BpeWork *w, const unsigned char *
         w->next[i] = i + 1 < len ? i + 1 : -1;
     }
     w->heap_len = 0;
-    for (int i = 0; i + 1 < len; i++) push_if_mergeable(tok, w, i);
+    for (int i = 0; i + 1 < len; i++) {
+        int rank = tok->byte_pair_rank[s[i] * 256 + s[i + 1]];
+        if (rank >= 0) candidate_push(w, (Candidate){ rank, i, w->symbol[i], w->symbol[i + 1], tok->merge_result[rank] });
+    }
     while (w->heap_len) {
         Candidate c = candidate_pop(w);
         int left = c.pos, right = w->next[left];
         // Stale when either side changed since the candidate was pushed.
-        if (w->symbol[left] < 0 || right < 0 ||
-            tok->merge_left[c.rank] != w->symbol[left] || tok->merge_right[c.rank] != w->symbol[right]) continue;
-        w->symbol[left] = tok->merge_result[c.rank];
+        if (right < 0 || w->symbol[left] != c.left || w->symbol[right] != c.right) continue;
+        w->symbol[left] = c.result;
         w->symbol[right] = -1;
         w->next[left] = w->next[right];
         if (w->next[right] >= 0) w->prev[w->next[right]] = left;
@@ -613,7 +622,14 @@ char *tokenizer_decode(const Tokenizer *tok, const int *ids, size_t num_ids, siz
 static Tokenizer *tokenizer_finish(Tokenizer *tok) {
     pair_map_init(&tok->merge_rank, (size_t)tok->num_merges);
     for (int r = 0; r < tok->num_merges; r++)  // a repeated pair keeps its last rank, as GPT-2's dict does
-        *pair_map_insert(&tok->merge_rank, pair_key((uint32_t)tok->merge_left[r], (uint32_t)tok->merge_right[r]), r) = r;
+        *pair_map_insert(&tok->merge_rank, pair_key((uint32_t)tok->merge_left[r], (uint32_t)tok->merge_right[r]), 0) =
+            ((int64_t)r << 32) | (uint32_t)tok->merge_result[r];
+    tok->byte_pair_rank = gfn_malloc(256 * 256 * sizeof(int));
+    for (int a = 0; a < 256; a++)
+        for (int b = 0; b < 256; b++) {
+            int64_t *merge = pair_map_find(&tok->merge_rank, pair_key((uint32_t)tok->byte_ids[a], (uint32_t)tok->byte_ids[b]));
+            tok->byte_pair_rank[a * 256 + b] = merge ? (int)(*merge >> 32) : -1;
+        }
     tok->cache = gfn_calloc(1, sizeof(EncodeCache));
     bytes_map_init(&tok->cache->map, 1024);
     return tok;
@@ -1097,9 +1113,9 @@ Tokenizer *tokenizer_train(const char *const *paths, int num_paths, int vocab_si
     free(slots);
     bytes_map_free(&counts);
     for (size_t i = 0; i < t.pair_slot.cap; i++)
-        if (t.pair_slot.keys[i]) {
-            uint64_t key = t.pair_slot.keys[i] - 1;
-            pair_heap_push(&t.heap, (PairEntry){ t.stats[t.pair_slot.values[i]].count, (uint32_t)(key >> 32), (uint32_t)key });
+        if (t.pair_slot.slots[i].key) {
+            uint64_t key = t.pair_slot.slots[i].key - 1;
+            pair_heap_push(&t.heap, (PairEntry){ t.stats[t.pair_slot.slots[i].value].count, (uint32_t)(key >> 32), (uint32_t)key });
         }
 
     int wanted = vocab_size - 257, done = 0;
