@@ -496,7 +496,95 @@ static void test_schedule_and_clip(void) {
     free(big);
 }
 
+// Against an independent implementation: scripts/gen_model_fixture.py writes a tiny random GPT-2
+// in our checkpoint format and what torch (HF's formulas, float64, autograd) computes for one
+// batch: logits, loss, every parameter gradient, the input-embedding gradient, and the same with
+// a LoRA adapter given in PEFT's orientation. Tolerances: float32 against float64 over two layers
+// leaves ~1e-6 relative; 1e-4 of each array's largest value catches any wrong formula.
+static double max_abs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+static double max_diff(const float *x, const unsigned char *le, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i] - le_f32(le + 4 * i)));
+    return m;
+}
+
+static void test_reference(void) {
+    const char *ckpt = "tests/fixtures/tiny_gpt2.ckpt", *expected = "tests/fixtures/tiny_gpt2_expected.bin";
+    GfnError err;
+    size_t len;
+    unsigned char *e = read_file(expected, &len, &err);
+    GPT *model = e ? gpt_load(ckpt, &err) : NULL;
+    if (!model) { free(e); test_skip("model reference", "tests/fixtures missing (run from the repository root)"); return; }
+    GPTConfig c = gpt_config(model);
+    int B = (int)le_u32(e), T = (int)le_u32(e + 4), r = (int)le_u32(e + 8), V = c.vocab_size;
+    float alpha = le_f32(e + 12);
+    size_t n = gpt_num_parameters(model), nl = (size_t)B * T * V, L = (size_t)c.n_layer, C = (size_t)c.n_embd;
+    size_t lora_n = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        lora_n += L * r * C * ((t == LORA_MLP_PROJ ? 4 : 1) + (t == LORA_ATTN_QKV ? 3 : t == LORA_MLP_FC ? 4 : 1));
+    size_t need = 16 + 8 * (size_t)B * T + 4 * (1 + nl + n + (size_t)B * T * C + lora_n + 1 + nl + lora_n);
+    CHECK(len == need, "fixture size %zu, expected %zu", len, need);
+    if (len != need) { free(e); gpt_free(model); return; }
+    int inputs[64], targets[64];
+    const unsigned char *p = e + 16;
+    for (int i = 0; i < B * T; i++) inputs[i] = (int)le_u32(p + 4 * i);
+    p += 4 * B * T;
+    for (int i = 0; i < B * T; i++) targets[i] = (int)le_u32(p + 4 * i);
+    p += 4 * B * T;
+
+    float *logits = gpt_forward(model, inputs, B, T);
+    double dl = max_diff(logits, p + 4, nl) / max_abs(logits, nl);
+    float loss = gpt_cross_entropy(model, targets, NULL, logits);
+    CHECK(dl < 1e-5 && fabs(loss - le_f32(p)) < 1e-5, "logits off by %g, loss %f vs %f", dl, loss, le_f32(p));
+    p += 4 * (1 + nl);
+    gpt_zero_grad(model);
+    gpt_backward(model, logits);
+    float *grads = gpt_grads_memory(model);
+    for (int t = 0; t < GPT_NUM_TENSORS; t++) {
+        float *g = ((float **)gpt_grads(model))[t];
+        size_t off = (size_t)(g - grads), cnt = (t + 1 < GPT_NUM_TENSORS ? (size_t)(((float **)gpt_grads(model))[t + 1] - grads) : n) - off;
+        double d = max_diff(g, p + 4 * off, cnt) / (max_abs(g, cnt) + 1e-12);
+        CHECK(d < 1e-4, "gradient of %s differs from torch by %g", gpt_tensor_names[t], d);
+    }
+    p += 4 * n;
+    size_t nd = (size_t)B * T * C;
+    CHECK(max_diff(gpt_dinput(model), p, nd) / max_abs(gpt_dinput(model), nd) < 1e-4, "input-embedding gradient");
+    p += 4 * nd;
+
+    int all[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(model, r, alpha, 0, all, 1);
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        size_t in = (t == LORA_MLP_PROJ ? 4 : 1) * C, out = (t == LORA_ATTN_QKV ? 3 : t == LORA_MLP_FC ? 4 : 1) * C;
+        for (size_t i = 0; i < L * in * r; i++) lora->A[t][i] = le_f32(p + 4 * i);
+        p += 4 * L * in * r;
+        for (size_t i = 0; i < L * r * out; i++) lora->B[t][i] = le_f32(p + 4 * i);
+        p += 4 * L * r * out;
+    }
+    gpt_freeze_all(model, 1);
+    logits = gpt_forward(model, inputs, B, T);
+    dl = max_diff(logits, p + 4, nl) / max_abs(logits, nl);
+    loss = gpt_cross_entropy(model, targets, NULL, logits);
+    CHECK(dl < 1e-5 && fabs(loss - le_f32(p)) < 1e-5, "LoRA logits off by %g, loss %f vs %f", dl, loss, le_f32(p));
+    p += 4 * (1 + nl);
+    gpt_backward(model, logits);
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        size_t in = (t == LORA_MLP_PROJ ? 4 : 1) * C, out = (t == LORA_ATTN_QKV ? 3 : t == LORA_MLP_FC ? 4 : 1) * C;
+        double da = max_diff(lora->grad_A[t], p, L * in * r) / max_abs(lora->grad_A[t], L * in * r);
+        p += 4 * L * in * r;
+        double db = max_diff(lora->grad_B[t], p, L * r * out) / max_abs(lora->grad_B[t], L * r * out);
+        p += 4 * L * r * out;
+        CHECK(da < 1e-4 && db < 1e-4, "LoRA %s gradients differ from torch: A %g B %g", lora_target_names[t], da, db);
+    }
+    free(e);
+    gpt_free(model);
+}
+
 void test_model(void) {
+    test_reference();
     test_gradients();
     test_lora();
     test_kv_cache();
