@@ -168,14 +168,20 @@ unsigned char *read_file(const char *path, size_t *len, GfnError *err) {
     return buf;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err) {
+// Atomic writes come in two halves so that big files can be streamed (a checkpoint is too large
+// to build in memory a second time): atomic_begin creates PATH.tmp; atomic_finish flushes, closes
+// and renames it over PATH, or removes it when the writer reports a failure (ok == 0).
+static FILE *atomic_begin(const char *path, char **tmp, GfnError *err) {
     size_t plen = strlen(path);
-    char *tmp = gfn_malloc(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { gfn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno)); free(tmp); return 1; }
-    int ok = fwrite(data, 1, len, f) == len;
+    *tmp = gfn_malloc(plen + 5);
+    memcpy(*tmp, path, plen);
+    memcpy(*tmp + plen, ".tmp", 5);
+    FILE *f = fopen(*tmp, "wb");
+    if (!f) { gfn_error_set(err, "%s: cannot create: %s", *tmp, strerror(errno)); free(*tmp); *tmp = NULL; }
+    return f;
+}
+
+static int atomic_finish(FILE *f, char *tmp, const char *path, int ok, GfnError *err) {
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
     if (!ok) { gfn_error_set(err, "%s: write failed (disk full?)", tmp); remove(tmp); free(tmp); return 1; }
@@ -185,6 +191,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
     }
     free(tmp);
     return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err) {
+    char *tmp;
+    FILE *f = atomic_begin(path, &tmp, err);
+    if (!f) return 1;
+    return atomic_finish(f, tmp, path, fwrite(data, 1, len, f) == len, err);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -463,7 +476,8 @@ struct GPT {
     int *inputs;                     // (B, T) token ids of the last forward
     size_t inputs_capacity;
     int B, T;                        // of the last forward (0 before any)
-    const LoRA *forward_lora;        // the adapter the last forward used
+    int lora_generation;             // counts attaches and detaches
+    int forward_lora_generation;     // ... as of the last forward, whose layout the backward needs
 };
 
 static float **tensor_slot(GPTParams *p, int i) {
@@ -952,7 +966,7 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
     activations_layout(model, B, T);
     model->B = B;
     model->T = T;
-    model->forward_lora = model->lora;
+    model->forward_lora_generation = model->lora_generation;
     memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
     Activations *a = &model->acts;
     GPTParams *p = &model->params;
@@ -1028,7 +1042,7 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
 void gpt_backward(GPT *model, const float *dlogits) {
     GPTConfig c = model->config;
     int B = model->B, T = model->T, L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
-    if (N == 0 || model->forward_lora != model->lora) {
+    if (N == 0 || model->forward_lora_generation != model->lora_generation) {
         fprintf(stderr, "gfn: gpt_backward: needs a forward with the same adapter first\n");
         exit(1);
     }
@@ -1113,6 +1127,7 @@ LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const i
         for (size_t i = 0; i < a_size[t]; i++) lora->A[t][i] = (2.0f * rng_uniform(&rng) - 1.0f) * bound;
     }
     model->lora = lora;
+    model->lora_generation++;
     return lora;
 }
 
@@ -1124,6 +1139,7 @@ void gpt_lora_detach(GPT *model) {
     free(model->lora->grad_memory);
     free(model->lora);
     model->lora = NULL;
+    model->lora_generation++;
 }
 
 void gpt_lora_merge(GPT *model) {
@@ -1170,7 +1186,7 @@ struct KVCache {
 KVCache *kv_cache_new(const GPT *model, int B, int max_len) {
     GPTConfig c = model->config;
     if (B < 1 || max_len < 1) { fprintf(stderr, "gfn: kv_cache_new: B=%d max_len=%d\n", B, max_len); exit(1); }
-    if (max_len > c.max_seq_len) max_len = c.max_seq_len;
+    if (max_len > c.max_seq_len) max_len = c.max_seq_len;   // positions past maxT have no wpe row
     KVCache *kv = gfn_calloc(1, sizeof(KVCache));
     kv->B = B; kv->max_len = max_len; kv->L = c.n_layer; kv->C = c.n_embd; kv->NH = c.n_head; kv->V = c.vocab_size;
     size_t BC = (size_t)B * c.n_embd, cache = (size_t)c.n_layer * B * max_len * c.n_embd;
@@ -1385,19 +1401,27 @@ float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
 #define CKPT_HEADER 64
 
 int gpt_save(const GPT *model, const char *path, GfnError *err) {
-    size_t n = model->num_parameters, len = CKPT_HEADER + n * 4;
-    unsigned char *buf = gfn_calloc(len, 1);
-    memcpy(buf, CKPT_MAGIC, 8);
-    put_le_u32(buf + 8, CKPT_VERSION);
-    put_le_u32(buf + 12, 0);
+    unsigned char header[CKPT_HEADER] = { 0 };
+    memcpy(header, CKPT_MAGIC, 8);
+    put_le_u32(header + 8, CKPT_VERSION);
+    put_le_u32(header + 12, 0);
     const GPTConfig *c = &model->config;
     int fields[5] = { c->vocab_size, c->max_seq_len, c->n_layer, c->n_head, c->n_embd };
-    for (int i = 0; i < 5; i++) put_le_u32(buf + 16 + 4 * i, (uint32_t)fields[i]);
-    #pragma omp parallel for schedule(static)
-    for (long long i = 0; i < (long long)n; i++) put_le_f32(buf + CKPT_HEADER + 4 * i, model->params_memory[i]);
-    int rc = write_file_atomic(path, buf, len, err);
+    for (int i = 0; i < 5; i++) put_le_u32(header + 16 + 4 * i, (uint32_t)fields[i]);
+    char *tmp;
+    FILE *f = atomic_begin(path, &tmp, err);
+    if (!f) return 1;
+    int ok = fwrite(header, 1, CKPT_HEADER, f) == CKPT_HEADER;
+    // Streamed in 1 MiB pieces, so saving never holds a second copy of the weights.
+    enum { CHUNK = 1 << 18 };
+    unsigned char *buf = gfn_malloc(4 * CHUNK);
+    for (size_t done = 0; ok && done < model->num_parameters; done += CHUNK) {
+        size_t count = model->num_parameters - done < CHUNK ? model->num_parameters - done : CHUNK;
+        for (size_t i = 0; i < count; i++) put_le_f32(buf + 4 * i, model->params_memory[done + i]);
+        ok = fwrite(buf, 4, count, f) == count;
+    }
     free(buf);
-    return rc;
+    return atomic_finish(f, tmp, path, ok, err);
 }
 
 static GPT *gpt_load_checkpoint(const char *path, GfnError *err) {
