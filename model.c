@@ -437,7 +437,8 @@ typedef struct {
     float *ln1_mean;    // (L, B, T)
     float *ln1_rstd;    // (L, B, T)
     float *qkv;         // (L, B, T, 3C)   q, k, v
-    float *att;         // (L, B, NH, T, T) softmax probabilities; row t uses columns 0..t
+    float *att;         // (L, B, NH, T(T+1)/2) causal softmax probabilities, row t (t+1 long)
+                        // at offset t(t+1)/2: the masked half is never stored
     float *atty;        // (L, B, T, C)    attention output, input of attn.c_proj
     float *residual2;   // (L, B, T, C)    residual stream after the attention block
     float *ln2;         // (L, B, T, C)
@@ -765,18 +766,20 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
     }
 }
 
+#define TRI(t) ((size_t)(t) * ((size_t)(t) + 1) / 2)   // entries of a causal triangle of t rows
+
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
 //   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
 // O(T²·hs) per head, forward and backward.
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    // out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C)
+    // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for schedule(static)
     for (int bht = 0; bht < B * NH * T; bht++) {
         int t = bht % T, h = (bht / T) % NH, b = bht / (T * NH);
         const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        float *a = att + ((size_t)b * NH + h) * TRI(T) + TRI(t);
         float max = -INFINITY;
         for (int t2 = 0; t2 <= t; t2++) {
             const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
@@ -808,7 +811,7 @@ static void attention_backward(float *dqkv, float *datt_row, const float *dout, 
         int b = bh / NH, h = bh % NH;
         float *da = datt_row + (size_t)bh * T;
         for (int t = 0; t < T; t++) {
-            const float *a = att + ((size_t)bh * T + t) * T;
+            const float *a = att + (size_t)bh * TRI(T) + TRI(t);
             const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
             const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
             float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
@@ -927,7 +930,7 @@ static void activations_layout(GPT *model, int B, int T) {
     Activations *a = &model->acts;
     struct { float **slot; size_t n; } plan[] = {
         { &a->encoded, N * C }, { &a->ln1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
-        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * T * T }, { &a->atty, L * N * C },
+        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * TRI(T) }, { &a->atty, L * N * C },
         { &a->residual2, L * N * C }, { &a->ln2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
         { &a->fch, L * N * 4 * C }, { &a->fch_gelu, L * N * 4 * C }, { &a->residual3, L * N * C },
         { &a->lnf, N * C }, { &a->lnf_mean, N }, { &a->lnf_rstd, N }, { &a->logits, N * V }, { &a->losses, N },
@@ -976,7 +979,7 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
+        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
         float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
         float *residual3 = a->residual3 + l * NC;
         float *lora_u[LORA_NUM_TARGETS];
@@ -1061,7 +1064,7 @@ void gpt_backward(GPT *model, const float *dlogits) {
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
+        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
         float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
