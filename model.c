@@ -445,7 +445,8 @@ typedef struct {
     float *ln2_mean;    // (L, B, T)
     float *ln2_rstd;    // (L, B, T)
     float *fch;         // (L, B, T, 4C)   c_fc output
-    float *fch_gelu;    // (L, B, T, 4C)   its GELU, input of mlp.c_proj
+    float *fch_gelu;    // (B, T, 4C)      its GELU, input of mlp.c_proj: one layer at a time,
+                        //                 recomputed by the backward (cheaper than L copies)
     float *residual3;   // (L, B, T, C)    residual stream after the MLP block
     float *lnf;         // (B, T, C)
     float *lnf_mean;    // (B, T)
@@ -932,7 +933,7 @@ static void activations_layout(GPT *model, int B, int T) {
         { &a->encoded, N * C }, { &a->ln1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
         { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * TRI(T) }, { &a->atty, L * N * C },
         { &a->residual2, L * N * C }, { &a->ln2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
-        { &a->fch, L * N * 4 * C }, { &a->fch_gelu, L * N * 4 * C }, { &a->residual3, L * N * C },
+        { &a->fch, L * N * 4 * C }, { &a->fch_gelu, N * 4 * C }, { &a->residual3, L * N * C },
         { &a->lnf, N * C }, { &a->lnf_mean, N }, { &a->lnf_rstd, N }, { &a->logits, N * V }, { &a->losses, N },
         { &a->lora_u[0], L * N * r }, { &a->lora_u[1], L * N * r }, { &a->lora_u[2], L * N * r },
         { &a->lora_u[3], L * N * r }, { &a->dresidual, N * C }, { &a->dC, N * C }, { &a->d4C, N * 4 * C },
@@ -980,7 +981,7 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
         float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
-        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *residual3 = a->residual3 + l * NC;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
@@ -1065,11 +1066,12 @@ void gpt_backward(GPT *model, const float *dlogits) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
         float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
-        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
 
         // x += mlp(ln_2(x)): dresidual holds d x_out, which also flows straight to x_in
+        gelu_forward(fch_gelu, fch, 4 * NC);
         memset(a->d4C, 0, 4 * NC * sizeof(float));
         linear_backward(model, LORA_MLP_PROJ, l, a->d4C, a->dresidual, fch_gelu, lora_u[LORA_MLP_PROJ], a->dlora, N);
         gelu_backward(a->d4C, fch, 4 * NC);
