@@ -406,9 +406,6 @@ Json *json_at(const Json *array, size_t index) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// The model follows (engine work).
-
-// ----------------------------------------------------------------------------------------------
 // GPT-2: parameters
 //
 // The 16 tensors live one after another in a single block of floats (params_memory), in the order
