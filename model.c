@@ -581,7 +581,7 @@ void gpt_zero_grad(GPT *model) {
 // its strides swapped, so the four public functions (and their transposed products dinp = dout·Wᵀ,
 // dW += inpᵀ·dout) all share one cache-blocked loop nest and one micro-kernel:
 //
-//   for jc over n in NC-wide blocks              (NC: the C block MC x NC stays in L3 across pc)
+//   for jc over n in NC-wide blocks              (NC: the C block MC x NC, 1 MB, stays in L3)
 //     for pc over k in KC-deep slices            (KC: a B panel KC x NR fills half of L1)
 //       for ic over m in MC-tall blocks          (MC: the packed A block MC x KC fits in L2)
 //         pack A[ic.., pc..] into a_pack         (MR-row panels, column by column: contiguous)
@@ -627,9 +627,9 @@ void gpt_zero_grad(GPT *model) {
 #ifndef MM_MC
 #define MM_MC 264     // rows of a packed A block: MC x KC floats = 264 KB, half of L2
 #endif
-#ifndef MM_NC
-#define MM_NC 1024    // columns of C finished before moving on: the C block MC x NC stays in L3
-#endif
+#ifndef MM_C_BLOCK
+#define MM_C_BLOCK 262144  // floats of C finished before moving on (1 MB): the C block MC x NC
+#endif                     // stays in L3 across the pc slices instead of coming from memory
 
 // a*b + c in one rounding where the hardware has FMA (C99's FP_FAST_FMAF says fmaf is as fast
 // as a*b+c); a plain multiply-add otherwise, never a slow software fmaf.
@@ -724,7 +724,7 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
         return;
     }
     int kc_max = balanced_block(k, MM_KC, 1), mc_max = balanced_block(m, MM_MC, MM_MR);
-    int nc_max = balanced_block(n, MM_NC, MM_NR);
+    int nc_max = balanced_block(n, MM_C_BLOCK / mc_max > MM_NR ? MM_C_BLOCK / mc_max : MM_NR, MM_NR);
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();

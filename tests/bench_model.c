@@ -189,7 +189,7 @@ static void forward_pass(void *p) {
 }
 
 // Peak resident memory (MB) of a separate process that only builds the 124M model and runs
-// three training steps (full, or LoRA). Forked before this process allocates anything big, so
+// two training steps (full, or LoRA). Forked before this process allocates anything big, so
 // the child's ru_maxrss is its own; it reports it back through a pipe.
 static double training_process_peak_mb(int lora) {
     int fds[2];
@@ -202,7 +202,7 @@ static double training_process_peak_mb(int lora) {
         set_threads(MOST_THREADS);
         Trainer tr;
         trainer_init(&tr, gpt2_124m, 4, 64, lora);
-        for (int i = 0; i < 3; i++) train_step(&tr);
+        for (int i = 0; i < 2; i++) train_step(&tr);
         struct rusage usage;
         getrusage(RUSAGE_SELF, &usage);
         double mb = (double)usage.ru_maxrss / 1024.0;   // Linux reports kilobytes
