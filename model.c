@@ -585,9 +585,10 @@ void gpt_zero_grad(GPT *model) {
 //     for pc over k in KC-deep slices            (KC: a B panel KC x NR fills half of L1)
 //       for ic over m in MC-tall blocks          (MC: the packed A block MC x KC fits in L2)
 //         pack A[ic.., pc..] into a_pack         (MR-row panels, column by column: contiguous)
-//         for each (NR-wide column panel jr, MR-row panel ir), split statically across threads:
-//           pack B[pc.., jr..] into this thread's b_pack  (once per jr; stays in L1)
-//           micro-kernel: the MR x NR tile of C (+)= a_pack panel · b_pack panel
+//         for each NR-wide column panel jr (shared out among the threads):
+//           pack B[pc.., jr..] into this thread's b_pack   (KC x NR: stays in L1)
+//           for each MR-row panel ir of the A block:
+//             micro-kernel: the MR x NR tile of C (+)= a_pack panel · b_pack panel
 //
 // The micro-kernel keeps an MR x NR block of C in registers (6 x 16 floats = 12 AVX2 registers;
 // the other 4 hold two B vectors and the broadcast A element) and for each of the KC steps
@@ -595,9 +596,10 @@ void gpt_zero_grad(GPT *model) {
 // Packing puts both operands in exactly that order, zero-padded to whole panels, so the kernel
 // has no edge cases: partial tiles are computed in full and only the valid part is written.
 //
-// Determinism: every element of C is owned by one thread and summed in the same order
-// (pc slice by slice, k in order within a slice) whatever the thread count, so results are
-// bit-identical between runs and even between thread counts. No atomics, no reductions.
+// Determinism: every element of C is computed by one thread and summed in the same order (pc
+// slice by slice, k in order within a slice) whatever the thread count or the thread that runs
+// it, so results are bit-identical between runs and even between thread counts. No atomics, no
+// reductions: the weight gradient's sum over the M rows is the k loop of its own gemm.
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -754,25 +756,26 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
                         int rows = mc - ip * MM_MR < MM_MR ? mc - ip * MM_MR : MM_MR;
                         pack_a_panel(a_pack + (size_t)ip * MM_MR * kc, a, i0 + ip * MM_MR, rows, p0, kc);
                     }
-                    // Tiles in column-panel-major order: a thread's contiguous share walks along
-                    // one B panel (packed once) through all the row panels before moving on.
-                    long tiles = (long)n_panels * m_panels;
-                    int packed = -1;
-                    #pragma omp for schedule(static)
-                    for (long t = 0; t < tiles; t++) {
-                        int jp = (int)(t / m_panels), ip = (int)(t % m_panels);
+                    // Column panels are handed out one at a time (schedule dynamic): a thread
+                    // packs the B panel and runs it down all the row panels of the A block. Which
+                    // thread takes a panel changes nothing in its arithmetic, so this balances a
+                    // busy machine without costing determinism.
+                    #pragma omp for schedule(dynamic)
+                    for (int jp = 0; jp < n_panels; jp++) {
                         int c0 = j0 + jp * MM_NR, cols = n - c0 < MM_NR ? n - c0 : MM_NR;
-                        if (jp != packed) { pack_b_panel(b_pack, b, p0, kc, c0, cols); packed = jp; }
-                        int r0 = i0 + ip * MM_MR, rows = m - r0 < MM_MR ? m - r0 : MM_MR;
-                        const float *a_panel = a_pack + (size_t)ip * MM_MR * kc;
-                        float *c_tile = c + (long)r0 * ldc + c0;
+                        pack_b_panel(b_pack, b, p0, kc, c0, cols);
                         const float *bias_tile = bias ? bias + c0 : NULL;
-                        if (rows == MM_MR && cols == MM_NR) {
-                            micro_kernel(kc, a_panel, b_pack, c_tile, ldc, store, bias_tile);
-                        } else {
-                            float tile[MM_MR * MM_NR];
-                            micro_kernel(kc, a_panel, b_pack, tile, MM_NR, 1, NULL);
-                            write_edge_tile(tile, c_tile, ldc, rows, cols, store, bias_tile);
+                        for (int ip = 0; ip < m_panels; ip++) {
+                            int r0 = i0 + ip * MM_MR, rows = m - r0 < MM_MR ? m - r0 : MM_MR;
+                            const float *a_panel = a_pack + (size_t)ip * MM_MR * kc;
+                            float *c_tile = c + (long)r0 * ldc + c0;
+                            if (rows == MM_MR && cols == MM_NR) {
+                                micro_kernel(kc, a_panel, b_pack, c_tile, ldc, store, bias_tile);
+                            } else {   // an edge tile: computed in full, written in part
+                                float tile[MM_MR * MM_NR];
+                                micro_kernel(kc, a_panel, b_pack, tile, MM_NR, 1, NULL);
+                                write_edge_tile(tile, c_tile, ldc, rows, cols, store, bias_tile);
+                            }
                         }
                     }
                 }
