@@ -1,96 +1,267 @@
-// tests/bench_model.c — one training step of GPT-2 124M (random weights) at B=4, T=64: a full
-// step (all tensors trained, AdamW over 124M parameters) against a LoRA step (r=8 on all four
-// modules, base frozen). Each runs in its own child process so that its peak RSS is its own.
-// Targets: peak RSS of the full step <= 2300 MB; the LoRA step >= 1.4x faster and <= 40% of the
-// full step's memory.
+// tests/bench_model.c — speed of the matmul and of whole training steps, and the peak memory of
+// a 124M training process. Times are the best of several runs after a warm-up, on a monotonic
+// clock (the machine may be shared: the best run is the one least disturbed by others).
+#define _POSIX_C_SOURCE 200809L   // clock_gettime, fork, pipe under -std=c11
 #include "../gfn.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/time.h>
-#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-static double wall_seconds(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Runs 1 warm-up and 2 timed steps; writes "seconds_per_step peak_rss_mb" to fd.
-static void run_steps(int use_lora, int fd) {
-    GPTConfig config = { 50257, 1024, 12, 12, 768 };
-    enum { B = 4, T = 64, STEPS = 3 };
-    GPT *model = gpt_new_random(config, 1);
-    int inputs[B * T], targets[B * T];
+// Thread counts to measure: 1 and 2 with OpenMP, only 1 without.
+#ifdef _OPENMP
+static const int thread_counts[] = { 1, 2 };
+static void set_threads(int n) { omp_set_num_threads(n); }
+#else
+static const int thread_counts[] = { 1 };
+static void set_threads(int n) { (void)n; }
+#endif
+#define NUM_THREAD_COUNTS ((int)(sizeof thread_counts / sizeof *thread_counts))
+#define MOST_THREADS (thread_counts[NUM_THREAD_COUNTS - 1])
+
+// Best time of fn(arg) over enough runs to fill ~`budget` seconds (at least 3, at most 30),
+// after one warm-up run.
+static double best_time(void (*fn)(void *), void *arg, double budget) {
+    double t0 = now_seconds();
+    fn(arg);
+    double first = now_seconds() - t0, best = first;
+    int reps = first > 0 ? (int)(budget / first) : 30;
+    reps = reps < 3 ? 3 : reps > 30 ? 30 : reps;
+    for (int r = 0; r < reps; r++) {
+        t0 = now_seconds();
+        fn(arg);
+        double t = now_seconds() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static float *random_floats(Rng *rng, size_t n, float scale) {
+    float *x = gfn_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2.0f * rng_uniform(rng) - 1.0f);
+    return x;
+}
+
+// ----------------------------------------------------------------------------------------------
+// matmul: GFLOP/s (2·M·K·N per product) of each direction at GPT-2-small shapes, M = B·T = 256
+
+typedef struct {
+    int M, K, N, transposed;   // transposed: the _nt variants (weight [N, K]), the tied LM head
+    float *inp, *weight, *bias, *out, *dout, *dinp, *dweight;
+} MatmulRun;
+
+static void run_forward(void *p) {
+    MatmulRun *r = p;
+    if (r->transposed) matmul_forward_nt(r->out, r->inp, r->weight, r->M, r->K, r->N);
+    else matmul_forward(r->out, r->inp, r->weight, r->bias, r->M, r->K, r->N);
+}
+static void run_backward_input(void *p) {
+    MatmulRun *r = p;
+    if (r->transposed) matmul_backward_nt(r->dinp, NULL, r->dout, r->inp, r->weight, r->M, r->K, r->N);
+    else matmul_backward(r->dinp, NULL, NULL, r->dout, r->inp, r->weight, r->M, r->K, r->N);
+}
+static void run_backward_weight(void *p) {
+    MatmulRun *r = p;
+    if (r->transposed) matmul_backward_nt(NULL, r->dweight, r->dout, r->inp, r->weight, r->M, r->K, r->N);
+    else matmul_backward(NULL, r->dweight, NULL, r->dout, r->inp, r->weight, r->M, r->K, r->N);
+}
+
+void bench_matmul(void) {
+    static const struct { const char *name; int K, N, transposed; } shapes[] = {
+        { "attn c_attn  768 -> 2304", 768, 2304, 0 },
+        { "attn c_proj  768 -> 768", 768, 768, 0 },
+        { "mlp c_fc     768 -> 3072", 768, 3072, 0 },
+        { "mlp c_proj  3072 -> 768", 3072, 768, 0 },
+        { "lm head (nt) 768 -> 50257", 768, 50257, 1 },
+    };
+    enum { NUM_SHAPES = sizeof shapes / sizeof *shapes, MAIN_SHAPE = 2, HEAD_SHAPE = 4 };
+    double gflops[NUM_SHAPES][2][3];   // [shape][threads index][fwd, bwd input, bwd weight]
+    const int M = 256;
     Rng rng;
-    rng_seed(&rng, 2);
-    for (int i = 0; i < B * T; i++) inputs[i] = rng_below(&rng, config.vocab_size);
-    for (int i = 0; i < B * T; i++) targets[i] = i % T + 1 < T ? inputs[i + 1] : -1;
-    float *params, *grads;
-    size_t n;
-    if (use_lora) {
-        int all[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
-        LoRA *lora = gpt_lora_attach(model, 8, 16.0f, 0, all, 3);
-        gpt_freeze_all(model, 1);
-        params = lora->memory; grads = lora->grad_memory; n = lora->num_parameters;
-    } else {
-        params = gpt_params_memory(model); grads = gpt_grads_memory(model); n = gpt_num_parameters(model);
+    rng_seed(&rng, 1);
+    printf("matmul GFLOP/s, M = B*T = %d (best of 3-30 runs)\n", M);
+    printf("  %-27s %7s %9s %9s %9s\n", "shape (K -> N)", "threads", "fwd", "bwd_inp", "bwd_wt");
+    for (int s = 0; s < NUM_SHAPES; s++) {
+        MatmulRun r = { M, shapes[s].K, shapes[s].N, shapes[s].transposed, 0, 0, 0, 0, 0, 0, 0 };
+        size_t mk = (size_t)M * r.K, kn = (size_t)r.K * r.N, mn = (size_t)M * r.N;
+        r.inp = random_floats(&rng, mk, 1.0f);
+        r.weight = random_floats(&rng, kn, 0.02f);
+        r.bias = random_floats(&rng, r.N, 0.02f);
+        r.dout = random_floats(&rng, mn, 1e-3f);
+        r.out = gfn_calloc(mn, sizeof(float));
+        r.dinp = gfn_calloc(mk, sizeof(float));
+        r.dweight = gfn_calloc(kn, sizeof(float));
+        double flops = 2.0 * M * r.K * r.N, budget = 0.3;
+        for (int ti = 0; ti < NUM_THREAD_COUNTS; ti++) {
+            set_threads(thread_counts[ti]);
+            double *g = gflops[s][ti];
+            g[0] = flops / best_time(run_forward, &r, budget) / 1e9;
+            g[1] = flops / best_time(run_backward_input, &r, budget) / 1e9;
+            g[2] = flops / best_time(run_backward_weight, &r, budget) / 1e9;
+            printf("  %-27s %7d %9.1f %9.1f %9.1f\n", shapes[s].name, thread_counts[ti], g[0], g[1], g[2]);
+            fflush(stdout);
+        }
+        free(r.inp); free(r.weight); free(r.bias); free(r.dout); free(r.out); free(r.dinp); free(r.dweight);
     }
-    AdamW opt;
-    adamw_init(&opt, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f);
-    double timed = 0;
-    for (int s = 0; s < STEPS; s++) {
-        double t0 = wall_seconds();
-        gpt_zero_grad(model);
-        float *logits = gpt_forward(model, inputs, B, T);
-        gpt_cross_entropy(model, targets, NULL, logits);
-        gpt_backward(model, logits);
-        clip_grad_norm(grads, n, 1.0f);
-        adamw_update(&opt, params, grads, 1e-4f);
-        if (s > 0) timed += wall_seconds() - t0;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    char line[128];
-    int len = snprintf(line, sizeof line, "%.6f %.1f\n", timed / (STEPS - 1), (double)ru.ru_maxrss / 1024.0);
-    if (write(fd, line, (size_t)len) != len) _exit(1);
-    adamw_free(&opt);
-    gpt_free(model);
+    set_threads(MOST_THREADS);
+    int ti = NUM_THREAD_COUNTS - 1;
+    printf("bench matmul_fwd_gflops %.1f\n", gflops[MAIN_SHAPE][ti][0]);
+    printf("bench matmul_bwd_input_gflops %.1f\n", gflops[MAIN_SHAPE][ti][1]);
+    printf("bench matmul_bwd_weight_gflops %.1f\n", gflops[MAIN_SHAPE][ti][2]);
+    printf("bench matmul_lm_head_fwd_gflops %.1f\n", gflops[HEAD_SHAPE][ti][0]);
+    printf("bench matmul_lm_head_bwd_input_gflops %.1f\n", gflops[HEAD_SHAPE][ti][1]);
+    printf("bench matmul_lm_head_bwd_weight_gflops %.1f\n", gflops[HEAD_SHAPE][ti][2]);
 }
 
-// Forks a child for one kind of step; returns 0 and its figures, or 1.
-static int measure(int use_lora, double *seconds, double *rss_mb) {
+// ----------------------------------------------------------------------------------------------
+// model: tokens/s of a training step (forward, cross-entropy, backward, AdamW) and of a forward
+
+static const GPTConfig gpt2_124m = { 50257, 1024, 12, 12, 768 };
+static const GPTConfig small_config = { 512, 256, 4, 4, 128 };
+static const int all_targets[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+
+typedef struct {
+    GPT *model;
+    AdamW opt;
+    float *params, *grads;   // what AdamW updates: the whole model, or only the LoRA adapters
+    int B, T;
+    int *inputs, *targets;   // (B, T)
+} Trainer;
+
+static void trainer_init(Trainer *tr, GPTConfig config, int B, int T, int lora) {
+    tr->model = gpt_new_random(config, 1234);
+    if (!tr->model) exit(1);
+    tr->B = B;
+    tr->T = T;
+    tr->inputs = gfn_malloc(sizeof(int) * B * T);
+    tr->targets = gfn_malloc(sizeof(int) * B * T);
+    Rng rng;
+    rng_seed(&rng, 99);
+    for (int i = 0; i < B * T; i++) tr->inputs[i] = rng_below(&rng, config.vocab_size);
+    for (int i = 0; i < B * T; i++) tr->targets[i] = rng_below(&rng, config.vocab_size);
+    size_t n;
+    if (lora) {   // the base frozen; rank 64, alpha 16 on all four targets
+        gpt_freeze_all(tr->model, 1);
+        LoRA *adapter = gpt_lora_attach(tr->model, 64, 16.0f, 0, all_targets, 5);
+        tr->params = adapter->memory;
+        tr->grads = adapter->grad_memory;
+        n = adapter->num_parameters;
+    } else {
+        tr->params = gpt_params_memory(tr->model);
+        tr->grads = gpt_grads_memory(tr->model);
+        n = gpt_num_parameters(tr->model);
+    }
+    adamw_init(&tr->opt, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f);
+}
+
+static void trainer_free(Trainer *tr) {
+    adamw_free(&tr->opt);
+    gpt_free(tr->model);
+    free(tr->inputs);
+    free(tr->targets);
+}
+
+static void train_step(void *p) {
+    Trainer *tr = p;
+    gpt_zero_grad(tr->model);
+    float *logits = gpt_forward(tr->model, tr->inputs, tr->B, tr->T);
+    gpt_cross_entropy(tr->model, tr->targets, NULL, logits);   // dlogits in place
+    gpt_backward(tr->model, logits);
+    adamw_update(&tr->opt, tr->params, tr->grads, 1e-4f);
+}
+
+static void forward_pass(void *p) {
+    Trainer *tr = p;
+    gpt_forward(tr->model, tr->inputs, tr->B, tr->T);
+}
+
+// Peak resident memory (MB) of a separate process that only builds the 124M model and runs
+// two training steps (full, or LoRA). Forked before this process allocates anything big, so
+// the child's ru_maxrss is its own; it reports it back through a pipe.
+static double training_process_peak_mb(int lora) {
     int fds[2];
-    if (pipe(fds) != 0) return 1;
+    if (pipe(fds) != 0) return -1;
     fflush(stdout);
     pid_t pid = fork();
-    if (pid < 0) return 1;
-    if (pid == 0) { close(fds[0]); run_steps(use_lora, fds[1]); _exit(0); }
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        close(fds[0]);
+        set_threads(MOST_THREADS);
+        Trainer tr;
+        trainer_init(&tr, gpt2_124m, 4, 64, lora);
+        for (int i = 0; i < 2; i++) train_step(&tr);
+        struct rusage usage;
+        getrusage(RUSAGE_SELF, &usage);
+        double mb = (double)usage.ru_maxrss / 1024.0;   // Linux reports kilobytes
+        ssize_t written = write(fds[1], &mb, sizeof mb);
+        _exit(written == (ssize_t)sizeof mb ? 0 : 1);
+    }
     close(fds[1]);
-    char buf[128] = { 0 };
-    ssize_t got = read(fds[0], buf, sizeof buf - 1);
+    double mb = -1;
+    if (read(fds[0], &mb, sizeof mb) != (ssize_t)sizeof mb) mb = -1;
     close(fds[0]);
     int status;
     waitpid(pid, &status, 0);
-    return got <= 0 || sscanf(buf, "%lf %lf", seconds, rss_mb) != 2;
+    return mb;
 }
 
 void bench_model(void) {
-    double full_s, full_mb, lora_s, lora_mb;
-    if (measure(0, &full_s, &full_mb) || measure(1, &lora_s, &lora_mb)) {
-        printf("bench model: a child process failed\n");
-        return;
+    double peak_full = training_process_peak_mb(0), peak_lora = training_process_peak_mb(1);
+
+    static const struct { const char *name; int big, B, T; } rows[] = {
+        { "gpt2-124M B=4 T=64", 1, 4, 64 },
+        { "small (L4 C128) B=8 T=256", 0, 8, 256 },
+    };
+    double train_tok_s[2][2], fwd_tok_s[2][2];
+    printf("model tokens/s (best of 3+ steps)\n");
+    printf("  %-27s %7s %12s %12s %12s\n", "model", "threads", "train tok/s", "fwd tok/s", "step ms");
+    for (int m = 0; m < 2; m++) {
+        Trainer tr;
+        trainer_init(&tr, rows[m].big ? gpt2_124m : small_config, rows[m].B, rows[m].T, 0);
+        double tokens = (double)rows[m].B * rows[m].T;
+        for (int ti = 0; ti < NUM_THREAD_COUNTS; ti++) {
+            set_threads(thread_counts[ti]);
+            double step = best_time(train_step, &tr, rows[m].big ? 0.1 : 1.0);
+            double fwd = best_time(forward_pass, &tr, rows[m].big ? 0.1 : 1.0);
+            train_tok_s[m][ti] = tokens / step;
+            fwd_tok_s[m][ti] = tokens / fwd;
+            printf("  %-27s %7d %12.0f %12.0f %12.1f\n", rows[m].name, thread_counts[ti], train_tok_s[m][ti],
+                   fwd_tok_s[m][ti], 1e3 * step);
+            fflush(stdout);
+        }
+        trainer_free(&tr);
     }
-    printf("GPT-2 124M training step, B=4 T=64      seconds/step   peak RSS (MB)\n");
-    printf("  full (all tensors, AdamW)              %10.3f   %12.0f\n", full_s, full_mb);
-    printf("  LoRA r=8, 4 targets, frozen base       %10.3f   %12.0f\n", lora_s, lora_mb);
-    printf("  LoRA speed-up %.2fx (target >= 1.4), memory %.0f%% of full (target <= 40%%)\n",
-           full_s / lora_s, 100.0 * lora_mb / full_mb);
-    printf("bench model_full_step_s %.6f\n", full_s);
-    printf("bench model_full_peak_rss_mb %.1f\n", full_mb);
-    printf("bench model_lora_step_s %.6f\n", lora_s);
-    printf("bench model_lora_peak_rss_mb %.1f\n", lora_mb);
-    printf("bench model_lora_speedup %.3f\n", full_s / lora_s);
+
+    // LoRA fine-tuning step vs the full step, 124M at B=4, T=64, most threads.
+    set_threads(MOST_THREADS);
+    Trainer tr;
+    trainer_init(&tr, gpt2_124m, 4, 64, 1);
+    double lora_step = best_time(train_step, &tr, 0.1);
+    trainer_free(&tr);
+    int ti = NUM_THREAD_COUNTS - 1;
+    double full_step = 4.0 * 64.0 / train_tok_s[0][ti];
+    printf("  %-27s %7d %12.0f %12s %12.1f\n", "gpt2-124M LoRA r64 (4 tgts)", MOST_THREADS, 256.0 / lora_step, "",
+           1e3 * lora_step);
+    printf("  peak RSS of a 124M training process (B=4 T=64): full %.0f MB, LoRA %.0f MB\n", peak_full, peak_lora);
+
+    printf("bench gpt2_124m_train_tok_s %.1f\n", train_tok_s[0][ti]);
+    printf("bench gpt2_124m_fwd_tok_s %.1f\n", fwd_tok_s[0][ti]);
+    printf("bench small_train_tok_s %.1f\n", train_tok_s[1][ti]);
+    printf("bench small_fwd_tok_s %.1f\n", fwd_tok_s[1][ti]);
+    printf("bench gpt2_124m_train_peak_mb %.0f\n", peak_full);
+    printf("bench lora_step_speedup %.2f\n", full_step / lora_step);
+    printf("bench lora_step_peak_mb %.0f\n", peak_lora);
 }

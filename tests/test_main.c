@@ -40,7 +40,8 @@ const char *test_data_dir(void) {
 #define SUITES(X) \
     X(util) \
     X(tokenizer) \
-    X(model)
+    X(model) \
+    X(matmul)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
