@@ -209,6 +209,15 @@ def main():
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(dict(config, torch_dtype="float16" if "f16" in dirname else "float32"), f, indent=2)
 
+    # The same weights as a gfn checkpoint (the format documented above gpt_save in model.c):
+    # "GFNCKPT1", u32 version 1, u32 dtype 0 (f32), u32 V, maxT, L, NH, C, zeros to 64 bytes, then
+    # the 16 tensors in gpt_tensor_names order, per-layer tensors stacked (L, ...), f32 LE.
+    with open(os.path.join(OUT, "tiny.ckpt"), "wb") as f:
+        f.write(b"GFNCKPT1" + struct.pack("<7I", 1, 0, V, MAXT, L, NH, C) + bytes(28))
+        for name in ["wte.weight", "wpe.weight"] + LAYER_NAMES + ["ln_f.weight", "ln_f.bias"]:
+            t = weights[name] if name in weights else stacked(weights, name)
+            f.write(t.astype("<f4").tobytes())
+
     write_safetensors(os.path.join(OUT, "tiny_parity.safetensors"), fixture)
     print("loss %.6f, lora loss %s; wrote %s" % (loss.item(), [round(x[1][0].item(), 6) for x in fixture if x[0].endswith(".loss")], OUT))
 
