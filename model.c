@@ -1719,6 +1719,11 @@ static int hf_tensor_shape(GPTConfig c, int k, size_t shape[2]) {
         default: shape[0] = C; return 1;                                      // LayerNorms, biases of C
     }
 }
+static void shape_text(char *buf, size_t len, const size_t *shape, int ndim) {
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && n < len; d++) n += (size_t)snprintf(buf + n, len - n, "%s%zu", d ? ", " : "", shape[d]);
+    if (n < len) snprintf(buf + n, len - n, "]");
+}
 static int hf_tensor_per_layer(int k) { return k >= 2 && k <= 13; }
 
 static int hf_config_size(const Json *config, const char *key, const char *path, int *out, GfnError *err) {
@@ -1815,9 +1820,10 @@ GPT *gpt_load_hf(const char *dir, GfnError *err) {
         size_t shape[2];
         int ndim = hf_tensor_shape(c, k, shape);
         if (t->ndim != ndim || t->shape[0] != shape[0] || (ndim == 2 && t->shape[1] != shape[1])) {
-            gfn_error_set(err, "%s: tensor %s has shape %s[%zu%s%zu] but config.json needs [%zu%s%zu]", weights_path, t->name,
-                          t->ndim > 2 ? "(more dims) " : "", t->ndim ? t->shape[0] : 0, t->ndim > 1 ? ", " : "",
-                          t->ndim > 1 ? t->shape[1] : 0, shape[0], ndim > 1 ? ", " : "", ndim > 1 ? shape[1] : 0);
+            char got[128], want[128];
+            shape_text(got, sizeof got, t->shape, t->ndim);
+            shape_text(want, sizeof want, shape, ndim);
+            gfn_error_set(err, "%s: tensor %s has shape %s but config.json needs %s", weights_path, t->name, got, want);
             goto fail;
         }
         char *flag = &seen[(size_t)k * (size_t)c.n_layer + (size_t)layer];
@@ -2204,8 +2210,10 @@ static int lora_load_peft(GPT *model, const char *dir, GfnError *err) {
         lora_dims(c, t, &in, &out);
         size_t rows = is_B ? (size_t)out : r, cols = is_B ? r : (size_t)in;   // PEFT: A (r, in), B (out, r)
         if (ts->ndim != 2 || ts->shape[0] != rows || ts->shape[1] != cols) {
-            gfn_error_set(err, "%s: tensor %s has shape [%zu, %zu] but r = %d and the model's %s need [%zu, %zu]", weights_path, ts->name,
-                          ts->ndim > 0 ? ts->shape[0] : 0, ts->ndim > 1 ? ts->shape[1] : 0, (int)r, lora_module_paths[t], rows, cols);
+            char got[128];
+            shape_text(got, sizeof got, ts->shape, ts->ndim);
+            gfn_error_set(err, "%s: tensor %s has shape %s but r = %d and the model's %s need [%zu, %zu]", weights_path, ts->name,
+                          got, (int)r, lora_module_paths[t], rows, cols);
             free(tmp);
             goto done;
         }

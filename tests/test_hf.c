@@ -351,6 +351,22 @@ static void test_round_trips(void) {
         CHECK(lora_save(tiny, "tests_tmp.lora", &err) == 0, "%s", err.msg);
         CHECK(lora_load(fresh, "tests_tmp.lora", &err) == 0 && same_lora(gpt_lora(tiny), gpt_lora(fresh)), "adapter file round trip: %s", err.msg);
     }
+    // PEFT configs we must refuse: a target list that disagrees with the tensors ("c_proj" selects
+    // both projections, the weights hold only mlp.c_proj), other PEFT methods and options.
+    CHECK(lora_load(tiny, FIXTURES "tiny_lora_rs", &err) == 0 && lora_save(tiny, "tests_tmp_peft/", &err) == 0, "%s", err.msg);
+    const char *configs[][2] = {
+        { "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\", \"c_proj\"]}", "attn.c_proj" },
+        { "{\"peft_type\": \"PREFIX_TUNING\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\"]}", "peft_type" },
+        { "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"use_dora\": true, \"target_modules\": \".*\"}", "DoRA" },
+        { "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 8, \"target_modules\": \".*\"}", "r = 2" },
+        { "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\", \"mlp.c_proj\"]", "offset" },
+    };
+    for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
+        write_bytes("tests_tmp_peft/adapter_config.json", configs[i][0], strlen(configs[i][0]));
+        CHECK(lora_load(fresh, "tests_tmp_peft", &err) != 0 && strstr(err.msg, "tests_tmp_peft/adapter_") && strstr(err.msg, configs[i][1]),
+              "PEFT config %zu: %s", i, err.msg);
+    }
+    remove_dir("tests_tmp_peft", peft_files, 2);
     // Loading over an attached adapter replaces it.
     CHECK(lora_load(fresh, FIXTURES "tiny_lora", &err) == 0 && lora_load(tiny, FIXTURES "tiny_lora", &err) == 0 &&
           same_lora(gpt_lora(tiny), gpt_lora(fresh)), "reload over an adapter");
