@@ -1475,7 +1475,7 @@ GPT *gpt_load(const char *path, GfnError *err) {
 // Three formats meet other tools here (see FORMATS.md): safetensors files, Hugging Face GPT-2
 // directories (config.json + model.safetensors) and PEFT LoRA adapter directories
 // (adapter_config.json + adapter_model.safetensors); plus our own small adapter file.
-// Models are built with gpt_alloc and read through the public API (gpt_params, gpt_lora, ...).
+// Adapters are installed with gpt_lora_attach, so the engine owns their layout and gradients.
 
 // A growing text buffer for the JSON we write.
 typedef struct { char *s; size_t len, cap; } TextBuf;
@@ -1809,7 +1809,7 @@ GPT *gpt_load_hf(const char *dir, GfnError *err) {
     if (safetensors_open(&st, weights_path, err)) goto done;
     st_open = 1;
     model = gpt_alloc(c);   // every tensor is filled below, or the load fails
-    float **params = (float **)gpt_params(model);
+    float **params = (float **)&model->params;   // GPTParams walked as an array
     seen = gfn_calloc(GPT_NUM_TENSORS * (size_t)c.n_layer, 1);
     const SafeTensor *lm_head = NULL;
     for (int i = 0; i < st.n; i++) {
@@ -1859,7 +1859,7 @@ done:
 
 int gpt_save_hf(const GPT *model, const char *dir, GfnError *err) {
     GPTConfig c = gpt_config(model);
-    float **params = (float **)gpt_params((GPT *)model);   // read only
+    float *const *params = (float *const *)&model->params;   // GPTParams walked as an array
     if (make_directory(dir, err)) return 1;
     int n = 4 + 12 * c.n_layer;
     SafeTensorWrite *tensors = gfn_calloc((size_t)n, sizeof(SafeTensorWrite));
@@ -2238,10 +2238,9 @@ done:
 }
 
 int lora_save(const GPT *model, const char *path, GfnError *err) {
-    const LoRA *lora = gpt_lora((GPT *)model);   // read only
+    const LoRA *lora = model->lora;
     if (!lora) { gfn_error_set(err, "%s: the model carries no LoRA adapter to save", path); return 1; }
-    GPTConfig c = gpt_config(model);
-    return lora_path_is_peft(path) ? lora_save_peft(lora, c, path, err) : lora_save_file(lora, c, path, err);
+    return lora_path_is_peft(path) ? lora_save_peft(lora, model->config, path, err) : lora_save_file(lora, model->config, path, err);
 }
 
 int lora_load(GPT *model, const char *path, GfnError *err) {
