@@ -330,6 +330,35 @@ static void test_round_trips(void) {
     cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 4}";
     write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
     CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "unexpected tensor transformer.h.2"), "extra layer: %s", err.msg);
+    cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4, \"activation_function\": \"relu\"}";
+    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
+    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "activation_function"), "relu: %s", err.msg);
+    cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4}";
+    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
+    // An lm_head.weight is accepted when it is wte (tied), refused when it differs.
+    SafeTensors st;
+    if (safetensors_open(&st, "tests_tmp_hf/model.safetensors", &err) == 0) {
+        SafeTensorWrite *w = calloc((size_t)st.n + 1, sizeof *w);
+        float *values = malloc((gpt_num_parameters(model) + 50 * 8) * sizeof(float)), *v = values;
+        for (int i = 0; i < st.n; i++, v += st.tensors[i - 1].numel) {
+            w[i].name = st.tensors[i].name;
+            w[i].ndim = st.tensors[i].ndim;
+            memcpy(w[i].shape, st.tensors[i].shape, sizeof w[i].shape);
+            w[i].data = v;
+            safetensors_to_f32(&st, &st.tensors[i], v, &err);
+        }
+        memcpy(v, gpt_params(model)->wte, 50 * 8 * sizeof(float));
+        w[st.n] = (SafeTensorWrite){ "lm_head.weight", 2, { 50, 8 }, v };
+        CHECK(safetensors_write("tests_tmp_hf/model.safetensors", w, st.n + 1, &err) == 0, "%s", err.msg);
+        back = gpt_load_hf("tests_tmp_hf", &err);
+        CHECK(back && !memcmp(gpt_params_memory(back), gpt_params_memory(model), gpt_num_parameters(model) * sizeof(float)), "tied lm_head: %s", err.msg);
+        gpt_free(back);
+        v[17] += 1.0f;
+        CHECK(safetensors_write("tests_tmp_hf/model.safetensors", w, st.n + 1, &err) == 0, "%s", err.msg);
+        CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "lm_head.weight differs"), "untied lm_head: %s", err.msg);
+        free(values); free(w);
+        safetensors_close(&st);
+    } else CHECK(0, "%s", err.msg);
     remove_dir("tests_tmp_hf", hf_files, 2);
     CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "tests_tmp_hf/config.json"), "no dir: %s", err.msg);
 
