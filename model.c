@@ -1470,6 +1470,7 @@ GPT *gpt_load(const char *path, GfnError *err) {
     return gpt_load_checkpoint(path, err);
 }
 
+// ----------------------------------------------------------------------------------------------
 // ---- Hugging Face import and PEFT adapters ----
 //
 // Three formats meet other tools here (see FORMATS.md): safetensors files, Hugging Face GPT-2
