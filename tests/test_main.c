@@ -41,7 +41,8 @@ const char *test_data_dir(void) {
     X(util) \
     X(tokenizer) \
     X(model) \
-    X(matmul)
+    X(matmul) \
+    X(hf)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
