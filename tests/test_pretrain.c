@@ -1,0 +1,180 @@
+// tests/test_pretrain.c — pretraining from scratch (gfn.c's pretrain_run): a tiny model learns
+// (validation loss falls from ln V), a resumed run ends with the same bits as an uninterrupted
+// one, a damaged training state is a clean error, and the token cache follows its inputs.
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TMP "tests_tmp_pretrain"
+
+// A small corpus with structure to learn: sentences from a toy grammar, documents separated by
+// "<|endoftext|>" lines.
+static char *toy_corpus(uint64_t seed, int num_docs, size_t *len) {
+    static const char *const subjects[] = { "the cat", "a dog", "the old man", "my sister", "a small bird" };
+    static const char *const verbs[] = { "sees", "likes", "finds", "follows" };
+    static const char *const objects[] = { "the red ball", "a green apple", "the river", "her friend" };
+    Rng rng;
+    rng_seed(&rng, seed);
+    size_t cap = (size_t)num_docs * 400 + 64, n = 0;
+    char *text = gfn_malloc(cap);
+    for (int d = 0; d < num_docs; d++) {
+        int sentences = 2 + rng_below(&rng, 3);
+        for (int s = 0; s < sentences; s++)
+            n += (size_t)snprintf(text + n, cap - n, "%s %s %s. ", subjects[rng_below(&rng, 5)],
+                                  verbs[rng_below(&rng, 4)], objects[rng_below(&rng, 4)]);
+        n += (size_t)snprintf(text + n, cap - n, "\n<|endoftext|>\n");
+    }
+    *len = n;
+    return text;
+}
+
+static int write_text(const char *path, const char *text, size_t len) {
+    GfnError err;
+    return write_file_atomic(path, text, len, &err);
+}
+
+static int files_equal(const char *a, const char *b) {
+    GfnError err;
+    size_t la, lb;
+    unsigned char *x = read_file(a, &la, &err), *y = read_file(b, &lb, &err);
+    int same = x && y && la == lb && !memcmp(x, y, la);
+    free(x); free(y);
+    return same;
+}
+
+static void tiny_config(PretrainConfig *c, const char *const *inputs, const char *out) {
+    pretrain_config_default(c);
+    c->tokenizer_path = TMP ".tok";
+    c->inputs = inputs;
+    c->num_inputs = 1;
+    c->out_path = out;
+    c->cache_path = TMP ".tokens";
+    c->n_layer = 2; c->n_head = 2; c->n_embd = 32; c->ctx = 32;
+    c->batch = 8; c->steps = 40; c->warmup = 4;
+    c->lr = 3e-3f; c->min_lr = 3e-4f; c->val_frac = 0.1f;
+    c->eval_every = 0; c->eval_chunks = 0; c->save_every = 15;
+    c->seed = 7; c->samples = 0; c->verbose = 0;
+}
+
+void test_pretrain(void) {
+    // The tokenizer: a small BPE trained on the corpus itself.
+    size_t len;
+    char *text = toy_corpus(1, 120, &len);
+    GfnError err = {{0}};
+    Tokenizer *tok = tokenizer_train(text, len, 300, &err);
+    if (!CHECK(tok != NULL, "tokenizer_train: %s", err.msg)) { free(text); return; }
+    int V = tokenizer_vocab_size(tok);
+    CHECK(!tokenizer_save(tok, TMP ".tok", &err), "tokenizer_save: %s", err.msg);
+    tokenizer_free(tok);
+    const char *input = TMP ".txt";
+    const char *const inputs[1] = { input };
+    CHECK(!write_text(input, text, len), "cannot write %s", input);
+
+    // 1. An uninterrupted run: the validation loss starts near ln V (a fresh model is nearly
+    //    uniform) and falls well below it.
+    PretrainConfig c;
+    PretrainResult full, part, resumed, r;
+    tiny_config(&c, inputs, TMP "_full.bin");
+    int rc = pretrain_run(&c, &full, &err);
+    CHECK(rc == 0, "pretrain_run: %s", err.msg);
+    CHECK(full.cache_rebuilt == 1, "a first run builds the token cache");
+    CHECK(full.steps_done == 40, "steps done %d", full.steps_done);
+    CHECK(fabsf(full.initial_val_loss - logf((float)V)) < 0.3f, "initial val loss %.4f vs ln V = %.4f",
+          (double)full.initial_val_loss, log((double)V));
+    CHECK(full.val_loss < full.initial_val_loss - 1.0f, "val loss %.4f after 40 steps, %.4f at the start",
+          (double)full.val_loss, (double)full.initial_val_loss);
+    CHECK(full.num_val_tokens > 0 && full.num_val_bytes >= full.num_val_tokens, "val tokens %lld, bytes %lld",
+          full.num_val_tokens, full.num_val_bytes);
+    double bpb = (double)full.val_loss * (double)full.num_val_tokens / log(2.0) / (double)full.num_val_bytes;
+    CHECK(fabs(full.val_bits_per_byte - bpb) < 1e-4 * bpb, "bits/byte %.6f, expected %.6f", (double)full.val_bits_per_byte, bpb);
+    GPT *loaded = gpt_load(TMP "_full.bin", &err);
+    CHECK(loaded != NULL, "the final model loads with gpt_load: %s", err.msg);
+    if (loaded) {
+        GPTConfig mc = gpt_config(loaded);
+        CHECK(mc.vocab_size == V && mc.n_layer == 2 && mc.n_embd == 32 && mc.max_seq_len == 32, "loaded config");
+        gpt_free(loaded);
+    }
+
+    // 2. Interrupted at step 20 (not a save_every multiple), then resumed: the same bits.
+    tiny_config(&c, inputs, TMP "_part.bin");
+    c.stop_after = 20;
+    rc = pretrain_run(&c, &part, &err);
+    CHECK(rc == 0 && part.steps_done == 20, "interrupted run: rc %d, steps %d: %s", rc, part.steps_done, err.msg);
+    CHECK(part.cache_rebuilt == 0, "the second run reuses the token cache");
+    tiny_config(&c, inputs, TMP "_resumed.bin");
+    c.resume_path = TMP "_part.bin.state";
+    rc = pretrain_run(&c, &resumed, &err);
+    CHECK(rc == 0 && resumed.steps_done == 40, "resumed run: rc %d, steps %d: %s", rc, resumed.steps_done, err.msg);
+    CHECK(isnan(resumed.initial_val_loss), "a resumed run does not report an initial loss");
+    CHECK(files_equal(TMP "_full.bin", TMP "_resumed.bin"), "resumed model differs from the uninterrupted one");
+    CHECK(files_equal(TMP "_full.bin.state", TMP "_resumed.bin.state"), "resumed training state differs");
+    CHECK(!files_equal(TMP "_full.bin.state", TMP "_part.bin.state"), "the mid-run state equals the final one");
+    CHECK(resumed.val_loss == full.val_loss, "val loss %.8f vs %.8f", (double)resumed.val_loss, (double)full.val_loss);
+
+    // 3. Damaged or mismatched training states are clean errors naming the file.
+    size_t slen;
+    unsigned char *state = read_file(TMP "_part.bin.state", &slen, &err);
+    if (CHECK(state != NULL, "read state: %s", err.msg)) {
+        const char *bad = TMP "_bad.state";
+        struct { const char *what; size_t len; size_t flip; const char *expect; } cases[] = {
+            { "a flipped parameter byte", slen, slen / 2, "checksum" },
+            { "a truncated file", slen - 100, 0, "bytes" },
+            { "a short header", 40, 0, "truncated" },
+            { "a bad magic", slen, 1, "magic" },
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+            unsigned char *copy = gfn_malloc(slen);
+            memcpy(copy, state, slen);
+            if (cases[k].flip) copy[cases[k].flip] ^= 0x10;
+            write_text(bad, (const char *)copy, cases[k].len);
+            free(copy);
+            tiny_config(&c, inputs, TMP "_bad.bin");
+            c.resume_path = bad;
+            err.msg[0] = 0;
+            rc = pretrain_run(&c, &r, &err);
+            CHECK(rc != 0 && strstr(err.msg, bad) && strstr(err.msg, cases[k].expect),
+                  "%s: rc %d, message '%s'", cases[k].what, rc, err.msg);
+        }
+        tiny_config(&c, inputs, TMP "_bad.bin");
+        c.resume_path = TMP "_part.bin.state";
+        c.lr = 1e-3f;
+        rc = pretrain_run(&c, &r, &err);
+        CHECK(rc != 0 && strstr(err.msg, "lr"), "resume with another lr: rc %d, '%s'", rc, err.msg);
+        remove(bad);
+        free(state);
+    }
+
+    // 4. The token cache follows its input: a changed file rebuilds it, an unchanged one does
+    //    not, a damaged cache is rebuilt; the old state no longer matches the new stream.
+    size_t len2;
+    char *text2 = toy_corpus(2, 130, &len2);
+    CHECK(!write_text(input, text2, len2), "cannot rewrite %s", input);
+    tiny_config(&c, inputs, TMP "_bad.bin");
+    c.steps = 0;
+    rc = pretrain_run(&c, &r, &err);
+    CHECK(rc == 0 && r.cache_rebuilt == 1 && r.num_tokens != full.num_tokens, "changed input: rc %d, rebuilt %d, %lld tokens (was %lld): %s",
+          rc, r.cache_rebuilt, r.num_tokens, full.num_tokens, err.msg);
+    long long tokens2 = r.num_tokens;
+    rc = pretrain_run(&c, &r, &err);
+    CHECK(rc == 0 && r.cache_rebuilt == 0 && r.num_tokens == tokens2, "unchanged input: rebuilt %d, %lld tokens", r.cache_rebuilt, r.num_tokens);
+    size_t clen;
+    unsigned char *cache = read_file(TMP ".tokens", &clen, &err);
+    if (CHECK(cache != NULL, "read cache: %s", err.msg)) {
+        cache[clen - 20] ^= 1;
+        write_text(TMP ".tokens", (const char *)cache, clen);
+        free(cache);
+        rc = pretrain_run(&c, &r, &err);
+        CHECK(rc == 0 && r.cache_rebuilt == 1 && r.num_tokens == tokens2, "damaged cache: rebuilt %d", r.cache_rebuilt);
+    }
+    tiny_config(&c, inputs, TMP "_bad.bin");
+    c.resume_path = TMP "_part.bin.state";
+    rc = pretrain_run(&c, &r, &err);
+    CHECK(rc != 0 && strstr(err.msg, "token stream"), "resume on other data: rc %d, '%s'", rc, err.msg);
+
+    free(text); free(text2);
+    const char *junk[] = { TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
+                           TMP "_part.bin", TMP "_part.bin.state", TMP "_resumed.bin", TMP "_resumed.bin.state",
+                           TMP "_bad.bin", TMP "_bad.bin.state" };
+    for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
+}
