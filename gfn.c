@@ -51,18 +51,15 @@ static void intvec_push(IntVec *v, int x) {
     v->data[v->len++] = x;
 }
 
-// The tokenizer, as this section uses it: encode appends ids, decode returns malloc'ed bytes.
+// The tokenizer, as this section uses it: encode appends ids ("<|endoftext|>" stays plain text:
+// documents are split before encoding).
 static int tok_encode_append(const Tokenizer *tok, const char *text, size_t len, IntVec *out) {
-    int *ids = NULL;
-    int n = tokenizer_encode(tok, text, len, &ids);
-    if (n < 0) return 1;
-    for (int i = 0; i < n; i++) intvec_push(out, ids[i]);
+    size_t n;
+    int *ids = tokenizer_encode(tok, text, len, 0, &n);
+    if (!ids) return 1;
+    for (size_t i = 0; i < n; i++) intvec_push(out, ids[i]);
     free(ids);
     return 0;
-}
-
-static char *tok_decode(const Tokenizer *tok, const int *ids, int n, size_t *len) {
-    return tokenizer_decode(tok, ids, n, len);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -140,7 +137,7 @@ static int encode_corpus_file(const Tokenizer *tok, const char *text, size_t len
                 gfn_error_set(err, "%s: cannot encode bytes %zu..%zu", path, pos, end);
                 return 1;
             }
-            intvec_push(out, tokenizer_eot(tok));
+            intvec_push(out, tokenizer_eot_id(tok));
         }
         pos = end + sep_len;
         if (pos < len && text[pos] == '\n') pos++;
@@ -433,7 +430,7 @@ static int sample_token(const float *logits, int V, float temperature, Rng *rng)
 static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, float temperature, uint64_t seed) {
     GPTConfig mc = gpt_config(model);
     if (len > mc.max_seq_len - 1) len = mc.max_seq_len - 1;
-    int V = mc.vocab_size, eot = tokenizer_eot(tok);
+    int V = mc.vocab_size, eot = tokenizer_eot_id(tok);
     Rng rng;
     rng_seed(&rng, seed ^ 0x53414D504C455321ull);   // its own stream: samples never move training
     KVCache *cache = kv_cache_new(model, rows, len + 1);
@@ -458,7 +455,9 @@ static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, f
     }
     for (int b = 0; b < rows; b++) {
         size_t text_len;
-        char *text = tok_decode(tok, out + (size_t)b * len, out_len[b], &text_len);
+        GfnError err;
+        char *text = tokenizer_decode(tok, out + (size_t)b * len, (size_t)out_len[b], &text_len, &err);
+        if (!text) { printf("--- sample %d: %s\n", b + 1, err.msg); continue; }
         printf("--- sample %d (%d tokens, temperature %.2f)\n%.*s\n", b + 1, out_len[b], (double)temperature, (int)text_len, text);
         free(text);
     }
@@ -551,9 +550,8 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     token_bytes = gfn_malloc((size_t)V * sizeof *token_bytes);
     for (int i = 0; i < V; i++) {
         size_t n;
-        char *s = tok_decode(tok, &i, 1, &n);
+        tokenizer_token_bytes(tok, i, &n);
         token_bytes[i] = (int)n;
-        free(s);
     }
 
     GPTConfig mc = { V, cfg->ctx, cfg->n_layer, cfg->n_head, cfg->n_embd };

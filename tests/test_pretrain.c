@@ -62,14 +62,14 @@ void test_pretrain(void) {
     size_t len;
     char *text = toy_corpus(1, 120, &len);
     GfnError err = {{0}};
-    Tokenizer *tok = tokenizer_train(text, len, 300, &err);
+    const char *input = TMP ".txt";
+    const char *const inputs[1] = { input };
+    CHECK(!write_text(input, text, len), "cannot write %s", input);
+    Tokenizer *tok = tokenizer_train(inputs, 1, 300, &err);
     if (!CHECK(tok != NULL, "tokenizer_train: %s", err.msg)) { free(text); return; }
     int V = tokenizer_vocab_size(tok);
     CHECK(!tokenizer_save(tok, TMP ".tok", &err), "tokenizer_save: %s", err.msg);
     tokenizer_free(tok);
-    const char *input = TMP ".txt";
-    const char *const inputs[1] = { input };
-    CHECK(!write_text(input, text, len), "cannot write %s", input);
 
     // 1. An uninterrupted run: the validation loss starts near ln V (a fresh model is nearly
     //    uniform) and falls well below it.
