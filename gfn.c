@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -145,6 +146,29 @@ static int encode_corpus_file(const Tokenizer *tok, const char *text, size_t len
     return 0;
 }
 
+// The tokenizer's identity: the hash of its file, or of the vocabulary files of a GPT-2 directory.
+static int tokenizer_identity(const char *path, uint64_t *hash, GfnError *err) {
+    static const char *const dir_files[] = { "encoder.json", "vocab.bpe", "vocab.json", "merges.txt" };
+    struct stat st;
+    *hash = FNV_OFFSET;
+    if (stat(path, &st) != 0) { gfn_error_set(err, "%s: cannot stat the tokenizer", path); return 1; }
+    int is_dir = S_ISDIR(st.st_mode), found = 0;
+    for (size_t i = 0; i < (is_dir ? sizeof dir_files / sizeof *dir_files : 1); i++) {
+        char *file = is_dir ? gfn_malloc(strlen(path) + strlen(dir_files[i]) + 2) : NULL;
+        if (file) sprintf(file, "%s/%s", path, dir_files[i]);
+        size_t len;
+        GfnError ignored;
+        unsigned char *bytes = read_file(file ? file : path, &len, is_dir ? &ignored : err);
+        free(file);
+        if (!bytes) { if (is_dir) continue; return 1; }
+        *hash = fnv1a64(bytes, len, *hash);
+        found++;
+        free(bytes);
+    }
+    if (!found) { gfn_error_set(err, "%s: no tokenizer files in this directory", path); return 1; }
+    return 0;
+}
+
 typedef struct {
     int *tokens;            // (N,)  the whole corpus, documents separated by end-of-text
     size_t num_tokens;      // N
@@ -156,11 +180,8 @@ static int token_stream_prepare(const PretrainConfig *cfg, const Tokenizer *tok,
                                 TokenStream *stream, int *rebuilt, GfnError *err) {
     int n_in = cfg->num_inputs, vocab_size = tokenizer_vocab_size(tok);
     if (vocab_size > 65536) { gfn_error_set(err, "%s: vocabulary of %d ids does not fit the token cache's 16 bits", cfg->tokenizer_path, vocab_size); return 1; }
-    size_t tok_len;
-    unsigned char *tok_bytes = read_file(cfg->tokenizer_path, &tok_len, err);
-    if (!tok_bytes) return 1;
-    uint64_t tokenizer_hash = fnv1a64(tok_bytes, tok_len, FNV_OFFSET);
-    free(tok_bytes);
+    uint64_t tokenizer_hash;
+    if (tokenizer_identity(cfg->tokenizer_path, &tokenizer_hash, err)) return 1;
     unsigned char **texts = gfn_calloc((size_t)n_in, sizeof *texts);
     size_t *sizes = gfn_calloc((size_t)n_in, sizeof *sizes);
     uint64_t *hashes = gfn_calloc((size_t)n_in, sizeof *hashes);
@@ -658,6 +679,307 @@ done:
     return status;
 }
 
+// ==============================================================================================
+// The corpus recipe (`gfn corpus`): the pretraining text, built deterministically from the shared
+// data folder. Documents end with "\n<|endoftext|>\n" (the separator `gfn pretrain` splits at).
+// What goes in, and what is held out for evaluation:
+//   corpora/brown.txt              all; its tokenised spacing undone (" ," -> ","), 50 lines a doc
+//   corpora/tinyshakespeare.txt    all; paragraphs gathered into documents of >= 2000 bytes
+//   stories/tinystories_excerpt    all; a document starts at each "Once upon a time" paragraph
+//   stories/roc_valid.json         rows 100..4999, one story a document; rows 0..99 are held out
+//                                  (the infilling evaluation stories, as in the paper's split)
+//   stories/storycloze_val_5sent   none: it is the bits/byte evaluation set
+//   openwebtext/prompts.txt        lines 1000..9999, one prompt a document, except those equal
+//                                  to one of the first 1000 (the continuation task's train/val)
+//   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
+//   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
+//                                  document: 1-6 one-digit operands, + and -, in the paper's
+//                                  format; any question found in arithmetic/*_test.json is skipped
+
+#define CORPUS_ROC_HELD_OUT 100
+#define CORPUS_OWT_HELD_OUT 1000
+#define CORPUS_ARITHMETIC 20000
+
+typedef struct { char *data; size_t len, cap; } TextBuf;
+
+static void text_append(TextBuf *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        while (t->len + n + 1 > t->cap) t->cap = t->cap ? 2 * t->cap : 1 << 16;
+        char *grown = realloc(t->data, t->cap);
+        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        t->data = grown;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = 0;
+}
+static void text_puts(TextBuf *t, const char *s) { text_append(t, s, strlen(s)); }
+static void text_end_doc(TextBuf *t) {
+    if (t->len && t->data[t->len - 1] != '\n') text_puts(t, "\n");
+    text_puts(t, DOC_SEPARATOR "\n");
+}
+
+// A set of 64-bit string hashes (open addressing): which lines are held out.
+typedef struct { uint64_t *slots; size_t cap, count; } HashSet;
+static void hashset_add(HashSet *set, const char *s, size_t n);
+static int hashset_has(const HashSet *set, const char *s, size_t n) {
+    if (!set->cap) return 0;
+    uint64_t h = fnv1a64(s, n, FNV_OFFSET) | 1;   // 0 marks an empty slot
+    for (size_t i = h & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (set->slots[i] == h) return 1;
+        if (!set->slots[i]) return 0;
+    }
+}
+static void hashset_add(HashSet *set, const char *s, size_t n) {
+    if (2 * (set->count + 1) > set->cap) {   // grow: rehash into twice the slots
+        HashSet bigger = { gfn_calloc(set->cap ? 2 * set->cap : 1024, sizeof(uint64_t)), set->cap ? 2 * set->cap : 1024, 0 };
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slots[i]) {
+                size_t j = set->slots[i] & (bigger.cap - 1);
+                while (bigger.slots[j]) j = (j + 1) & (bigger.cap - 1);
+                bigger.slots[j] = set->slots[i];
+                bigger.count++;
+            }
+        free(set->slots);
+        *set = bigger;
+    }
+    uint64_t h = fnv1a64(s, n, FNV_OFFSET) | 1;
+    size_t i = h & (set->cap - 1);
+    while (set->slots[i] && set->slots[i] != h) i = (i + 1) & (set->cap - 1);
+    if (!set->slots[i]) { set->slots[i] = h; set->count++; }
+}
+
+// Reads DIR/NAME; NULL with err set when it is missing.
+static char *corpus_read(const char *dir, const char *name, size_t *len, GfnError *err) {
+    char *path = gfn_malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    char *text = (char *)read_file(path, len, err);
+    free(path);
+    return text;
+}
+
+// The next line of text[*pos..len) without its '\n' (and trailing spaces); 0 at the end.
+static int next_line(const char *text, size_t len, size_t *pos, const char **line, size_t *line_len) {
+    if (*pos >= len) return 0;
+    size_t start = *pos, end = start;
+    while (end < len && text[end] != '\n') end++;
+    *pos = end + 1;
+    while (end > start && (text[end - 1] == ' ' || text[end - 1] == '\r' || text[end - 1] == '\t')) end--;
+    *line = text + start;
+    *line_len = end - start;
+    return 1;
+}
+
+// Brown's tokens are space-separated ("said , `` no evidence '' that"); this joins punctuation
+// back to its word and turns `` and '' into quotes, so the text reads like ordinary prose.
+static void brown_detokenize(TextBuf *out, const char *line, size_t n) {
+    static const char *const attach_left[] = { ",", ".", ";", ":", "?", "!", ")", "'s", "n't", "'re", "'ll", "'ve", "'m", "'d", "''", "'" };
+    int glue_next = 1;   // no space before the first word, nor after an opening quote or '('
+    int words = 0;
+
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && line[i] == ' ') i++;
+        size_t start = i;
+        while (i < n && line[i] != ' ') i++;
+        if (i == start) break;
+        const char *w = line + start;
+        size_t wn = i - start;
+        int glue = glue_next;
+        glue_next = 0;
+        for (size_t k = 0; k < sizeof attach_left / sizeof *attach_left; k++)
+            if (strlen(attach_left[k]) == wn && !memcmp(w, attach_left[k], wn)) glue = 1;
+        if (wn == 2 && !memcmp(w, "``", 2)) { w = "\""; wn = 1; glue_next = 1; glue = words == 0; }
+        else if (wn == 2 && !memcmp(w, "''", 2)) { w = "\""; wn = 1; }
+        else if (wn == 1 && *w == '(') glue_next = 1;
+        if (!glue) text_puts(out, " ");
+        text_append(out, w, wn);
+        words++;
+    }
+    text_puts(out, "\n");
+}
+
+static int corpus_brown(TextBuf *out, const char *dir, GfnError *err) {
+    size_t len, pos = 0, n;
+    char *text = corpus_read(dir, "corpora/brown.txt", &len, err);
+    if (!text) return 1;
+    const char *line;
+    int lines = 0;
+    while (next_line(text, len, &pos, &line, &n)) {
+        if (!n) continue;
+        brown_detokenize(out, line, n);
+        if (++lines % 50 == 0) text_end_doc(out);
+    }
+    if (lines % 50) text_end_doc(out);
+    free(text);
+    return 0;
+}
+
+// Paragraphs (separated by blank lines) gathered into documents of at least min_bytes, or cut
+// before each paragraph that starts with `new_doc_at` when that is given.
+static int corpus_paragraphs(TextBuf *out, const char *dir, const char *name, size_t min_bytes,
+                             const char *new_doc_at, GfnError *err) {
+    size_t len, pos = 0, n, doc_bytes = 0;
+    char *text = corpus_read(dir, name, &len, err);
+    if (!text) return 1;
+    const char *line;
+    int in_paragraph = 0;
+    while (next_line(text, len, &pos, &line, &n)) {
+        if (!n) { in_paragraph = 0; continue; }
+        if (!in_paragraph && doc_bytes) {   // a paragraph begins: a new document, or a blank line
+            int cut = new_doc_at ? (n >= strlen(new_doc_at) && !memcmp(line, new_doc_at, strlen(new_doc_at)))
+                                 : doc_bytes >= min_bytes;
+            if (cut) { text_end_doc(out); doc_bytes = 0; }
+            else text_puts(out, "\n");
+        }
+        in_paragraph = 1;
+        text_append(out, line, n);
+        text_puts(out, "\n");
+        doc_bytes += n + 1;
+    }
+    if (doc_bytes) text_end_doc(out);
+    free(text);
+    return 0;
+}
+
+static int corpus_roc(TextBuf *out, const char *dir, GfnError *err) {
+    size_t len, pos = 0, n;
+    char *text = corpus_read(dir, "stories/roc_valid.json", &len, err);
+    if (!text) return 1;
+    const char *line;
+    int row = 0, status = 0;
+    while (status == 0 && next_line(text, len, &pos, &line, &n)) {
+        if (!n) continue;
+        if (row++ < CORPUS_ROC_HELD_OUT) continue;
+        Json *story = json_parse(line, n, "stories/roc_valid.json", err);
+        if (!story || story->type != JSON_ARRAY) {
+            if (story) gfn_error_set(err, "%s/stories/roc_valid.json: row %d is not a JSON array", dir, row - 1);
+            status = 1;
+        } else {
+            for (Json *s = story->child; s; s = s->next)
+                if (s->type == JSON_STRING) {
+                    if (s != story->child) text_puts(out, " ");
+                    text_append(out, s->string, s->len);
+                }
+            text_end_doc(out);
+        }
+        json_free(story);
+    }
+    free(text);
+    return status;
+}
+
+static int corpus_openwebtext(TextBuf *out, const char *dir, GfnError *err) {
+    size_t len, pos = 0, n;
+    char *text = corpus_read(dir, "openwebtext/prompts.txt", &len, err);
+    if (!text) return 1;
+    const char *line;
+    HashSet held_out = {0};
+    for (int row = 0; next_line(text, len, &pos, &line, &n); row++) {
+        if (row < CORPUS_OWT_HELD_OUT) { hashset_add(&held_out, line, n); continue; }
+        if (!n || hashset_has(&held_out, line, n)) continue;
+        text_append(out, line, n);
+        text_puts(out, "\n");
+        text_end_doc(out);
+    }
+    free(held_out.slots);
+    free(text);
+    return 0;
+}
+
+static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
+    size_t len, pos = 0, n;
+    char *text = corpus_read(dir, "subj/train.jsonl", &len, err);
+    if (!text) return 1;
+    const char *line;
+    int rows = 0, status = 0;
+    while (status == 0 && next_line(text, len, &pos, &line, &n)) {
+        if (!n) continue;
+        Json *row = json_parse(line, n, "subj/train.jsonl", err);
+        Json *t = row ? json_get(row, "text") : NULL;
+        if (!t || t->type != JSON_STRING) {
+            if (row) gfn_error_set(err, "%s/subj/train.jsonl: row %d has no \"text\" string", dir, rows);
+            status = 1;
+        } else {
+            text_append(out, t->string, t->len);
+            text_puts(out, "\n");
+            if (++rows % 20 == 0) text_end_doc(out);
+        }
+        json_free(row);
+    }
+    if (status == 0 && rows % 20) text_end_doc(out);
+    free(text);
+    return status;
+}
+
+// One arithmetic question in the paper's format, e.g.
+//   "Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6."
+// (one operand: "Question: 7 = ? Answer: The answer is 7."). *query_len gets the length of the
+// part the test files hold, "Question: ... = ? Answer:".
+static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
+    int count = 1 + rng_below(rng, 6), operand[6] = {0}, op[6] = {0};
+    for (int i = 0; i < count; i++) { operand[i] = rng_below(rng, 10); op[i] = rng_below(rng, 2) ? '+' : '-'; }
+    size_t n = (size_t)snprintf(buf, cap, "Question: %d", operand[0]);
+    for (int i = 1; i < count; i++) n += (size_t)snprintf(buf + n, cap - n, " %c %d", op[i], operand[i]);
+    n += (size_t)snprintf(buf + n, cap - n, " = ? Answer:");
+    *query_len = n;
+    int value = operand[0];
+    for (int i = 1; i < count; i++) {
+        int next = op[i] == '+' ? value + operand[i] : value - operand[i];
+        n += (size_t)snprintf(buf + n, cap - n, "%s %d %c %d = %d", i > 1 ? "," : "", value, op[i], operand[i], next);
+        value = next;
+    }
+    n += (size_t)snprintf(buf + n, cap - n, "%sThe answer is %d.", count > 1 ? ". " : " ", value);
+    return n;
+}
+
+static int corpus_arithmetic(TextBuf *out, const char *dir, uint64_t seed, GfnError *err) {
+    static const char *const tests[] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
+                                         "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
+    HashSet held_out = {0};
+    for (size_t k = 0; k < sizeof tests / sizeof *tests; k++) {
+        size_t len;
+        char *text = corpus_read(dir, tests[k], &len, err);
+        if (!text) { free(held_out.slots); return 1; }
+        Json *root = json_parse(text, len, tests[k], err);
+        free(text);
+        if (!root) { free(held_out.slots); return 1; }
+        for (Json *q = root->type == JSON_ARRAY ? root->child : NULL; q; q = q->next) {
+            Json *s = json_get(q, "str_query");
+            if (s && s->type == JSON_STRING) hashset_add(&held_out, s->string, s->len);
+        }
+        json_free(root);
+    }
+    Rng rng;
+    rng_seed(&rng, seed);
+    int written = 0;
+    while (written < CORPUS_ARITHMETIC) {
+        char q[256];
+        size_t query_len, n = arithmetic_question(&rng, q, sizeof q, &query_len);
+        if (hashset_has(&held_out, q, query_len)) continue;
+        text_append(out, q, n);
+        text_puts(out, "\n");
+        if (++written % 10 == 0) text_end_doc(out);
+    }
+    free(held_out.slots);
+    return 0;
+}
+
+int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size_t *bytes, GfnError *err) {
+    TextBuf out = {0};
+    int failed = corpus_brown(&out, data_dir, err) ||
+                 corpus_paragraphs(&out, data_dir, "corpora/tinyshakespeare.txt", 2000, NULL, err) ||
+                 corpus_paragraphs(&out, data_dir, "stories/tinystories_excerpt.txt", 0, "Once upon a time", err) ||
+                 corpus_roc(&out, data_dir, err) ||
+                 corpus_openwebtext(&out, data_dir, err) ||
+                 corpus_subj(&out, data_dir, err) ||
+                 corpus_arithmetic(&out, data_dir, seed, err) ||
+                 write_file_atomic(out_path, out.data, out.len, err);
+    if (bytes) *bytes = out.len;
+    free(out.data);
+    return failed;
+}
+
 #ifndef GFN_NO_MAIN
 
 // ----------------------------------------------------------------------------------------------
@@ -700,6 +1022,30 @@ static int parse_float(const char *flag, const char *s, float *out) {
     double v = strtod(s, &end);
     if (!*s || *end || !(v == v)) { fprintf(stderr, "gfn: %s wants a number, got '%s'\n", flag, s); return 1; }
     *out = (float)v;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// gfn corpus
+
+static int cmd_corpus(int argc, char **argv) {
+    const char *dir = NULL, *out = NULL;
+    long long seed = 1;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-d") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) { if (parse_long("--seed", argv[++i], 0, 0x7FFFFFFFFFFFFFFFll, &seed)) return 1; }
+        else { dir = out = NULL; break; }
+    }
+    if (!dir || !out) {
+        fprintf(stderr, "usage: gfn corpus -d DATA_DIR -o OUT.txt [--seed N (1)]\n"
+                        "Builds the pretraining text from the shared data; what is held out is listed in gfn.c.\n");
+        return 1;
+    }
+    GfnError err = {{0}};
+    size_t bytes;
+    if (corpus_build(dir, out, (uint64_t)seed, &bytes, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    printf("%s: %zu bytes\n", out, bytes);
     return 0;
 }
 
@@ -765,6 +1111,7 @@ static void usage(FILE *out) {
     fprintf(out,
         "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
         "commands:\n"
+        "  corpus     build the pretraining text from the shared data\n"
         "  pretrain   train a GPT-2 from scratch on a text corpus\n");
 }
 
@@ -774,6 +1121,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "pretrain")) return cmd_pretrain(argc, argv);
+    if (!strcmp(argv[1], "corpus")) return cmd_corpus(argc, argv);
     fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

@@ -264,5 +264,8 @@ typedef struct {
 } PretrainResult;
 // Trains per config; 0 on success, nonzero with err set (file and problem named).
 int pretrain_run(const PretrainConfig *config, PretrainResult *result, GfnError *err);
+// The pretraining corpus from the shared data folder, deterministically per seed; what is held
+// out for evaluation is listed in gfn.c ("The corpus recipe"). *bytes (may be NULL) gets its size.
+int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size_t *bytes, GfnError *err);
 
 #endif // GFN_H

@@ -1,6 +1,7 @@
 // tests/test_pretrain.c — pretraining from scratch (gfn.c's pretrain_run): a tiny model learns
 // (validation loss falls from ln V), a resumed run ends with the same bits as an uninterrupted
 // one, a damaged training state is a clean error, and the token cache follows its inputs.
+// Then the corpus recipe (corpus_build): deterministic, and its held-out sets stay out.
 #include "test.h"
 
 #include <stdlib.h>
@@ -177,4 +178,166 @@ void test_pretrain(void) {
                            TMP "_part.bin", TMP "_part.bin.state", TMP "_resumed.bin", TMP "_resumed.bin.state",
                            TMP "_bad.bin", TMP "_bad.bin.state" };
     for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
+}
+
+// ----------------------------------------------------------------------------------------------
+// The corpus recipe: deterministic per seed, and nothing held out for evaluation leaks into it.
+
+typedef struct { const char **lines; size_t n; } LineSet;
+
+static int cmp_lines(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t lx = strcspn(x, "\n"), ly = strcspn(y, "\n"), l = lx < ly ? lx : ly;
+    int c = memcmp(x, y, l);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+// The lines of text (each ends at '\n'), sorted for bsearch.
+static LineSet line_set(const char *text, size_t len) {
+    LineSet s = {0};
+    size_t cap = 1024;
+    s.lines = gfn_malloc(cap * sizeof *s.lines);
+    for (size_t pos = 0; pos < len;) {
+        if (s.n == cap) { cap *= 2; s.lines = realloc(s.lines, cap * sizeof *s.lines); }
+        s.lines[s.n++] = text + pos;
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        pos = nl ? (size_t)(nl - text) + 1 : len;
+    }
+    qsort(s.lines, s.n, sizeof *s.lines, cmp_lines);
+    return s;
+}
+
+// Is `line` (n bytes, no newline) one of the set's lines?
+static int line_in(const LineSet *s, const char *line, size_t n) {
+    char *key = gfn_malloc(n + 2);
+    memcpy(key, line, n);
+    key[n] = '\n'; key[n + 1] = 0;
+    const char *k = key;
+    int found = bsearch(&k, s->lines, s->n, sizeof *s->lines, cmp_lines) != NULL;
+    free(key);
+    return found;
+}
+
+static char *data_file(const char *dir, const char *name, size_t *len) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    GfnError err;
+    return (char *)read_file(path, len, &err);
+}
+
+void test_corpus(void) {
+    const char *dir = test_data_dir();
+    if (!dir) { test_skip("corpus", "no shared data (set GFN_DATA or run make data)"); return; }
+    GfnError err = {{0}};
+    size_t bytes;
+    int rc = corpus_build(dir, TMP "_corpus.txt", 1, &bytes, &err);
+    if (!CHECK(rc == 0, "corpus_build: %s", err.msg)) return;
+    CHECK(!corpus_build(dir, TMP "_corpus2.txt", 1, NULL, &err) && files_equal(TMP "_corpus.txt", TMP "_corpus2.txt"),
+          "the same seed gives the same corpus");
+    CHECK(!corpus_build(dir, TMP "_corpus2.txt", 2, NULL, &err) && !files_equal(TMP "_corpus.txt", TMP "_corpus2.txt"),
+          "another seed gives other arithmetic");
+    size_t len, n;
+    char *corpus = (char *)read_file(TMP "_corpus.txt", &len, &err);
+    if (!CHECK(corpus && len == bytes && bytes > 10000000, "corpus of %zu bytes", bytes)) { free(corpus); return; }
+    LineSet lines = line_set(corpus, len);
+
+    // Story Cloze: none of its 1571 stories.
+    char *text = data_file(dir, "stories/storycloze_val_5sent.txt", &n);
+    int leaked = 0, total = 0;
+    for (size_t pos = 0; text && pos < n; total++) {
+        size_t l = strcspn(text + pos, "\n");
+        leaked += line_in(&lines, text + pos, l);
+        pos += l + 1;
+    }
+    CHECK(text && total > 1500 && leaked == 0, "%d of %d Story Cloze stories in the corpus", leaked, total);
+    free(text);
+
+    // ROCStories: rows 0..99 held out, the others in (one story a line).
+    text = data_file(dir, "stories/roc_valid.json", &n);
+    int held = 0, kept = 0, row = 0;
+    for (size_t pos = 0; text && pos < n; row++) {
+        size_t l = strcspn(text + pos, "\n");
+        Json *story = json_parse(text + pos, l, "roc", &err);
+        Json *s = json_at(story, 0);
+        if (s && story->len == 1) {
+            int in = line_in(&lines, s->string, s->len);
+            if (row < 100) held += !in; else kept += in;
+        }
+        json_free(story);
+        pos += l + 1;
+    }
+    CHECK(held == 100 && kept == row - 100, "ROC: %d of rows 0-99 held out, %d of %d later rows kept", held, kept, row - 100);
+    free(text);
+
+    // OpenWebText: the first 1000 prompts held out (even where a later line repeats one).
+    text = data_file(dir, "openwebtext/prompts.txt", &n);
+    leaked = 0; kept = 0; row = 0;
+    for (size_t pos = 0; text && pos < n; row++) {
+        size_t l = strcspn(text + pos, "\n"), t = l;
+        while (t && text[pos + t - 1] == ' ') t--;
+        int in = line_in(&lines, text + pos, t);
+        if (row < 1000) leaked += in; else kept += in;
+        pos += l + 1;
+    }
+    CHECK(leaked == 0 && kept > 8900, "OpenWebText: %d of the first 1000 prompts leaked; %d later ones kept", leaked, kept);
+    free(text);
+
+    // SUBJ: nothing of test.jsonl; train.jsonl's texts are in.
+    const char *subj[2] = { "subj/test.jsonl", "subj/train.jsonl" };
+    int found[2] = {0, 0}, rows[2] = {0, 0};
+    for (int f = 0; f < 2; f++) {
+        text = data_file(dir, subj[f], &n);
+        for (size_t pos = 0; text && pos < n;) {
+            size_t l = strcspn(text + pos, "\n");
+            Json *r = json_parse(text + pos, l, subj[f], &err);
+            Json *s = json_get(r, "text");
+            if (s) { found[f] += line_in(&lines, s->string, s->len); rows[f]++; }
+            json_free(r);
+            pos += l + 1;
+        }
+        free(text);
+    }
+    CHECK(rows[0] == 2000 && found[0] == 0, "SUBJ: %d of %d test sentences in the corpus", found[0], rows[0]);
+    CHECK(rows[1] == 8000 && found[1] == 8000, "SUBJ: %d of %d train sentences in the corpus", found[1], rows[1]);
+
+    // Arithmetic: 20000 generated questions, none from a test file, answers right.
+    const char *tests[4] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
+                             "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
+    int questions = 0, wrong = 0;
+    leaked = 0;
+    for (size_t i = 0; i < lines.n; i++) {
+        const char *q = lines.lines[i];
+        if (strncmp(q, "Question: ", 10) != 0 || !strstr(q, "The answer is")) continue;
+        questions++;
+        // Evaluate the question left to right and compare with the stated answer.
+        const char *p = q + 10;
+        int value = *p++ - '0';
+        while (*p == ' ' && (p[1] == '+' || p[1] == '-')) { value += (p[1] == '+' ? 1 : -1) * (p[3] - '0'); p += 4; }
+        const char *ans = strstr(q, "The answer is ");
+        if (!ans || atoi(ans + 14) != value) wrong++;
+    }
+    for (int f = 0; f < 4; f++) {
+        text = data_file(dir, tests[f], &n);
+        Json *root = text ? json_parse(text, n, tests[f], &err) : NULL;
+        for (size_t i = 0; root && i < root->len; i++) {
+            Json *s = json_get(json_at(root, i), "str_query");
+            if (s) {   // a line holding this query starts with it and a space: find the first >= it
+                size_t lo = 0, hi = lines.n;
+                while (lo < hi) {
+                    size_t mid = (lo + hi) / 2;
+                    if (strncmp(lines.lines[mid], s->string, s->len) < 0) lo = mid + 1; else hi = mid;
+                }
+                if (lo < lines.n && !strncmp(lines.lines[lo], s->string, s->len) && lines.lines[lo][s->len] == ' ') leaked++;
+            }
+        }
+        CHECK(root && root->len == 500, "%s: %zu questions", tests[f], root ? root->len : 0);
+        json_free(root);
+        free(text);
+    }
+    CHECK(questions == 20000 && wrong == 0, "%d arithmetic lines, %d with a wrong answer", questions, wrong);
+    CHECK(leaked == 0, "%d test questions in the corpus", leaked);
+
+    free(lines.lines);
+    free(corpus);
+    remove(TMP "_corpus.txt"); remove(TMP "_corpus2.txt");
 }
