@@ -197,7 +197,8 @@ static int token_stream_prepare(const PretrainConfig *cfg, const Tokenizer *tok,
     stream->tokens = token_cache_read(cache_path, header, header_len, vocab_size, &stream->num_tokens, &why);
     *rebuilt = stream->tokens == NULL;
     if (*rebuilt) {
-        if (cfg->verbose) printf("token cache %s: rebuilding (%s)\n", cache_path, why);
+        if (cfg->verbose) { printf("token cache %s: rebuilding (%s)\n", cache_path, why); fflush(stdout); }
+        double t0 = now_seconds();
         IntVec ids = {0};
         for (int i = 0; i < n_in; i++)
             if (encode_corpus_file(tok, (const char *)texts[i], sizes[i], &ids, cfg->inputs[i], err)) { free(ids.data); free(header); goto done; }
@@ -215,6 +216,7 @@ static int token_stream_prepare(const PretrainConfig *cfg, const Tokenizer *tok,
         if (failed) { free(ids.data); free(header); goto done; }
         stream->tokens = ids.data;
         stream->num_tokens = ids.len;
+        if (cfg->verbose) printf("token cache %s: %zu tokens from %d files in %.1f s\n", cache_path, ids.len, n_in, now_seconds() - t0);
     }
     free(header);
     // The identity of the data for the training state: the ids as LE u16, hashed.
@@ -627,7 +629,7 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
 
         log_json(log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"time\":%.3f}", step, (double)loss,
                  (double)lr, (double)norm, now - t_start);
-        if (cfg->verbose && (step % print_every == 0 || step == cfg->steps)) {
+        if (cfg->verbose && (step % print_every == 0 || step == cfg->steps || step - first_step <= 3)) {
             char eta[32];
             double tps = (double)(step - last_printed) * B * T / (now - t_last + 1e-9);
             format_duration(eta, sizeof eta, (now - t_start) / (step - first_step) * (cfg->steps - step));
