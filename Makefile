@@ -54,7 +54,7 @@ weights: gfn
 	./gfn corpus -d $(SHARED_DATA) -o $(WEIGHTS)/corpus.txt --seed 1
 	./gfn tokenizer train -i $(WEIGHTS)/corpus.txt -V 4096 -o $(WEIGHTS)/tokenizer.bin
 	./gfn pretrain -t $(WEIGHTS)/tokenizer.bin -i $(WEIGHTS)/corpus.txt -o $(WEIGHTS)/gpt.bin $(PRETRAIN_FLAGS) \
-		--log $(WEIGHTS)/pretrain.jsonl $(if $(wildcard $(WEIGHTS)/gpt.bin.state),--resume $(WEIGHTS)/gpt.bin.state)
+		--log $(WEIGHTS)/pretrain.jsonl --eval-file $(SHARED_DATA)/stories/storycloze_val_5sent.txt $(if $(wildcard $(WEIGHTS)/gpt.bin.state),--resume $(WEIGHTS)/gpt.bin.state)
 
 # Speed and memory figures of this machine (see tests/bench_*.c).
 tests/bench: $(SRC) $(HDR) $(BENCH_SRC)

@@ -330,6 +330,46 @@ static EvalSums evaluate(GPT *model, const DataSplit *split, const int *token_by
     return sums;
 }
 
+// Bits per byte of a whole text file: the stream [end-of-text] + encode(file) is cut into windows
+// of T tokens; window w feeds tokens [wT, wT + T) and scores the next ones, so every token of the
+// file is scored once, seeing at most T tokens before it. Short last windows are padded with
+// ignored targets (-1).
+static int evaluate_file(GPT *model, const Tokenizer *tok, const char *path, int B, int T, double *bits_per_byte,
+                         double *nats_per_token, GfnError *err) {
+    size_t len, n;
+    char *text = (char *)read_file(path, &len, err);
+    if (!text) return 1;
+    int *ids = tokenizer_encode(tok, text, len, 0, &n);
+    free(text);
+    if (!ids || n == 0 || len == 0) { free(ids); gfn_error_set(err, "%s: nothing to evaluate", path); return 1; }
+    int *stream = gfn_malloc((n + 1) * sizeof *stream);               // (n + 1,)
+    stream[0] = tokenizer_eot_id(tok);
+    memcpy(stream + 1, ids, n * sizeof *ids);
+    free(ids);
+    int *inputs = gfn_malloc((size_t)B * T * sizeof *inputs);        // (B, T)
+    int *targets = gfn_malloc((size_t)B * T * sizeof *targets);      // (B, T)
+    float *logprobs = gfn_malloc((size_t)B * T * sizeof *logprobs);  // (B, T)
+    size_t windows = (n + (size_t)T - 1) / (size_t)T;
+    double nats = 0;
+    for (size_t first = 0; first < windows; first += (size_t)B) {
+        int rows = (int)(windows - first < (size_t)B ? windows - first : (size_t)B);
+        for (int b = 0; b < rows; b++)
+            for (int t = 0; t < T; t++) {
+                size_t i = (first + (size_t)b) * (size_t)T + (size_t)t;   // input position in stream
+                int scored = i < n;                                         // target i + 1 exists
+                inputs[b * T + t] = scored ? stream[i] : 0;
+                targets[b * T + t] = scored ? stream[i + 1] : -1;
+            }
+        gpt_forward(model, inputs, rows, T);
+        gpt_cross_entropy(model, targets, logprobs, NULL);
+        for (int i = 0; i < rows * T; i++) nats -= logprobs[i];
+    }
+    *bits_per_byte = nats / 0.69314718055994530942 / (double)len;
+    *nats_per_token = nats / (double)n;
+    free(stream); free(inputs); free(targets); free(logprobs);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------------------------
 // The training-state file: everything the rest of a run depends on, so that a resumed run ends
 // with the same bits as an uninterrupted one. Layout (little-endian):
@@ -545,7 +585,7 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     PretrainResult local;
     if (!result) result = &local;
     memset(result, 0, sizeof *result);
-    result->initial_val_loss = result->val_loss = result->val_bits_per_byte = NAN;
+    result->initial_val_loss = result->val_loss = result->val_bits_per_byte = result->eval_file_bits_per_byte = NAN;
     if (pretrain_check_config(cfg, err)) return 1;
 #ifdef _OPENMP
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
@@ -667,6 +707,13 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     }
     log_json(log, "{\"step\":%d,\"final_val_loss\":%.6f,\"val_bits_per_byte\":%.6f,\"val_tokens\":%lld,\"val_bytes\":%lld}",
              step, (double)result->val_loss, (double)result->val_bits_per_byte, e.tokens, e.bytes);
+    if (cfg->eval_file) {
+        double bpb, npt;
+        if (evaluate_file(model, tok, cfg->eval_file, B, T, &bpb, &npt, err)) goto done;
+        result->eval_file_bits_per_byte = (float)bpb;
+        if (cfg->verbose) printf("%s: %.4f nats/token, %.4f bits/byte\n", cfg->eval_file, npt, bpb);
+        log_json(log, "{\"step\":%d,\"eval_file_nats_per_token\":%.6f,\"eval_file_bits_per_byte\":%.6f}", step, npt, bpb);
+    }
     if (cfg->samples > 0 && cfg->sample_len > 0) print_samples(model, tok, cfg->samples, cfg->sample_len, cfg->temperature, cfg->seed);
     status = 0;
 done:
@@ -1004,6 +1051,7 @@ static void pretrain_usage(FILE *out) {
         "  --eval-every N    validation every N steps (%d)  --eval-chunks N  chunks used then (%d, 0: all)\n"
         "  --save-every N    checkpoint every N steps (%d)  --stop-after N   stop at step N with the state saved\n"
         "  --seed N (%llu)  --threads N  --log FILE (JSONL)  --resume STATE  --tokens PATH  --state PATH\n"
+        "  --eval-file FILE  a held-out text: its bits/byte is printed at the end\n"
         "  --samples N       samples printed at the end (%d)  --sample-len N (%d)  --temperature X (%g)\n"
         "  --quiet\n",
         d.n_layer, d.n_head, d.n_embd, d.ctx, d.batch, d.steps, (double)d.lr, d.warmup, (double)d.min_lr,
@@ -1070,7 +1118,7 @@ static int cmd_pretrain(int argc, char **argv) {
     };
     struct { const char *flag; const char **dst; } strs[] = {
         {"-t", &cfg.tokenizer_path}, {"-o", &cfg.out_path}, {"--log", &cfg.log_path}, {"--resume", &cfg.resume_path},
-        {"--tokens", &cfg.cache_path}, {"--state", &cfg.state_path},
+        {"--tokens", &cfg.cache_path}, {"--state", &cfg.state_path}, {"--eval-file", &cfg.eval_file},
     };
     for (int i = 2; i < argc && !bad; i++) {
         const char *a = argv[i];

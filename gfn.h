@@ -272,6 +272,7 @@ typedef struct {
     int stop_after;                 // stop after this step with the state saved (0: run to the end)
     uint64_t seed;
     int threads;                    // OpenMP threads (0: the default)
+    const char *eval_file;          // a held-out text whose bits/byte is reported at the end, or NULL
     int samples, sample_len;        // samples printed at the end, and their length in tokens
     float temperature;              // of those samples (0: greedy)
     int verbose;                    // progress lines on stdout
@@ -286,7 +287,10 @@ typedef struct {
     float val_loss;                 // nats/token at the end, over every validation chunk
     float val_bits_per_byte;        // Σ nats / ln 2 / Σ bytes of the scored tokens
     double tokens_per_second;       // training throughput of this run
+    float eval_file_bits_per_byte;  // of eval_file (NAN without one): Σ nats / ln 2 / its size
 } PretrainResult;
+// The eval file is scored whole: [end-of-text] + its tokens, cut into windows of ctx tokens that
+// each see only their own window, every token scored once.
 // Trains per config; 0 on success, nonzero with err set (file and problem named).
 int pretrain_run(const PretrainConfig *config, PretrainResult *result, GfnError *err);
 // The pretraining corpus from the shared data folder, deterministically per seed; what is held

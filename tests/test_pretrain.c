@@ -76,7 +76,11 @@ void test_pretrain(void) {
     //    uniform) and falls well below it.
     PretrainConfig c;
     PretrainResult full, part, resumed, r;
+    size_t eval_len;
+    char *eval_text = toy_corpus(3, 12, &eval_len);
+    CHECK(!write_text(TMP "_eval.txt", eval_text, eval_len), "cannot write the eval file");
     tiny_config(&c, inputs, TMP "_full.bin");
+    c.eval_file = TMP "_eval.txt";
     int rc = pretrain_run(&c, &full, &err);
     CHECK(rc == 0, "pretrain_run: %s", err.msg);
     CHECK(full.cache_rebuilt == 1, "a first run builds the token cache");
@@ -94,6 +98,34 @@ void test_pretrain(void) {
     if (loaded) {
         GPTConfig mc = gpt_config(loaded);
         CHECK(mc.vocab_size == V && mc.n_layer == 2 && mc.n_embd == 32 && mc.max_seq_len == 32, "loaded config");
+        // The eval file's bits/byte, recomputed window by window (one row, no padding) with our
+        // own log-softmax: [EOT] + tokens, windows of 32 inputs, every token scored once.
+        Tokenizer *t2 = tokenizer_load(TMP ".tok", &err);
+        size_t n;
+        int *ids = t2 ? tokenizer_encode(t2, eval_text, eval_len, 0, &n) : NULL;
+        if (CHECK(ids != NULL, "encode the eval file: %s", err.msg)) {
+            int *stream = gfn_malloc((n + 1) * sizeof *stream);
+            stream[0] = tokenizer_eot_id(t2);
+            memcpy(stream + 1, ids, n * sizeof *ids);
+            double nats = 0;
+            for (size_t start = 0; start < n; start += 32) {
+                int T = (int)(n - start < 32 ? n - start : 32);
+                const float *logits = gpt_forward(loaded, stream + start, 1, T);
+                for (int i = 0; i < T; i++) {
+                    const float *row = logits + (size_t)i * V;
+                    double mx = row[0], s = 0;
+                    for (int v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
+                    for (int v = 0; v < V; v++) s += exp(row[v] - mx);
+                    nats -= row[stream[start + (size_t)i + 1]] - mx - log(s);
+                }
+            }
+            double expect = nats / log(2.0) / (double)eval_len;
+            CHECK(fabs(full.eval_file_bits_per_byte - expect) < 1e-4 * expect, "eval file: %.6f bits/byte, recomputed %.6f",
+                  (double)full.eval_file_bits_per_byte, expect);
+            free(stream);
+        }
+        free(ids);
+        if (t2) tokenizer_free(t2);
         gpt_free(loaded);
     }
 
@@ -173,8 +205,8 @@ void test_pretrain(void) {
     rc = pretrain_run(&c, &r, &err);
     CHECK(rc != 0 && strstr(err.msg, "token stream"), "resume on other data: rc %d, '%s'", rc, err.msg);
 
-    free(text); free(text2);
-    const char *junk[] = { TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
+    free(text); free(text2); free(eval_text);
+    const char *junk[] = { TMP "_eval.txt", TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
                            TMP "_part.bin", TMP "_part.bin.state", TMP "_resumed.bin", TMP "_resumed.bin.state",
                            TMP "_bad.bin", TMP "_bad.bin.state" };
     for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
