@@ -39,6 +39,7 @@ const char *test_data_dir(void) {
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
     X(util) \
+    X(model) \
     X(tokenizer) \
     X(pretrain) \
     X(corpus)
