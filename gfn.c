@@ -69,7 +69,7 @@ static int tok_encode_append(const Tokenizer *tok, const char *text, size_t len,
 // File layout (little-endian):
 //   "GFNTOK01"                         8 bytes
 //   u32 version = 1, u32 vocab_size    (at most 65536: ids are stored in 16 bits)
-//   u64 FNV-1a 64 of the tokenizer file
+//   u64 FNV-1a 64 of the tokenizer file (of a GPT-2 directory: its vocabulary files in turn)
 //   u32 number of input files F, then F × { u64 size in bytes, u64 FNV-1a 64 of the bytes }
 //   u64 number of tokens N, then N × u16 token ids
 //   u64 FNV-1a 64 of everything before it
@@ -95,8 +95,8 @@ static unsigned char *token_cache_header(int vocab_size, uint64_t tokenizer_hash
     return h;
 }
 
-// Reads the cache at path into *tokens when it matches `header`; returns NULL (with the reason in
-// *why) when it is absent, stale or damaged.
+// The cached ids when the file at path matches `header`; NULL (with the reason in *why) when it
+// is absent, stale or damaged.
 static int *token_cache_read(const char *path, const unsigned char *header, size_t header_len,
                              int vocab_size, size_t *num_tokens, const char **why) {
     GfnError err;
@@ -299,8 +299,8 @@ static void sample_window(const DataSplit *split, Rng *rng, int *inputs, int *ta
 }
 
 // ----------------------------------------------------------------------------------------------
-// Validation loss over the first max_chunks held-out chunks (0: all), in batches of B.
-// Returns the mean nats per scored token; *bytes gets the bytes those tokens decode to.
+// Validation loss over the first max_chunks held-out chunks (0: all), in batches of B: the sums
+// of −log p over the scored tokens, their count, and the bytes they decode to (for bits/byte).
 typedef struct { double nats; long long tokens, bytes; } EvalSums;
 
 static EvalSums evaluate(GPT *model, const DataSplit *split, const int *token_bytes, int B, size_t max_chunks) {
@@ -623,6 +623,7 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     float *params = gpt_params_memory(model);
     gpt_grads(model);
     float *grads = gpt_grads_memory(model);
+    // AdamW with β = (0.9, 0.95), ε = 1e-8; the decay applies to every parameter (one block).
     adamw_init(&opt, P, cfg->lr, 0.9f, 0.95f, 1e-8f, cfg->weight_decay);
     Rng rng;
     rng_seed(&rng, cfg->seed);

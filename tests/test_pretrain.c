@@ -81,6 +81,8 @@ void test_pretrain(void) {
     CHECK(!write_text(TMP "_eval.txt", eval_text, eval_len), "cannot write the eval file");
     tiny_config(&c, inputs, TMP "_full.bin");
     c.eval_file = TMP "_eval.txt";
+    c.log_path = TMP "_log.jsonl";
+    remove(c.log_path);
     int rc = pretrain_run(&c, &full, &err);
     CHECK(rc == 0, "pretrain_run: %s", err.msg);
     CHECK(full.cache_rebuilt == 1, "a first run builds the token cache");
@@ -93,6 +95,27 @@ void test_pretrain(void) {
           full.num_val_tokens, full.num_val_bytes);
     double bpb = (double)full.val_loss * (double)full.num_val_tokens / log(2.0) / (double)full.num_val_bytes;
     CHECK(fabs(full.val_bits_per_byte - bpb) < 1e-4 * bpb, "bits/byte %.6f, expected %.6f", (double)full.val_bits_per_byte, bpb);
+    // The JSONL log: every line parses; one line per step; the last ones carry the final numbers.
+    size_t log_len;
+    char *log = (char *)read_file(TMP "_log.jsonl", &log_len, &err);
+    int log_lines = 0, step_lines = 0, bad_lines = 0;
+    double logged_val = NAN;
+    for (size_t pos = 0; log && pos < log_len;) {
+        size_t l = strcspn(log + pos, "\n");
+        Json *j = json_parse(log + pos, l, "log", &err);
+        log_lines++;
+        if (!j) bad_lines++;
+        else {
+            step_lines += json_get(j, "loss") != NULL;
+            Json *v = json_get(j, "final_val_loss");
+            if (v) logged_val = v->number;
+        }
+        json_free(j);
+        pos += l + 1;
+    }
+    CHECK(log && bad_lines == 0 && step_lines == 40, "log: %d lines, %d unparsable, %d step lines", log_lines, bad_lines, step_lines);
+    CHECK(fabs(logged_val - full.val_loss) < 1e-5, "logged final val loss %.6f vs %.6f", logged_val, (double)full.val_loss);
+    free(log);
     GPT *loaded = gpt_load(TMP "_full.bin", &err);
     CHECK(loaded != NULL, "the final model loads with gpt_load: %s", err.msg);
     if (loaded) {
@@ -206,7 +229,7 @@ void test_pretrain(void) {
     CHECK(rc != 0 && strstr(err.msg, "token stream"), "resume on other data: rc %d, '%s'", rc, err.msg);
 
     free(text); free(text2); free(eval_text);
-    const char *junk[] = { TMP "_eval.txt", TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
+    const char *junk[] = { TMP "_log.jsonl", TMP "_eval.txt", TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
                            TMP "_part.bin", TMP "_part.bin.state", TMP "_resumed.bin", TMP "_resumed.bin.state",
                            TMP "_bad.bin", TMP "_bad.bin.state" };
     for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
