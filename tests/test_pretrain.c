@@ -97,12 +97,12 @@ void test_pretrain(void) {
     CHECK(fabs(full.val_bits_per_byte - bpb) < 1e-4 * bpb, "bits/byte %.6f, expected %.6f", (double)full.val_bits_per_byte, bpb);
     // The JSONL log: every line parses; one line per step; the last ones carry the final numbers.
     size_t log_len;
-    char *log = (char *)read_file(TMP "_log.jsonl", &log_len, &err);
+    char *log_text = (char *)read_file(TMP "_log.jsonl", &log_len, &err);
     int log_lines = 0, step_lines = 0, bad_lines = 0;
     double logged_val = NAN;
-    for (size_t pos = 0; log && pos < log_len;) {
-        size_t l = strcspn(log + pos, "\n");
-        Json *j = json_parse(log + pos, l, "log", &err);
+    for (size_t pos = 0; log_text && pos < log_len;) {
+        size_t l = strcspn(log_text + pos, "\n");
+        Json *j = json_parse(log_text + pos, l, "log", &err);
         log_lines++;
         if (!j) bad_lines++;
         else {
@@ -113,9 +113,9 @@ void test_pretrain(void) {
         json_free(j);
         pos += l + 1;
     }
-    CHECK(log && bad_lines == 0 && step_lines == 40, "log: %d lines, %d unparsable, %d step lines", log_lines, bad_lines, step_lines);
+    CHECK(log_text && bad_lines == 0 && step_lines == 40, "log: %d lines, %d unparsable, %d step lines", log_lines, bad_lines, step_lines);
     CHECK(fabs(logged_val - full.val_loss) < 1e-5, "logged final val loss %.6f vs %.6f", logged_val, (double)full.val_loss);
-    free(log);
+    free(log_text);
     GPT *loaded = gpt_load(TMP "_full.bin", &err);
     CHECK(loaded != NULL, "the final model loads with gpt_load: %s", err.msg);
     if (loaded) {
