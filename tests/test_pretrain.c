@@ -93,6 +93,11 @@ void test_pretrain(void) {
           (double)full.val_loss, (double)full.initial_val_loss);
     CHECK(full.num_val_tokens > 0 && full.num_val_bytes >= full.num_val_tokens, "val tokens %lld, bytes %lld",
           full.num_val_tokens, full.num_val_bytes);
+    long long held_out = 0;   // chunks of 33 tokens; chunk c held out when floor((c+1)f) > floor(cf)
+    for (long long ch = 0; ch < full.num_tokens / 33; ch++)
+        held_out += floor((double)(ch + 1) * (double)0.1f) > floor((double)ch * (double)0.1f);
+    CHECK(full.num_val_tokens == 32 * held_out && held_out >= full.num_tokens / 33 / 10,
+          "%lld validation tokens, expected 32 x %lld held-out chunks", full.num_val_tokens, held_out);
     double bpb = (double)full.val_loss * (double)full.num_val_tokens / log(2.0) / (double)full.num_val_bytes;
     CHECK(fabs(full.val_bits_per_byte - bpb) < 1e-4 * bpb, "bits/byte %.6f, expected %.6f", (double)full.val_bits_per_byte, bpb);
     // The JSONL log: every line parses; one line per step; the last ones carry the final numbers.
