@@ -41,9 +41,10 @@ data:
 
 # The base model: corpus (gfn.c's recipe; held-out sets listed there) -> BPE tokenizer with 4096
 # ids -> GPT-2 pretrained from scratch (4 layers, 4 heads, width 256, context 128: 4.2M
-# parameters; 3000 steps of 16 x 128 tokens, about one pass over the corpus). Outputs go to
+# parameters; 3000 steps of 16 x 128 tokens, about 1.5 passes over its 4.1M tokens). Outputs go to
 # weights/ (ignored by git). An interrupted run continues from weights/gpt.bin.state to the same
-# bits. Check tokens/s with a short run first and set PRETRAIN_STEPS to fit the time you have.
+# bits (delete that file to start over with other flags). Check tokens/s with a short run first
+# and set PRETRAIN_STEPS to fit the time you have.
 WEIGHTS ?= weights
 PRETRAIN_STEPS ?= 3000
 PRETRAIN_FLAGS ?= --layers 4 --heads 4 --dim 256 --ctx 128 --batch 16 --steps $(PRETRAIN_STEPS) --warmup 100 \
