@@ -284,4 +284,56 @@ char *tokenizer_decode(const Tokenizer *tok, const int *ids, size_t num_ids, siz
 // ----------------------------------------------------------------------------------------------
 // 4. GFlowNet (gfn.c) — filled in by the GFlowNet work.
 
+// ----------------------------------------------------------------------------------------------
+// 4p. Pretraining (gfn.c): a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`).
+//
+// The corpus: each input file is split into documents at the literal text "<|endoftext|>"; each
+// document is encoded and followed by the tokenizer's end-of-text token. The token stream is
+// cached in a file (OUT.tokens, format in gfn.c) and rebuilt when the tokenizer or an input
+// changes. Validation split: the stream is cut into chunks of ctx+1 tokens and chunk c is held
+// out when floor((c+1)·val_frac) > floor(c·val_frac), i.e. evenly spread chunks, val_frac of them;
+// training windows of ctx+1 tokens never overlap a held-out chunk.
+typedef struct {
+    const char *tokenizer_path;     // -t: a tokenizer file for tokenizer_load
+    const char *const *inputs;      // -i FILE...: the corpus
+    int num_inputs;
+    const char *out_path;           // -o: the final model, a checkpoint for gpt_load
+    const char *cache_path;         // token cache; NULL: OUT.tokens
+    const char *state_path;         // training state written at save points; NULL: OUT.state
+    const char *resume_path;        // a training-state file to continue from, or NULL
+    const char *log_path;           // JSONL log (appended), or NULL
+    int n_layer, n_head, n_embd, ctx;
+    int batch, steps, warmup;
+    float lr, min_lr, weight_decay, clip, val_frac;
+    int eval_every;                 // steps between validation losses (0: only at the end)
+    int eval_chunks;                // validation chunks used by those (0: all); the end uses all
+    int save_every;                 // steps between checkpoints (0: only at the end)
+    int stop_after;                 // stop after this step with the state saved (0: run to the end)
+    uint64_t seed;
+    int threads;                    // OpenMP threads (0: the default)
+    const char *eval_file;          // a held-out text whose bits/byte is reported at the end, or NULL
+    int samples, sample_len;        // samples printed at the end, and their length in tokens
+    float temperature;              // of those samples (0: greedy)
+    int verbose;                    // progress lines on stdout
+} PretrainConfig;
+void pretrain_config_default(PretrainConfig *config);
+typedef struct {
+    int cache_rebuilt;              // 1 when the token cache was built this run
+    long long num_tokens, num_val_tokens, num_val_bytes;   // val: the scored targets
+    int steps_done;                 // the step reached (counting the resumed ones)
+    float initial_val_loss;         // nats/token before the first step, over eval_chunks chunks
+                                    // (fresh runs only; NAN after a resume)
+    float val_loss;                 // nats/token at the end, over every validation chunk
+    float val_bits_per_byte;        // Σ nats / ln 2 / Σ bytes of the scored tokens
+    double tokens_per_second;       // training throughput of this run
+    float eval_file_bits_per_byte;  // of eval_file (NAN without one): Σ nats / ln 2 / its size
+} PretrainResult;
+// The eval file is scored whole: [end-of-text] + its tokens, cut into windows of ctx tokens that
+// each see only their own window, every token scored once.
+// Trains per config; 0 on success, nonzero with err set (file and problem named).
+int pretrain_run(const PretrainConfig *config, PretrainResult *result, GfnError *err);
+// The pretraining corpus from the shared data folder, deterministically per seed; what is held
+// out for evaluation is listed in gfn.c ("The corpus recipe"). *bytes (may be NULL) gets its size.
+int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size_t *bytes, GfnError *err);
+
 #endif // GFN_H

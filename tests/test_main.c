@@ -42,7 +42,9 @@ const char *test_data_dir(void) {
     X(tokenizer) \
     X(model) \
     X(matmul) \
-    X(hf)
+    X(hf) \
+    X(pretrain) \
+    X(corpus)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
