@@ -743,12 +743,18 @@ done:
 //                                  to one of the first 1000 (the continuation task's train/val)
 //   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
 //   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
-//                                  document: 1-6 one-digit operands, + and -, in the paper's
-//                                  format; any question found in arithmetic/*_test.json is skipped
+//                                  document: two one-digit operands, + and -, worked in the
+//                                  paper's format ("Question: 9 + 4 = ? Answer: 9 + 4 = 13. The
+//                                  answer is 13."). Only single steps, never a chain: the base
+//                                  model learns the format, the calculator call and that the
+//                                  answer repeats the last computed value (so the reward prefers
+//                                  correct rationales), but must not already solve 3-5 operands
+//                                  by chaining — that is the headroom the fine-tuning must close.
 
 #define CORPUS_ROC_HELD_OUT 100
 #define CORPUS_OWT_HELD_OUT 1000
 #define CORPUS_ARITHMETIC 20000
+#define CORPUS_ARITHMETIC_OPERANDS 2
 
 typedef struct { char *data; size_t len, cap; } TextBuf;
 
@@ -967,7 +973,7 @@ static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
 // (one operand: "Question: 7 = ? Answer: The answer is 7."). *query_len gets the length of the
 // part the test files hold, "Question: ... = ? Answer:".
 static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
-    int count = 1 + rng_below(rng, 6), operand[6] = {0}, op[6] = {0};
+    int count = CORPUS_ARITHMETIC_OPERANDS, operand[6] = {0}, op[6] = {0};
     for (int i = 0; i < count; i++) { operand[i] = rng_below(rng, 10); op[i] = rng_below(rng, 2) ? '+' : '-'; }
     size_t n = (size_t)snprintf(buf, cap, "Question: %d", operand[0]);
     for (int i = 1; i < count; i++) n += (size_t)snprintf(buf + n, cap - n, " %c %d", op[i], operand[i]);
