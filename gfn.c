@@ -1,23 +1,567 @@
-// gfn.c — GFlowNet objectives, sampler, training loop and the command line.
+// gfn.c — GFlowNet fine-tuning of a language model: the objectives (each next to its gradient),
+// trajectories and the replay buffer, the policy over allowed tokens, the batched sampler, the
+// training loop and the command line. Read top to bottom.
+//
+// Notation (PAPER.md): a query X, a sampled Z = z_1..z_n, the terminator ⊤. For state i (the
+// prefix z_≤i): lr_i = log R(z_≤i ⊤), lt_i = log q(⊤ | X z_≤i); for action k:
+// lf_k = log q(z_k | X z_<k). Rewards are constants: gradients flow only through lf and lt.
 #include "gfn.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/time.h>
+#include <unistd.h>
 
-#ifndef GFN_NO_MAIN
-static void usage(FILE *out) {
-    fprintf(out,
-        "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
-        "commands:\n");
+// ----------------------------------------------------------------------------------------------
+// Objectives. Inputs are (n, stride) rows; row b has len[b] actions, so lf uses [0, len) and lt,
+// lr use [0, len]. Every function overwrites d_pf and d_pterm over the whole (n, stride) arrays.
+
+static void zero_grads(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    memset(d_pf, 0, sizeof(float) * (size_t)b->n * (size_t)b->stride);
+    memset(d_pterm, 0, sizeof(float) * (size_t)b->n * (size_t)b->stride);
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+// log q(Z ⊤) = Σ_k lf_k + lt_n of row r.
+static double traj_log_q(const TrajBatch *b, int r) {
+    const float *lf = b->log_pf + (size_t)r * b->stride;
+    double s = b->log_pterm[(size_t)r * b->stride + b->len[r]];
+    for (int k = 0; k < b->len[r]; k++) s += lf[k];
+    return s;
+}
+
+// Trajectory balance:  L = (1/N) Σ_Z ( log Z_X + Σ_t log q(z_t | X z_<t) + log q(⊤ | X Z) − log R(Z) )²
+// dL/d lf_k = dL/d lt_n = dL/d log Z_X = 2 δ / N.
+float loss_tb(const TrajBatch *b, const float *log_z, float *d_pf, float *d_pterm, float *d_log_z) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        int n = b->len[r];
+        double delta = log_z[b->group[r]] + traj_log_q(b, r) - b->log_r[(size_t)r * b->stride + n];
+        loss += delta * delta;
+        float g = (float)(2.0 * delta / b->n);
+        for (int k = 0; k < n; k++) d_pf[(size_t)r * b->stride + k] = g;
+        d_pterm[(size_t)r * b->stride + n] = g;
+        if (d_log_z) d_log_z[b->group[r]] += g;
     }
-    fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    return (float)(loss / b->n);
+}
+
+// Modified sub-trajectory balance (the paper's loss). For 0 ≤ i < j ≤ n:
+//   δ(i,j) = lr_i + Σ_{k=i+1..j} lf_k + lt_j − lr_j − lt_i
+//   L = Σ_batch Σ_{i<j} λ^(j−i−1) δ(i,j)²  /  Σ_batch Σ_{i<j} λ^(j−i−1)
+// (normalised over every pair of the whole batch, as the official code). With W the denominator,
+// dL/dδ(i,j) = 2 λ^(j−i−1) δ / W, and δ has +1 on lf_{i+1..j}, +1 on lt_j, −1 on lt_i. The lf
+// range is added through a difference array so each row costs O(n²).
+float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double total_weight = 0;
+    for (int r = 0; r < b->n; r++)
+        for (int span = 1; span <= b->len[r]; span++)
+            total_weight += (double)(b->len[r] - span + 1) * pow(lambda, span - 1);
+    if (total_weight == 0) return 0;
+    double loss = 0;
+    int maxn = b->stride;
+    double *prefix = gfn_malloc(sizeof(double) * (size_t)(maxn + 1));   // (n+1) Σ_{k≤i} lf
+    double *diff = gfn_malloc(sizeof(double) * (size_t)(maxn + 2));     // (n+2) range adds on lf
+    for (int r = 0; r < b->n; r++) {
+        int n = b->len[r];
+        const float *lf = b->log_pf + (size_t)r * b->stride;
+        const float *lt = b->log_pterm + (size_t)r * b->stride;
+        const float *lr = b->log_r + (size_t)r * b->stride;
+        float *dlf = d_pf + (size_t)r * b->stride, *dlt = d_pterm + (size_t)r * b->stride;
+        prefix[0] = 0;
+        for (int k = 1; k <= n; k++) prefix[k] = prefix[k - 1] + lf[k - 1];
+        for (int k = 0; k <= n + 1; k++) diff[k] = 0;
+        for (int i = 0; i < n; i++) {
+            for (int j = i + 1; j <= n; j++) {
+                double w = pow(lambda, j - i - 1);
+                if (w == 0) continue;
+                double delta = lr[i] + (prefix[j] - prefix[i]) + lt[j] - lr[j] - lt[i];
+                loss += w * delta * delta;
+                double g = 2.0 * w * delta / total_weight;
+                diff[i] += g;       // lf_{i+1..j} are entries [i, j) of the 0-based lf row
+                diff[j] -= g;
+                dlt[j] += (float)g;
+                dlt[i] -= (float)g;
+            }
+        }
+        double run = 0;
+        for (int k = 0; k < n; k++) { run += diff[k]; dlf[k] = (float)run; }
+    }
+    free(prefix);
+    free(diff);
+    return (float)(loss / total_weight);
+}
+
+// Modified detailed balance: the j = i+1 terms of modified SubTB (written out on its own, so the
+// test that SubTB with λ → 0 equals it compares two implementations):
+//   δ_i = lr_i + lf_{i+1} + lt_{i+1} − lr_{i+1} − lt_i,   L = mean over all transitions of δ_i²
+// dL/d lf_{i+1} = dL/d lt_{i+1} = 2 δ_i / M, dL/d lt_i −= 2 δ_i / M (M transitions in the batch).
+float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    long transitions = 0;
+    for (int r = 0; r < b->n; r++) transitions += b->len[r];
+    if (transitions == 0) return 0;
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        size_t o = (size_t)r * b->stride;
+        for (int i = 0; i < b->len[r]; i++) {
+            double delta = (double)b->log_r[o + i] + b->log_pf[o + i] + b->log_pterm[o + i + 1]
+                         - b->log_r[o + i + 1] - b->log_pterm[o + i];
+            loss += delta * delta;
+            float g = (float)(2.0 * delta / transitions);
+            d_pf[o + i] += g;
+            d_pterm[o + i + 1] += g;
+            d_pterm[o + i] -= g;
+        }
+    }
+    return (float)(loss / transitions);
+}
+
+// VarGrad: TB where log Z_X is the stop-gradient batch estimate
+//   log Ẑ_X = mean over the K samples of X of ( log R(Z) − log q(Z ⊤) ),
+//   L = (1/N) Σ_Z ( log Ẑ_X + log q(Z ⊤) − log R(Z) )²   (N trajectories, X = group).
+// dL/d lf_k = dL/d lt_n = 2 δ / N. This equals the gradient of the loss with log Ẑ not stopped,
+// because the δ of one group sum to zero: the batch variance of log R − log q.
+float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out) {
+    double *sum = gfn_calloc((size_t)num_groups, sizeof(double));
+    int *count = gfn_calloc((size_t)num_groups, sizeof(int));
+    for (int r = 0; r < b->n; r++) {
+        sum[b->group[r]] += b->log_r[(size_t)r * b->stride + b->len[r]] - traj_log_q(b, r);
+        count[b->group[r]]++;
+    }
+    float *log_z = gfn_malloc(sizeof(float) * (size_t)num_groups);
+    for (int g = 0; g < num_groups; g++) log_z[g] = count[g] ? (float)(sum[g] / count[g]) : 0.0f;
+    float loss = loss_tb(b, log_z, d_pf, d_pterm, NULL);
+    if (log_z_out) memcpy(log_z_out, log_z, sizeof(float) * (size_t)num_groups);
+    free(sum); free(count); free(log_z);
+    return loss;
+}
+
+// Supervised fine-tuning (maximum likelihood): L = −(1/N) Σ_Z log q(Z ⊤); dL/d lf = dL/d lt_n = −1/N.
+float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        loss -= traj_log_q(b, r);
+        for (int k = 0; k < b->len[r]; k++) d_pf[(size_t)r * b->stride + k] = -1.0f / b->n;
+        d_pterm[(size_t)r * b->stride + b->len[r]] = -1.0f / b->n;
+    }
+    return (float)(loss / b->n);
+}
+
+// The reward maximiser: REINFORCE with a baseline. With R = exp(lr_n) and the baseline b_Z the
+// mean R of the other samples of the same query (0 when alone), the surrogate
+//   L = −(1/N) Σ_Z (R(Z) − b_Z) log q(Z ⊤)
+// has the policy gradient as its gradient: dL/d lf_k = dL/d lt_n = −(R − b_Z) / N.
+float loss_reinforce(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        double reward = exp(b->log_r[(size_t)r * b->stride + b->len[r]]), others = 0;
+        int count = 0;
+        for (int o = 0; o < b->n; o++)
+            if (o != r && b->group[o] == b->group[r]) {
+                others += exp(b->log_r[(size_t)o * b->stride + b->len[o]]);
+                count++;
+            }
+        double advantage = reward - (count ? others / count : 0.0);
+        loss -= advantage * traj_log_q(b, r);
+        float g = (float)(-advantage / b->n);
+        for (int k = 0; k < b->len[r]; k++) d_pf[(size_t)r * b->stride + k] = g;
+        d_pterm[(size_t)r * b->stride + b->len[r]] = g;
+    }
+    return (float)(loss / b->n);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Trajectories and the replay buffer
+
+Traj *traj_new(int max_len) {
+    Traj *t = gfn_calloc(1, sizeof(Traj));
+    t->tokens = gfn_calloc((size_t)max_len + 1, sizeof(int));
+    t->forced = gfn_calloc((size_t)max_len + 1, 1);
+    t->log_r = gfn_calloc((size_t)max_len + 1, sizeof(float));
+    return t;
+}
+
+void traj_free(Traj *t) {
+    if (!t) return;
+    free(t->tokens); free(t->forced); free(t->log_r); free(t);
+}
+
+void traj_copy(Traj *dst, const Traj *src) {
+    dst->query = src->query;
+    dst->ntok = src->ntok;
+    dst->nact = src->nact;
+    memcpy(dst->tokens, src->tokens, sizeof(int) * (size_t)src->ntok);
+    memcpy(dst->forced, src->forced, (size_t)src->ntok);
+    memcpy(dst->log_r, src->log_r, sizeof(float) * (size_t)(src->nact + 1));
+}
+
+static float traj_final_log_r(const Traj *t) { return t->log_r[t->nact]; }
+
+ReplayBuffer *replay_new(int num_queries, int capacity, int max_len) {
+    ReplayBuffer *rb = gfn_calloc(1, sizeof(ReplayBuffer));
+    rb->num_queries = num_queries;
+    rb->capacity = capacity;
+    rb->max_len = max_len;
+    rb->count = gfn_calloc((size_t)num_queries, sizeof(int));
+    rb->items = gfn_calloc((size_t)num_queries * (size_t)capacity, sizeof(Traj *));
+    for (size_t i = 0; i < (size_t)num_queries * (size_t)capacity; i++) rb->items[i] = traj_new(max_len);
+    return rb;
+}
+
+void replay_free(ReplayBuffer *rb) {
+    if (!rb) return;
+    for (size_t i = 0; i < (size_t)rb->num_queries * (size_t)rb->capacity; i++) traj_free(rb->items[i]);
+    free(rb->items); free(rb->count); free(rb);
+}
+
+// Kept sorted by final log R, best first, so the worst is the last and eviction is a shift.
+int replay_add(ReplayBuffer *rb, const Traj *t) {
+    if (t->query < 0 || t->query >= rb->num_queries || t->ntok > rb->max_len) return 0;
+    Traj **items = rb->items + (size_t)t->query * rb->capacity;
+    int count = rb->count[t->query];
+    for (int i = 0; i < count; i++)
+        if (items[i]->ntok == t->ntok && !memcmp(items[i]->tokens, t->tokens, sizeof(int) * (size_t)t->ntok))
+            return 0;   // exact duplicate
+    float score = traj_final_log_r(t);
+    int at = count;
+    while (at > 0 && traj_final_log_r(items[at - 1]) < score) at--;
+    if (at >= rb->capacity) return 0;
+    Traj *slot = items[count < rb->capacity ? count : rb->capacity - 1];   // reused storage
+    for (int i = (count < rb->capacity ? count : rb->capacity - 1); i > at; i--) items[i] = items[i - 1];
+    items[at] = slot;
+    traj_copy(slot, t);
+    if (count < rb->capacity) rb->count[t->query] = count + 1;
     return 1;
 }
-#endif
+
+const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng) {
+    int count = rb->count[query];
+    if (count == 0) return NULL;
+    Traj *const *items = rb->items + (size_t)query * rb->capacity;
+    double top = traj_final_log_r(items[0]), total = 0;   // sorted: items[0] is the max
+    for (int i = 0; i < count; i++) total += exp(traj_final_log_r(items[i]) - top);
+    double u = rng_uniform(rng) * total;
+    for (int i = 0; i < count; i++) {
+        u -= exp(traj_final_log_r(items[i]) - top);
+        if (u < 0) return items[i];
+    }
+    return items[count - 1];
+}
+
+// ----------------------------------------------------------------------------------------------
+// The policy: the LM's softmax restricted to the allowed tokens. Disallowed logits are -inf, so
+// their probability and their gradient are exactly zero.
+
+void masked_log_softmax(const float *logits, const unsigned char *allowed, int V, float *logp) {
+    float max = -INFINITY;
+    for (int v = 0; v < V; v++) if (allowed[v] && logits[v] > max) max = logits[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) if (allowed[v]) sum += exp((double)logits[v] - max);
+    float log_norm = max + (float)log(sum);
+    for (int v = 0; v < V; v++) logp[v] = allowed[v] ? logits[v] - log_norm : -INFINITY;
+}
+
+// Where each state of a trajectory sits in the teacher-forced row prompt + tokens: state i (after
+// action i and the tokens its tool call inserted) is read at the logits of its last token.
+// pos (nact + 1), and ntok_at (nact + 1): tokens after the prompt at state i.
+static void traj_states(const Traj *t, int prompt_len, int *pos, int *ntok_at) {
+    int k = 0;
+    pos[0] = prompt_len - 1;
+    ntok_at[0] = 0;
+    for (int j = 0; j < t->ntok; j++) {
+        if (!t->forced[j]) k++;
+        if (j + 1 == t->ntok || !t->forced[j + 1]) { pos[k] = prompt_len + j; ntok_at[k] = j + 1; }
+    }
+}
+
+// The token of action k (1-based) in t->tokens.
+static int traj_action_token(const Traj *t, int k) {
+    for (int j = 0, seen = 0; j < t->ntok; j++)
+        if (!t->forced[j] && ++seen == k) return t->tokens[j];
+    return -1;
+}
+
+// The allowed set at a state that has `ntok` tokens after the prompt. Training (sampler_mask 0)
+// keeps ⊤ before the minimum length — every prefix is terminable, with lr = −99 there — while
+// the sampler (sampler_mask 1) masks it, as the task demands. At the maximum only ⊤ is left.
+static void state_mask(const Task *task, int V, int ntok, int sampler_mask, unsigned char *mask) {
+    if (ntok >= task->max_len) {
+        memset(mask, 0, (size_t)V);
+        mask[task->terminator] = 1;
+        return;
+    }
+    memcpy(mask, task->allowed, (size_t)V);
+    mask[task->terminator] = !(sampler_mask && ntok < task->min_len);
+}
+
+// One teacher-forced forward of the trajectories: rows prompt + tokens, right-padded with ⊤
+// (causal attention: padding never influences earlier positions). Returns the logits (n, T, V).
+static float *teacher_forward(GPT *model, Task *task, Traj *const *t, int n, int *T_out) {
+    int T = 1;
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        if (plen + t[r]->ntok > T) T = plen + t[r]->ntok;
+    }
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)T);   // (n, T)
+    for (int r = 0; r < n; r++) {
+        int plen;
+        const int *prompt = task->prompt(task, t[r]->query, &plen);
+        int *row = inputs + (size_t)r * T;
+        for (int j = 0; j < T; j++) row[j] = task->terminator;
+        memcpy(row, prompt, sizeof(int) * (size_t)plen);
+        memcpy(row + plen, t[r]->tokens, sizeof(int) * (size_t)t[r]->ntok);
+    }
+    float *logits = gpt_forward(model, inputs, n, T);
+    free(inputs);
+    *T_out = T;
+    return logits;
+}
+
+// lf and lt of every trajectory from the logits of teacher_forward, under the training mask
+// (sampler_mask 0) or the sampler's (1). A state at the maximum length has lt = 0 (⊤ forced).
+static void logprobs_from_logits(const float *logits, int T, Task *task, Traj *const *t, int n,
+                                 int stride, int sampler_mask, float *log_pf, float *log_pterm) {
+    int V = gpt_config(task->base).vocab_size;
+    float *logp = gfn_malloc(sizeof(float) * (size_t)V);                 // (V)
+    unsigned char *mask = gfn_malloc((size_t)V);                           // (V)
+    int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));      // (nact + 1)
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));  // (nact + 1)
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        traj_states(t[r], plen, pos, ntok_at);
+        float *lf = log_pf + (size_t)r * stride, *lt = log_pterm + (size_t)r * stride;
+        for (int i = 0; i <= t[r]->nact; i++) {
+            state_mask(task, V, ntok_at[i], sampler_mask, mask);
+            masked_log_softmax(logits + ((size_t)r * T + pos[i]) * V, mask, V, logp);
+            lt[i] = logp[task->terminator];
+            if (i < t[r]->nact) lf[i] = logp[traj_action_token(t[r], i + 1)];
+        }
+    }
+    free(logp); free(mask); free(pos); free(ntok_at);
+}
+
+float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *log_pf,
+                       float *log_pterm, int *T_out) {
+    float *logits = teacher_forward(policy, task, t, n, T_out);
+    logprobs_from_logits(logits, *T_out, task, t, n, stride, 0, log_pf, log_pterm);
+    return logits;
+}
+
+// Teacher forcing, then the chain rule through the masked log-softmax: at a state with
+// probabilities π over the allowed tokens, d log π_a / d logit_v = 1[v = a] − π_v, so
+//   dlogits_v = g_v − (Σ_a g_a) π_v  for allowed v, 0 otherwise,
+// where g_a is the loss gradient of the log-probability of token a read at that state (the
+// action's lf and ⊤'s lt). A forced ⊤ (lt = 0 at the maximum) is a constant: no gradient.
+// Then one gpt_backward; gradients accumulate into the model's / LoRA's grads. `logits`
+// (n, T, V) are those policy_logprobs returned; they are overwritten by dlogits.
+void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
+                     int T, const float *d_pf, const float *d_pterm) {
+    int V = gpt_config(policy).vocab_size;
+    float *logp = gfn_malloc(sizeof(float) * (size_t)V);
+    unsigned char *mask = gfn_malloc((size_t)V);
+    unsigned char *is_state = gfn_calloc((size_t)n * (size_t)T, 1);           // (n, T)
+    int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        traj_states(t[r], plen, pos, ntok_at);
+        for (int i = 0; i <= t[r]->nact; i++) {
+            float *row = logits + ((size_t)r * T + pos[i]) * V;
+            is_state[(size_t)r * T + pos[i]] = 1;
+            state_mask(task, V, ntok_at[i], 0, mask);
+            masked_log_softmax(row, mask, V, logp);
+            float g_term = ntok_at[i] >= task->max_len ? 0.0f : d_pterm[(size_t)r * stride + i];
+            float g_act = i < t[r]->nact ? d_pf[(size_t)r * stride + i] : 0.0f;
+            int act = i < t[r]->nact ? traj_action_token(t[r], i + 1) : -1;
+            float g_sum = g_term + g_act;
+            for (int v = 0; v < V; v++) row[v] = mask[v] ? -g_sum * expf(logp[v]) : 0.0f;
+            row[task->terminator] += g_term;
+            if (act >= 0) row[act] += g_act;
+        }
+    }
+    for (size_t p = 0; p < (size_t)n * (size_t)T; p++)   // rows that are no state: zero gradient
+        if (!is_state[p]) memset(logits + p * V, 0, sizeof(float) * (size_t)V);
+    gpt_backward(policy, logits);
+    free(logp); free(mask); free(is_state); free(pos); free(ntok_at);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sampling: B trajectories at once with the KV cache, each row at its own position.
+
+// Draws a token from one logits row restricted to `mask`, with temperature, top-k and top-p.
+// cand and prob are (V) scratch.
+static int cmp_prob_desc(const void *a, const void *b) {
+    float x = ((const float *)a)[1], y = ((const float *)b)[1];
+    return (x < y) - (x > y);
+}
+
+static int sample_token(const float *logits, const unsigned char *mask, int V, const SamplerConfig *cfg,
+                        float *pairs, Rng *rng) {
+    // pairs (V, 2): token id and its probability, for the allowed tokens only
+    int m = 0;
+    float max = -INFINITY, temp = cfg->temperature > 0 ? cfg->temperature : 1.0f;
+    for (int v = 0; v < V; v++)
+        if (mask[v]) { pairs[2 * m] = (float)v; pairs[2 * m + 1] = logits[v] / temp; if (pairs[2 * m + 1] > max) max = pairs[2 * m + 1]; m++; }
+    double total = 0;
+    for (int i = 0; i < m; i++) { pairs[2 * i + 1] = expf(pairs[2 * i + 1] - max); total += pairs[2 * i + 1]; }
+    int keep = m;
+    if ((cfg->top_k > 0 && cfg->top_k < m) || (cfg->top_p > 0 && cfg->top_p < 1)) {
+        qsort(pairs, (size_t)m, 2 * sizeof(float), cmp_prob_desc);
+        if (cfg->top_k > 0 && cfg->top_k < keep) keep = cfg->top_k;
+        if (cfg->top_p > 0 && cfg->top_p < 1) {   // smallest prefix whose mass reaches top_p
+            double mass = 0;
+            for (int i = 0; i < keep; i++) {
+                mass += pairs[2 * i + 1] / total;
+                if (mass >= cfg->top_p) { keep = i + 1; break; }
+            }
+        }
+        total = 0;
+        for (int i = 0; i < keep; i++) total += pairs[2 * i + 1];
+    }
+    double u = rng_uniform(rng) * total;
+    for (int i = 0; i < keep; i++) {
+        u -= pairs[2 * i + 1];
+        if (u < 0) return (int)pairs[2 * i];
+    }
+    return (int)pairs[2 * (keep - 1)];
+}
+
+void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
+                         const SamplerConfig *cfg, Rng *rng) {
+    int V = gpt_config(policy).vocab_size, min_plen = 1 << 30, max_plen = 0;
+    for (int b = 0; b < n; b++) {
+        int plen;
+        task->prompt(task, queries[b], &plen);
+        if (plen < min_plen) min_plen = plen;
+        if (plen > max_plen) max_plen = plen;
+    }
+    int cache_len = max_plen + task->max_len + 1;
+    KVCache *cache = kv_cache_new(policy, n, cache_len);
+    int *feed = gfn_malloc(sizeof(int) * (size_t)n);          // (n) token fed this step, or -1
+    int *pos = gfn_malloc(sizeof(int) * (size_t)n);           // (n) its position
+    int *queue = gfn_malloc(sizeof(int) * (size_t)n * (size_t)cache_len);   // (n, cache_len) to feed
+    int *queue_head = gfn_calloc((size_t)n, sizeof(int)), *queue_len = gfn_calloc((size_t)n, sizeof(int));
+    int *done = gfn_calloc((size_t)n, sizeof(int));
+    float *logits = gfn_malloc(sizeof(float) * (size_t)n * (size_t)V);      // (n, V) latest per row
+    float *pairs = gfn_malloc(sizeof(float) * 2 * (size_t)V);
+    unsigned char *mask = gfn_malloc((size_t)V);
+    int *forced = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 1));
+
+    // Prefill the common part of the prompts; the rest of each prompt goes through the queue.
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)min_plen);  // (n, min_plen)
+    for (int b = 0; b < n; b++) {
+        int plen;
+        const int *prompt = task->prompt(task, queries[b], &plen);
+        memcpy(inputs + (size_t)b * min_plen, prompt, sizeof(int) * (size_t)min_plen);
+        for (int j = min_plen; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        out[b]->query = queries[b];
+        out[b]->ntok = out[b]->nact = 0;
+        pos[b] = min_plen;
+    }
+    float *prefill = gpt_prefill(policy, cache, inputs, n, min_plen);   // (n, min_plen, V)
+    for (int b = 0; b < n; b++)
+        memcpy(logits + (size_t)b * V, prefill + ((size_t)b * min_plen + min_plen - 1) * V, sizeof(float) * (size_t)V);
+    free(inputs);
+
+    for (;;) {
+        int active = 0;
+        for (int b = 0; b < n; b++) {
+            feed[b] = -1;
+            if (done[b]) continue;
+            Traj *t = out[b];
+            if (queue_head[b] < queue_len[b]) {            // prompt tail or forced tokens first
+                feed[b] = queue[(size_t)b * cache_len + queue_head[b]++];
+            } else {                                       // a state: the policy acts
+                state_mask(task, V, t->ntok, 1, mask);
+                int token = sample_token(logits + (size_t)b * V, mask, V, cfg, pairs, rng);
+                if (token == task->terminator) { done[b] = 1; continue; }
+                t->tokens[t->ntok] = token;
+                t->forced[t->ntok] = 0;
+                t->ntok++;
+                t->nact++;
+                feed[b] = token;
+                if (task->tool && t->ntok < task->max_len) {
+                    int k = task->tool(task, t->query, t->tokens, t->ntok, forced, task->max_len - t->ntok);
+                    for (int i = 0; i < k; i++) {
+                        t->tokens[t->ntok] = forced[i];
+                        t->forced[t->ntok] = 1;
+                        t->ntok++;
+                        queue[(size_t)b * cache_len + queue_len[b]++] = forced[i];
+                    }
+                }
+            }
+            active++;
+        }
+        if (!active) break;
+        gpt_decode_step(policy, cache, feed, pos, logits);
+        for (int b = 0; b < n; b++) if (feed[b] >= 0) pos[b]++;
+    }
+    kv_cache_free(cache);
+    free(feed); free(pos); free(queue); free(queue_head); free(queue_len); free(done);
+    free(logits); free(pairs); free(mask); free(forced);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Exact distributions of enumerable tasks (no tool hook): every Z of min_len..max_len actions
+// over the allowed tokens other than ⊤, shortest first, each length in lexicographic order.
+
+int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count) {
+    int V = gpt_config(task->base).vocab_size, A = 0;
+    int *alphabet = gfn_malloc(sizeof(int) * (size_t)V);
+    for (int v = 0; v < V; v++) if (task->allowed[v] && v != task->terminator) alphabet[A++] = v;
+    int count = 0;
+    int *digit = gfn_calloc((size_t)task->max_len + 1, sizeof(int));
+    for (int len = task->min_len; len <= task->max_len; len++) {
+        memset(digit, 0, sizeof(int) * (size_t)(len + 1));
+        for (;;) {
+            if (count < max_count) {
+                for (int k = 0; k < len; k++) z_out[(size_t)count * task->max_len + k] = alphabet[digit[k]];
+                len_out[count] = len;
+            }
+            count++;
+            int k = len - 1;   // odometer increment, last position fastest
+            while (k >= 0 && ++digit[k] == A) digit[k--] = 0;
+            if (k < 0) break;
+        }
+    }
+    free(digit); free(alphabet);
+    return count;
+}
+
+// log q(Z ⊤) = Σ_k log q(z_k | X z_<k) + log q(⊤ | X Z) under the sampler's own masking at T = 1.
+void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
+                       float *log_q) {
+    const int chunk = 64;
+    int stride = task->max_len + 1;
+    Traj *t[64];
+    for (int i = 0; i < chunk; i++) t[i] = traj_new(task->max_len);
+    float *lf = gfn_malloc(sizeof(float) * (size_t)chunk * stride), *lt = gfn_malloc(sizeof(float) * (size_t)chunk * stride);
+    for (int start = 0; start < count; start += chunk) {
+        int m = count - start < chunk ? count - start : chunk;
+        for (int i = 0; i < m; i++) {
+            t[i]->query = query;
+            t[i]->ntok = t[i]->nact = len[start + i];
+            memcpy(t[i]->tokens, z + (size_t)(start + i) * task->max_len, sizeof(int) * (size_t)t[i]->ntok);
+            memset(t[i]->forced, 0, (size_t)t[i]->ntok);
+        }
+        int T;
+        float *logits = teacher_forward(policy, task, t, m, &T);
+        logprobs_from_logits(logits, T, task, t, m, stride, 1, lf, lt);
+        for (int i = 0; i < m; i++) {
+            double s = lt[(size_t)i * stride + t[i]->nact];
+            for (int k = 0; k < t[i]->nact; k++) s += lf[(size_t)i * stride + k];
+            log_q[start + i] = (float)s;
+        }
+    }
+    for (int i = 0; i < chunk; i++) traj_free(t[i]);
+    free(lf); free(lt);
+}

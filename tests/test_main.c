@@ -38,7 +38,8 @@ const char *test_data_dir(void) {
 
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
-    X(util)
+    X(util) \
+    X(gfn)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
