@@ -565,3 +565,362 @@ void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const i
     for (int i = 0; i < chunk; i++) traj_free(t[i]);
     free(lf); free(lt);
 }
+
+// ----------------------------------------------------------------------------------------------
+// The task registry: a new task adds its line here (and its file in tasks/).
+
+static Task *const tasks[] = { &task_toy };
+
+Task *task_find(const char *name) {
+    for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
+        if (!strcmp(tasks[i]->name, name)) return tasks[i];
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Training
+
+const char *const loss_names[] = { "subtb", "tb", "db", "vargrad", "sft", "reinforce" };
+
+void train_config_default(TrainConfig *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->loss = LOSS_SUBTB;
+    cfg->steps = 200;
+    cfg->batch = 16;
+    cfg->samples_per_query = 16;
+    cfg->accum = 1;
+    cfg->lr = 1e-4f;
+    cfg->lr_min = 0;
+    cfg->lr_log_z = 0.1f;
+    cfg->warmup = 20;
+    cfg->weight_decay = 0;
+    cfg->clip = 1.0f;
+    cfg->lora_rank = 64;
+    cfg->lora_alpha = 16;
+    cfg->lora_targets[LORA_ATTN_QKV] = cfg->lora_targets[LORA_ATTN_PROJ] = 1;
+    cfg->lora_targets[LORA_MLP_FC] = cfg->lora_targets[LORA_MLP_PROJ] = 1;
+    cfg->frac_on_policy = 0.25f;
+    cfg->frac_tempered = 0.5f;
+    cfg->temp_lo = 0.5f;
+    cfg->temp_hi = 2.0f;
+    cfg->reward_temp_start = cfg->reward_temp_end = 1.0f;
+    cfg->reward_temp_horizon = 1;
+    cfg->replay_capacity = 50;
+    cfg->lambda = 1.0f;
+    cfg->short_log_r = -99.0f;
+    cfg->seed = 1;
+}
+
+GPT *copy_model(GPT *model) {
+    GPT *copy = gpt_new_random(gpt_config(model), 0);
+    memcpy(gpt_params_memory(copy), gpt_params_memory(model), sizeof(float) * gpt_num_parameters(model));
+    return copy;
+}
+
+static double now_seconds(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+// Reward temperature: T(step) = T_start + (T_end − T_start) · min(1, step / horizon).
+static float reward_temperature(const TrainConfig *cfg, int step) {
+    float progress = cfg->reward_temp_horizon > 0 ? (float)step / (float)cfg->reward_temp_horizon : 1.0f;
+    if (progress > 1) progress = 1;
+    return cfg->reward_temp_start + (cfg->reward_temp_end - cfg->reward_temp_start) * progress;
+}
+
+// One JSON string, escaped.
+static void json_write_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+// One micro-batch: draw trajectories from the behaviour policy, score them, recompute log q at
+// T = 1 by teacher forcing, and backpropagate the objective (scaled by 1/accum). Returns the loss.
+typedef struct {
+    Traj **traj;            // (batch)
+    int *queries;           // (batch)
+    float *lf, *lt, *lr;    // (batch, stride)
+    float *dlf, *dlt;       // (batch, stride)
+    int *len, *group;       // (batch)
+    float *d_log_z;         // (num_train)
+    int stride;
+} TrainScratch;
+
+static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch *s,
+                               ReplayBuffer *replay, const float *log_z, int step, Rng *rng,
+                               double *mean_log_r, long *tokens) {
+    int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
+    for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
+        if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
+        else s->queries[i] = s->queries[i - 1];
+    }
+    // Behaviour policy of this batch: on-policy, tempered, or the replay buffer.
+    float u = rng_uniform(rng);
+    int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
+    if (from_replay) {
+        for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
+        for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
+    }
+    if (!from_replay) {
+        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        if (u >= cfg->frac_on_policy) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+        sample_trajectories(policy, task, s->queries, s->traj, n, &sc, rng);
+        task->log_reward(task, s->traj, n);
+        for (int i = 0; i < n; i++) replay_add(replay, s->traj[i]);
+    }
+    // Tempered rewards of every state; prefixes shorter than the minimum get a constant floor.
+    float reward_temp = reward_temperature(cfg, step);
+    *mean_log_r = 0;
+    for (int i = 0; i < n; i++) {
+        Traj *t = s->traj[i];
+        s->len[i] = t->nact;
+        s->group[i] = t->query;
+        *mean_log_r += t->log_r[t->nact] / n;
+        *tokens += t->ntok + 1;
+        for (int k = 0; k <= t->nact; k++)
+            s->lr[(size_t)i * s->stride + k] = k < task->min_len ? cfg->short_log_r : t->log_r[k] / reward_temp;
+    }
+    int T;
+    float *logits = policy_logprobs(policy, task, s->traj, n, s->stride, s->lf, s->lt, &T);
+    TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group };
+    float loss;
+    switch (cfg->loss) {
+    case LOSS_TB: loss = loss_tb(&b, log_z, s->dlf, s->dlt, s->d_log_z); break;
+    case LOSS_DB: loss = loss_db(&b, s->dlf, s->dlt); break;
+    case LOSS_VARGRAD: loss = loss_vargrad(&b, task->num_train, s->dlf, s->dlt, NULL); break;
+    case LOSS_SFT: loss = loss_sft(&b, s->dlf, s->dlt); break;
+    case LOSS_REINFORCE: loss = loss_reinforce(&b, s->dlf, s->dlt); break;
+    default: loss = loss_subtb(&b, cfg->lambda, s->dlf, s->dlt); break;
+    }
+    for (size_t i = 0; i < (size_t)n * s->stride; i++) { s->dlf[i] /= cfg->accum; s->dlt[i] /= cfg->accum; }
+    policy_backward(policy, task, s->traj, n, s->stride, logits, T, s->dlf, s->dlt);
+    return loss;
+}
+
+int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
+    gpt_freeze_all(policy, 1);
+    LoRA *lora = gpt_lora(policy);
+    if (!lora) lora = gpt_lora_attach(policy, cfg->lora_rank, cfg->lora_alpha, 0, cfg->lora_targets, cfg->seed);
+    AdamW opt, opt_z;
+    adamw_init(&opt, lora->num_parameters, cfg->lr, 0.9f, 0.999f, 1e-8f, cfg->weight_decay);
+    adamw_init(&opt_z, (size_t)task->num_train, cfg->lr_log_z, 0.9f, 0.999f, 1e-8f, 0);
+    TrainScratch s;
+    int n = cfg->batch;
+    s.stride = task->max_len + 1;
+    s.traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
+    for (int i = 0; i < n; i++) s.traj[i] = traj_new(task->max_len);
+    s.queries = gfn_malloc(sizeof(int) * (size_t)n);
+    s.len = gfn_malloc(sizeof(int) * (size_t)n);
+    s.group = gfn_malloc(sizeof(int) * (size_t)n);
+    size_t cells = (size_t)n * s.stride;
+    s.lf = gfn_calloc(cells, sizeof(float)); s.lt = gfn_calloc(cells, sizeof(float));
+    s.lr = gfn_calloc(cells, sizeof(float));
+    s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
+    s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
+    Rng rng;
+    rng_seed(&rng, cfg->seed);
+    FILE *log = NULL;
+    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
+        gfn_error_set(err, "%s: cannot create the log file", cfg->log_path);
+        return 1;
+    }
+    int show_progress = !cfg->quiet && isatty(2);
+    double start = now_seconds();
+    long tokens = 0;
+    char text[512];
+    int status = 0;
+    for (int step = 0; step < cfg->steps; step++) {
+        gpt_zero_grad(policy);
+        memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
+        double loss = 0, mean_log_r = 0;
+        for (int micro = 0; micro < cfg->accum; micro++) {
+            double mlr;
+            loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens) / cfg->accum;
+            mean_log_r += mlr / cfg->accum;
+        }
+        float grad_norm = cfg->clip > 0 ? clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip) : 0;
+        float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->lr_min);
+        adamw_update(&opt, lora->memory, lora->grad_memory, lr);
+        if (cfg->loss == LOSS_TB) {
+            for (int q = 0; q < task->num_train; q++) s.d_log_z[q] /= cfg->accum;
+            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z);
+        }
+        double elapsed = now_seconds() - start;
+        if (log) {
+            text[0] = 0;
+            if (task->render) task->render(task, s.traj[0], text, sizeof text);
+            fprintf(log, "{\"step\": %d, \"loss\": %.6g, \"mean_log_r\": %.6g, \"log_z\": %.6g, "
+                         "\"lr\": %.3g, \"grad_norm\": %.4g, \"tokens_per_s\": %.1f, \"text\": ",
+                    step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1));
+            json_write_string(log, text);
+            fputs("}\n", log);
+        }
+        if (show_progress) {
+            double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
+            fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  %.0f tok/s  ETA %.0fs   ",
+                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], tokens / (elapsed > 0 ? elapsed : 1), eta);
+        }
+        if (cfg->save_path && cfg->save_every > 0 && (step + 1) % cfg->save_every == 0 && step + 1 < cfg->steps)
+            if (lora_save(policy, cfg->save_path, err)) { status = 1; break; }
+    }
+    if (show_progress) fputc('\n', stderr);
+    if (!status && cfg->save_path && lora_save(policy, cfg->save_path, err)) status = 1;
+    if (log) fclose(log);
+    for (int i = 0; i < n; i++) traj_free(s.traj[i]);
+    free(s.traj); free(s.queries); free(s.len); free(s.group);
+    free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);
+    replay_free(replay);
+    adamw_free(&opt); adamw_free(&opt_z);
+    return status;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Command line
+
+#ifndef GFN_NO_MAIN
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
+        "commands:\n"
+        "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
+        "  tasks        list the tasks\n");
+}
+
+static void train_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn train TASK [options]\n"
+        "  --loss L            subtb | tb | db | vargrad | sft | reinforce (default subtb)\n"
+        "  --steps N           optimizer steps (200)\n"
+        "  --batch N           trajectories per micro-batch (16)\n"
+        "  --k N               trajectories per query in a batch (16)\n"
+        "  --accum N           micro-batches per step, gradients averaged (1)\n"
+        "  --lr F              LoRA peak learning rate (1e-4); --lr-min F its cosine floor (0)\n"
+        "  --lr-logz F         log Z learning rate (0.1)\n"
+        "  --warmup N          warm-up steps (20)\n"
+        "  --clip F            gradient norm clip, 0 = off (1)\n"
+        "  --rank N --alpha F  LoRA rank and alpha (64, 16)\n"
+        "  --targets LIST      comma list of c_attn,attn.c_proj,c_fc,mlp.c_proj (all)\n"
+        "  --on-policy F --tempered F   behaviour fractions; the rest replays (0.25, 0.5)\n"
+        "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
+        "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
+        "  --replay N          replay buffer size per query (50)\n"
+        "  --lambda F          SubTB lambda (1)\n"
+        "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
+        "  -s SEED             seed (1)\n"
+        "  --log FILE          JSONL log, one line per step\n"
+        "  --save PATH         adapter file (saved atomically at the end)\n"
+        "  --save-every N      also every N steps\n"
+        "  -q                  no progress line\n");
+}
+
+static int parse_targets(const char *list, int targeted[LORA_NUM_TARGETS]) {
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) targeted[t] = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = 0;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (!strcmp(tok, lora_target_names[t])) { targeted[t] = 1; found = 1; }
+        if (!found) { fprintf(stderr, "gfn: unknown LoRA target '%s'\n", tok); return 1; }
+    }
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (argc < 3 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) {
+        train_usage(argc < 3 ? stderr : stdout);
+        if (argc >= 3) for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("  task %-6s %s\n", tasks[i]->name, tasks[i]->help);
+        return argc < 3 ? 1 : 0;
+    }
+    Task *task = task_find(argv[2]);
+    if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0 };
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn train: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        char *end = NULL;
+        double num = strtod(v, &end);
+        int is_num = end && *end == 0 && end != v;
+        if (!strcmp(a, "--loss")) {
+            int found = 0;
+            for (int l = 0; l <= LOSS_REINFORCE; l++) if (!strcmp(v, loss_names[l])) { cfg.loss = (LossKind)l; found = 1; }
+            if (!found) { fprintf(stderr, "gfn train: unknown loss '%s'\n", v); return 1; }
+        } else if (!strcmp(a, "-m")) topt.model_path = v;
+        else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
+        else if (!strcmp(a, "--data")) topt.data_path = v;
+        else if (!strcmp(a, "--log")) cfg.log_path = v;
+        else if (!strcmp(a, "--save")) cfg.save_path = v;
+        else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
+        else if (!strcmp(a, "--reward-temp")) {
+            if (sscanf(v, "%f,%f,%d", &cfg.reward_temp_start, &cfg.reward_temp_end, &cfg.reward_temp_horizon) != 3) {
+                fprintf(stderr, "gfn train: --reward-temp wants START,END,HORIZON\n"); return 1;
+            }
+        } else if (!is_num) { fprintf(stderr, "gfn train: unknown option %s or bad number '%s'\n", a, v); return 1; }
+        else if (!strcmp(a, "--steps")) cfg.steps = (int)num;
+        else if (!strcmp(a, "--batch")) cfg.batch = (int)num;
+        else if (!strcmp(a, "--k")) cfg.samples_per_query = (int)num;
+        else if (!strcmp(a, "--accum")) cfg.accum = (int)num;
+        else if (!strcmp(a, "--lr")) cfg.lr = (float)num;
+        else if (!strcmp(a, "--lr-min")) cfg.lr_min = (float)num;
+        else if (!strcmp(a, "--lr-logz")) cfg.lr_log_z = (float)num;
+        else if (!strcmp(a, "--warmup")) cfg.warmup = (int)num;
+        else if (!strcmp(a, "--clip")) cfg.clip = (float)num;
+        else if (!strcmp(a, "--rank")) cfg.lora_rank = (int)num;
+        else if (!strcmp(a, "--alpha")) cfg.lora_alpha = (float)num;
+        else if (!strcmp(a, "--on-policy")) cfg.frac_on_policy = (float)num;
+        else if (!strcmp(a, "--tempered")) cfg.frac_tempered = (float)num;
+        else if (!strcmp(a, "--temp-lo")) cfg.temp_lo = (float)num;
+        else if (!strcmp(a, "--temp-hi")) cfg.temp_hi = (float)num;
+        else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
+        else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
+        else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
+        else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
+        else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
+        else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
+    }
+    if (cfg.steps < 1 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
+        fprintf(stderr, "gfn train: --steps, --batch, --accum, --rank and --replay must be at least 1\n");
+        return 1;
+    }
+    GfnError err = { { 0 } };
+    if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    GPT *policy = copy_model(task->base);
+    float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    int status = gfn_train(task, policy, &cfg, log_z, &err);
+    if (status) fprintf(stderr, "gfn: %s\n", err.msg);
+    else task->evaluate(task, policy, cfg.loss == LOSS_TB ? log_z : NULL, stdout, cfg.seed);
+    free(log_z);
+    gpt_free(policy);
+    task->cleanup(task);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "tasks")) {
+        for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
+        return 0;
+    }
+    fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}
+#endif

@@ -307,13 +307,14 @@ struct Task {
     int (*tool)(Task *task, int query, const int *tokens, int ntok, int *forced, int max_forced);
     // Untempered log R of every state of each trajectory into t[i]->log_r[0..nact].
     void (*log_reward)(Task *task, Traj *const *t, int n);
-    // Prints the task's metrics for a trained policy, one `name value` per line.
-    void (*evaluate)(Task *task, GPT *policy, FILE *out, uint64_t seed);
+    // Prints the task's metrics for a trained policy, one `name value` per line. log_z (one per
+    // train query) is TB's learned log Z, or NULL when the objective learns none.
+    void (*evaluate)(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed);
     // Text of a trajectory for logs (may be NULL): writes at most cap bytes, NUL-terminated.
     void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
     void *state;                // the task's own data
 };
-extern Task task_toy, task_rng;
+extern Task task_toy;
 Task *task_find(const char *name);
 
 // 4d. The policy over the allowed tokens, and sampling.
@@ -344,5 +345,41 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
 int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count);
 void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
                        float *log_q);
+
+// 4e. Training (`gfn train TASK`): behaviour policy = a mix of on-policy, tempered and replayed
+// batches; LoRA on a frozen base; rewards tempered by an annealed T(step).
+typedef enum { LOSS_SUBTB, LOSS_TB, LOSS_DB, LOSS_VARGRAD, LOSS_SFT, LOSS_REINFORCE } LossKind;
+extern const char *const loss_names[];   // "subtb", "tb", "db", "vargrad", "sft", "reinforce"
+typedef struct {
+    LossKind loss;
+    int steps;                  // optimizer steps
+    int batch;                  // trajectories per micro-batch
+    int samples_per_query;      // K trajectories share one query (VarGrad's and REINFORCE's groups)
+    int accum;                  // micro-batches per step, gradients averaged
+    float lr, lr_min, lr_log_z; // LoRA peak lr, its cosine floor, the log Z learning rate
+    int warmup;
+    float weight_decay, clip;
+    int lora_rank;
+    float lora_alpha;
+    int lora_targets[LORA_NUM_TARGETS];
+    float frac_on_policy, frac_tempered;    // the rest of the batches come from the replay buffer
+    float temp_lo, temp_hi;                 // tempered sampling: T ~ U(lo, hi)
+    float reward_temp_start, reward_temp_end;
+    int reward_temp_horizon;
+    int replay_capacity;
+    float lambda;               // SubTB's λ
+    float short_log_r;          // lr of prefixes shorter than the minimum (−99)
+    uint64_t seed;
+    const char *log_path;       // JSONL, or NULL
+    const char *save_path;      // adapter, or NULL
+    int save_every;             // 0: only at the end
+    int quiet;                  // no progress line
+} TrainConfig;
+void train_config_default(TrainConfig *cfg);
+// Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
+// learned log Z (TB). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
+int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
+// A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
+GPT *copy_model(GPT *model);
 
 #endif // GFN_H
