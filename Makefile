@@ -11,6 +11,8 @@ LDLIBS = -lm
 ifeq ($(OMP),1)
   CFLAGS += -fopenmp
   LDFLAGS += -fopenmp
+else
+  WARN += -Wno-unknown-pragmas
 endif
 
 SRC = model.c tokenizer.c gfn.c $(wildcard tasks/*.c)

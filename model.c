@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // ----------------------------------------------------------------------------------------------
 // Errors and allocation
@@ -393,3 +394,1084 @@ Json *json_at(const Json *array, size_t index) {
 
 // ----------------------------------------------------------------------------------------------
 // The model follows (engine work).
+
+// ----------------------------------------------------------------------------------------------
+// GPT-2: parameters
+//
+// The 16 tensors live one after another in a single block of floats (params_memory), in the order
+// of GPTParams. Gradients, when some tensor is trainable, get a block of the same layout.
+
+const char *const gpt_tensor_names[GPT_NUM_TENSORS] = {
+    "wte.weight", "wpe.weight", "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight",
+    "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias", "ln_f.weight", "ln_f.bias",
+};
+enum { T_WTE, T_WPE, T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_ATTPROJW, T_ATTPROJB, T_LN2W, T_LN2B,
+       T_FCW, T_FCB, T_FCPROJW, T_FCPROJB, T_LNFW, T_LNFB };
+
+// The four linear modules that LoRA may target: their weight and bias tensors and their
+// (in, out) sizes as multiples of C.
+typedef struct { int weight, bias, in_mult, out_mult; } ModuleInfo;
+static const ModuleInfo modules[LORA_NUM_TARGETS] = {
+    { T_QKVW, T_QKVB, 1, 3 }, { T_ATTPROJW, T_ATTPROJB, 1, 1 }, { T_FCW, T_FCB, 1, 4 }, { T_FCPROJW, T_FCPROJB, 4, 1 },
+};
+
+// What one forward pass keeps for the backward pass, plus the gradient scratch that every layer
+// reuses. Laid out in one block for the (B, T) of the last forward; the block only grows.
+typedef struct {
+    float *encoded;     // (B, T, C)       wte[id] + wpe[pos]
+    float *ln1;         // (L, B, T, C)    ln_1 output
+    float *ln1_mean;    // (L, B, T)
+    float *ln1_rstd;    // (L, B, T)
+    float *qkv;         // (L, B, T, 3C)   q, k, v
+    float *att;         // (L, B, NH, T, T) softmax probabilities; row t uses columns 0..t
+    float *atty;        // (L, B, T, C)    attention output, input of attn.c_proj
+    float *residual2;   // (L, B, T, C)    residual stream after the attention block
+    float *ln2;         // (L, B, T, C)
+    float *ln2_mean;    // (L, B, T)
+    float *ln2_rstd;    // (L, B, T)
+    float *fch;         // (L, B, T, 4C)   c_fc output
+    float *fch_gelu;    // (L, B, T, 4C)   its GELU, input of mlp.c_proj
+    float *residual3;   // (L, B, T, C)    residual stream after the MLP block
+    float *lnf;         // (B, T, C)
+    float *lnf_mean;    // (B, T)
+    float *lnf_rstd;    // (B, T)
+    float *logits;      // (B, T, V)
+    float *losses;      // (B, T)          per-position −log p, summed in order afterwards
+    float *lora_u[LORA_NUM_TARGETS];  // (L, B, T, r) s · (x · A) of each adapter
+    // Gradient scratch, shared by all layers:
+    float *dresidual;   // (B, T, C)   d loss / d residual stream; at the end, gpt_dinput
+    float *dC;          // (B, T, C)   d of an LN output or of the attention output
+    float *d4C;         // (B, T, 4C)  d of the MLP hidden layer; also holds dqkv (B, T, 3C)
+    float *dlora;       // (B, T, r)   d of x · A
+    float *datt_row;    // (B, NH, T)  one row of attention-probability gradients per head
+} Activations;
+
+struct GPT {
+    GPTConfig config;
+    size_t tensor_sizes[GPT_NUM_TENSORS];
+    size_t num_parameters;
+    GPTParams params;
+    float *params_memory;
+    GPTParams grads;
+    float *grads_memory;             // NULL until a tensor needs a gradient
+    int frozen[GPT_NUM_TENSORS];
+    LoRA *lora;
+    Activations acts;
+    float *acts_memory;
+    size_t acts_capacity;            // floats
+    int *inputs;                     // (B, T) token ids of the last forward
+    size_t inputs_capacity;
+    int B, T;                        // of the last forward (0 before any)
+    const LoRA *forward_lora;        // the adapter the last forward used
+};
+
+static float **tensor_slot(GPTParams *p, int i) {
+    float **slots[GPT_NUM_TENSORS] = {
+        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb,
+        &p->ln2w, &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb,
+    };
+    return slots[i];
+}
+
+static void point_tensors(GPTParams *p, float *memory, const size_t sizes[GPT_NUM_TENSORS]) {
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) { *tensor_slot(p, i) = memory; memory += sizes[i]; }
+}
+
+// Limits keep every size product far from overflow and reject nonsense configs from files.
+static int gpt_config_check(GPTConfig c, char *why, size_t why_len) {
+    const char *problem = NULL;
+    if (c.vocab_size < 1 || c.vocab_size > (1 << 22)) problem = "vocab_size outside [1, 4194304]";
+    else if (c.max_seq_len < 1 || c.max_seq_len > (1 << 16)) problem = "max_seq_len outside [1, 65536]";
+    else if (c.n_layer < 1 || c.n_layer > 1024) problem = "n_layer outside [1, 1024]";
+    else if (c.n_embd < 1 || c.n_embd > (1 << 15)) problem = "n_embd outside [1, 32768]";
+    else if (c.n_head < 1 || c.n_head > c.n_embd || c.n_embd % c.n_head) problem = "n_embd not divisible by n_head";
+    if (problem) snprintf(why, why_len, "%s (V=%d maxT=%d L=%d NH=%d C=%d)", problem, c.vocab_size,
+                          c.max_seq_len, c.n_layer, c.n_head, c.n_embd);
+    return problem != NULL;
+}
+
+static void tensor_sizes(GPTConfig c, size_t sizes[GPT_NUM_TENSORS]) {
+    size_t V = (size_t)c.vocab_size, maxT = (size_t)c.max_seq_len, L = (size_t)c.n_layer, C = (size_t)c.n_embd;
+    size_t s[GPT_NUM_TENSORS] = {
+        V * C, maxT * C, L * C, L * C, L * C * 3 * C, L * 3 * C, L * C * C, L * C,
+        L * C, L * C, L * C * 4 * C, L * 4 * C, L * 4 * C * C, L * C, C, C,
+    };
+    memcpy(sizes, s, sizeof s);
+}
+
+// A model with its parameter block allocated but not filled.
+static GPT *gpt_alloc(GPTConfig config) {
+    GPT *model = gfn_calloc(1, sizeof(GPT));
+    model->config = config;
+    tensor_sizes(config, model->tensor_sizes);
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) model->num_parameters += model->tensor_sizes[i];
+    model->params_memory = gfn_malloc(model->num_parameters * sizeof(float));
+    point_tensors(&model->params, model->params_memory, model->tensor_sizes);
+    return model;
+}
+
+GPT *gpt_new_random(GPTConfig config, uint64_t seed) {
+    char why[256];
+    if (gpt_config_check(config, why, sizeof why)) { fprintf(stderr, "gfn: bad model config: %s\n", why); return NULL; }
+    GPT *model = gpt_alloc(config);
+    Rng rng;
+    rng_seed(&rng, seed);
+    // GPT-2's init: weights N(0, 0.02); the two projections into the residual stream scaled by
+    // 1/√(2L) so the stream's variance does not grow with depth; biases 0; LayerNorm 1 and 0.
+    float residual_std = 0.02f / sqrtf(2.0f * (float)config.n_layer);
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) {
+        float *t = *tensor_slot(&model->params, i);
+        size_t n = model->tensor_sizes[i];
+        int is_weight = i == T_WTE || i == T_WPE || i == T_QKVW || i == T_ATTPROJW || i == T_FCW || i == T_FCPROJW;
+        int is_ln_weight = i == T_LN1W || i == T_LN2W || i == T_LNFW;
+        float std = (i == T_ATTPROJW || i == T_FCPROJW) ? residual_std : 0.02f;
+        for (size_t j = 0; j < n; j++) t[j] = is_weight ? std * rng_normal(&rng) : (is_ln_weight ? 1.0f : 0.0f);
+    }
+    return model;
+}
+
+void gpt_free(GPT *model) {
+    if (!model) return;
+    gpt_lora_detach(model);
+    free(model->params_memory);
+    free(model->grads_memory);
+    free(model->acts_memory);
+    free(model->inputs);
+    free(model);
+}
+
+GPTConfig gpt_config(const GPT *model) { return model->config; }
+GPTParams *gpt_params(GPT *model) { return &model->params; }
+size_t gpt_num_parameters(const GPT *model) { return model->num_parameters; }
+float *gpt_params_memory(GPT *model) { return model->params_memory; }
+
+GPTParams *gpt_grads(GPT *model) {
+    if (!model->grads_memory) {
+        model->grads_memory = gfn_calloc(model->num_parameters, sizeof(float));
+        point_tensors(&model->grads, model->grads_memory, model->tensor_sizes);
+    }
+    return &model->grads;
+}
+float *gpt_grads_memory(GPT *model) { gpt_grads(model); return model->grads_memory; }
+
+void gpt_set_frozen(GPT *model, int tensor, int frozen) {
+    if (tensor >= 0 && tensor < GPT_NUM_TENSORS) model->frozen[tensor] = frozen != 0;
+}
+void gpt_freeze_all(GPT *model, int frozen) {
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) model->frozen[i] = frozen != 0;
+}
+
+// The gradient tensor of parameter tensor i, or NULL when it is frozen (nothing is computed).
+static float *grad_of(GPT *model, int i) {
+    if (model->frozen[i]) return NULL;
+    return *tensor_slot(gpt_grads(model), i);
+}
+
+void gpt_zero_grad(GPT *model) {
+    if (model->grads_memory) memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    if (model->lora) memset(model->lora->grad_memory, 0, model->lora->num_parameters * sizeof(float));
+}
+
+// ----------------------------------------------------------------------------------------------
+// ==== matmul (the hot path) ====
+// Straightforward loops: every output element is summed by one thread in a fixed order, so the
+// results do not depend on the thread count. (A cache-blocked version replaces this block.)
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {
+    // out (M, N) = inp (M, K) · weight (K, N) + bias (N)
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float *o = out + (size_t)m * N;
+        const float *x = inp + (size_t)m * K;
+        for (int n = 0; n < N; n++) o[n] = bias ? bias[n] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            float a = x[k];
+            const float *w = weight + (size_t)k * N;
+            for (int n = 0; n < N; n++) o[n] += a * w[n];
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int M, int K, int N) {
+    if (dinp) {  // dinp (M, K) += dout (M, N) · weightᵀ
+        #pragma omp parallel for schedule(static)
+        for (int m = 0; m < M; m++) {
+            const float *g = dout + (size_t)m * N;
+            for (int k = 0; k < K; k++) {
+                const float *w = weight + (size_t)k * N;
+                float sum = 0.0f;
+                for (int n = 0; n < N; n++) sum += g[n] * w[n];
+                dinp[(size_t)m * K + k] += sum;
+            }
+        }
+    }
+    if (dweight) {  // dweight (K, N) += inpᵀ · dout
+        #pragma omp parallel for schedule(static)
+        for (int k = 0; k < K; k++) {
+            float *dw = dweight + (size_t)k * N;
+            for (int m = 0; m < M; m++) {
+                float a = inp[(size_t)m * K + k];
+                const float *g = dout + (size_t)m * N;
+                for (int n = 0; n < N; n++) dw[n] += a * g[n];
+            }
+        }
+    }
+    if (dbias) {  // dbias (N) += Σ_m dout[m]
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float sum = 0.0f;
+            for (int m = 0; m < M; m++) sum += dout[(size_t)m * N + n];
+            dbias[n] += sum;
+        }
+    }
+}
+
+void matmul_forward_nt(float *out, const float *inp, const float *weight, int M, int K, int N) {
+    // out (M, N) = inp (M, K) · weightᵀ, weight (N, K)
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *x = inp + (size_t)m * K;
+        for (int n = 0; n < N; n++) {
+            const float *w = weight + (size_t)n * K;
+            float sum = 0.0f;
+            for (int k = 0; k < K; k++) sum += x[k] * w[k];
+            out[(size_t)m * N + n] = sum;
+        }
+    }
+}
+
+void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const float *inp,
+                        const float *weight, int M, int K, int N) {
+    if (dinp) {  // dinp (M, K) += dout (M, N) · weight (N, K)
+        #pragma omp parallel for schedule(static)
+        for (int m = 0; m < M; m++) {
+            float *d = dinp + (size_t)m * K;
+            for (int n = 0; n < N; n++) {
+                float a = dout[(size_t)m * N + n];
+                const float *w = weight + (size_t)n * K;
+                for (int k = 0; k < K; k++) d[k] += a * w[k];
+            }
+        }
+    }
+    if (dweight) {  // dweight (N, K) += doutᵀ · inp
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *dw = dweight + (size_t)n * K;
+            for (int m = 0; m < M; m++) {
+                float a = dout[(size_t)m * N + n];
+                const float *x = inp + (size_t)m * K;
+                for (int k = 0; k < K; k++) dw[k] += a * x[k];
+            }
+        }
+    }
+}
+// ==== end matmul ====
+
+// ----------------------------------------------------------------------------------------------
+// GPT-2: the layers, each forward next to its backward. N below is a number of positions (B·T
+// or the rows of a decode step). Every loop gives each output element to one thread, which sums
+// in a fixed order: results are bit-identical from run to run and for any thread count.
+
+// Encoder: out[b,t] = wte[id] + wpe[t].
+static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    // out (B, T, C), inp (B, T), wte (V, C), wpe (maxT, C)
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+}
+
+static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    // dout (B, T, C). A token may repeat, so dwte is split by channel: each thread owns columns.
+    if (dwte) {
+        #pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++)
+            for (int bt = 0; bt < B * T; bt++) dwte[(size_t)inp[bt] * C + c] += dout[(size_t)bt * C + c];
+    }
+    if (dwpe) {
+        #pragma omp parallel for schedule(static)
+        for (int t = 0; t < T; t++)
+            for (int b = 0; b < B; b++)
+                for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[((size_t)b * T + t) * C + c];
+    }
+}
+
+// LayerNorm (eps 1e-5 as HF): y = (x − mean) / √(var + eps) · w + b, var the biased variance.
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                              const float *bias, int N, int C) {
+    // out (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float m = 0.0f, v = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        float s = 1.0f / sqrtf(v / (float)C + 1e-5f);
+        float *o = out + (size_t)i * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd, int N, int C) {
+    // dinp (N, C) +=; with n = (x − mean)·rstd and g = dout·w:  dx = rstd · (g − mean(g) − n · mean(g·n))
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+        float m = mean[i], s = rstd[i], g_mean = 0.0f, gn_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float g = d[c] * weight[c];
+            g_mean += g;
+            gn_mean += g * (x[c] - m) * s;
+        }
+        g_mean /= (float)C;
+        gn_mean /= (float)C;
+        float *dx = dinp + (size_t)i * C;
+        for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gn_mean);
+    }
+    if (!dweight && !dbias) return;
+    // dweight (C) += Σ_i dout·n, dbias (C) += Σ_i dout: each thread owns channels
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float dw = 0.0f, db = 0.0f;
+        for (int i = 0; i < N; i++) {
+            float d = dout[(size_t)i * C + c];
+            dw += d * (inp[(size_t)i * C + c] - mean[i]) * rstd[i];
+            db += d;
+        }
+        if (dweight) dweight[c] += dw;
+        if (dbias) dbias[c] += db;
+    }
+}
+
+// Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
+//   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
+// O(T²·hs) per head, forward and backward.
+static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    // out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C)
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel for schedule(static)
+    for (int bht = 0; bht < B * NH * T; bht++) {
+        int t = bht % T, h = (bht / T) % NH, b = bht / (T * NH);
+        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        float max = -INFINITY;
+        for (int t2 = 0; t2 <= t; t2++) {
+            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+            float s = 0.0f;
+            for (int i = 0; i < hs; i++) s += q[i] * k[i];
+            a[t2] = s * scale;
+            if (a[t2] > max) max = a[t2];
+        }
+        float sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
+        float *o = out + ((size_t)b * T + t) * C + h * hs;
+        for (int i = 0; i < hs; i++) o[i] = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) {
+            a[t2] /= sum;
+            const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+            for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
+        }
+    }
+}
+
+static void attention_backward(float *dqkv, float *datt_row, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int C, int NH) {
+    // dqkv (B, T, 3C) +=, datt_row (B, NH, T) scratch, dout (B, T, C). Keys and values collect
+    // gradients from every later query, so a thread owns a whole (b, h).
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    #pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        float *da = datt_row + (size_t)bh * T;
+        for (int t = 0; t < T; t++) {
+            const float *a = att + ((size_t)bh * T + t) * T;
+            const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
+            const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+            float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+            float dot = 0.0f;  // Σ_t2 att · datt, for the softmax backward
+            for (int t2 = 0; t2 <= t; t2++) {
+                const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                float s = 0.0f;
+                for (int i = 0; i < hs; i++) { s += dy[i] * v[i]; dv[i] += a[t2] * dy[i]; }
+                da[t2] = s;
+                dot += a[t2] * s;
+            }
+            for (int t2 = 0; t2 <= t; t2++) {
+                float dscore = a[t2] * (da[t2] - dot) * scale;  // softmax backward, then the 1/√hs
+                const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                for (int i = 0; i < hs; i++) { dq[i] += dscore * k[i]; dk[i] += dscore * q[i]; }
+            }
+        }
+    }
+}
+
+// GELU, tanh approximation (HF "gelu_new"): y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+#define GELU_SCALE 0.7978845608028654f  // √(2/π)
+static void gelu_forward(float *out, const float *inp, size_t N) {
+    #pragma omp parallel for schedule(static)
+    for (long long i = 0; i < (long long)N; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+static void gelu_backward(float *d, const float *inp, size_t N) {
+    // d (N) *= gelu'(inp), in place
+    #pragma omp parallel for schedule(static)
+    for (long long i = 0; i < (long long)N; i++) {
+        float x = inp[i], th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] *= grad;
+    }
+}
+
+// Residual connection: out += inp. Its backward is the identity (the gradient passes through).
+static void residual_add(float *out, const float *inp, size_t N) {
+    #pragma omp parallel for schedule(static)
+    for (long long i = 0; i < (long long)N; i++) out[i] += inp[i];
+}
+
+// LoRA on one module: y (N, out) += s · (x · A) · B, A (in, r), B (r, out). u = s · (x · A) (N, r)
+// is kept for the backward.
+static void lora_forward(float *y, float *u, const float *x, const float *A, const float *Bm, float s,
+                         int N, int in, int r, int out) {
+    matmul_forward(u, x, A, NULL, N, in, r);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *ui = u + (size_t)i * r, *yi = y + (size_t)i * out;
+        for (int j = 0; j < r; j++) {
+            ui[j] *= s;
+            const float *bj = Bm + (size_t)j * out;
+            for (int o = 0; o < out; o++) yi[o] += ui[j] * bj[o];
+        }
+    }
+}
+
+static void lora_backward(float *dx, float *dA, float *dB, float *du, const float *dy, const float *x,
+                          const float *u, const float *A, const float *Bm, float s, int N, int in, int r, int out) {
+    // du (N, r) = s · dy · Bᵀ;  dB (r, out) += uᵀ · dy;  dA (in, r) += xᵀ · du;  dx (N, in) += du · Aᵀ
+    memset(du, 0, (size_t)N * r * sizeof(float));
+    matmul_backward(du, dB, NULL, dy, u, Bm, N, r, out);
+    for (size_t i = 0; i < (size_t)N * r; i++) du[i] *= s;
+    matmul_backward(dx, dA, NULL, du, x, A, N, in, r);
+}
+
+// A linear module of layer l (y = x · W + b, plus its adapter when LoRA targets it).
+static void linear_forward(GPT *model, int target, int l, float *y, const float *x, float *lora_u, int N) {
+    const ModuleInfo *mi = &modules[target];
+    int C = model->config.n_embd, in = mi->in_mult * C, out = mi->out_mult * C;
+    const float *W = *tensor_slot(&model->params, mi->weight) + (size_t)l * in * out;
+    const float *b = *tensor_slot(&model->params, mi->bias) + (size_t)l * out;
+    matmul_forward(y, x, W, b, N, in, out);
+    LoRA *lora = model->lora;
+    if (lora && lora->targeted[target]) {
+        int r = lora->rank;
+        lora_forward(y, lora_u, x, lora->A[target] + (size_t)l * in * r, lora->B[target] + (size_t)l * r * out,
+                     lora->scale, N, in, r, out);
+    }
+}
+
+static void linear_backward(GPT *model, int target, int l, float *dx, const float *dy, const float *x,
+                            const float *lora_u, float *dlora, int N) {
+    const ModuleInfo *mi = &modules[target];
+    int C = model->config.n_embd, in = mi->in_mult * C, out = mi->out_mult * C;
+    const float *W = *tensor_slot(&model->params, mi->weight) + (size_t)l * in * out;
+    float *dW = grad_of(model, mi->weight), *db = grad_of(model, mi->bias);
+    if (dW) dW += (size_t)l * in * out;
+    if (db) db += (size_t)l * out;
+    matmul_backward(dx, dW, db, dy, x, W, N, in, out);
+    LoRA *lora = model->lora;
+    if (lora && lora->targeted[target]) {
+        int r = lora->rank;
+        size_t a_off = (size_t)l * in * r, b_off = (size_t)l * r * out;
+        lora_backward(dx, lora->grad_A[target] + a_off, lora->grad_B[target] + b_off, dlora, dy, x, lora_u,
+                      lora->A[target] + a_off, lora->B[target] + b_off, lora->scale, N, in, r, out);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// GPT-2: forward, loss, backward
+
+// Lays out the activation block for (B, T) (and the attached adapter's rank), growing it when
+// this (B, T) needs more than any earlier call.
+static void activations_layout(GPT *model, int B, int T) {
+    GPTConfig c = model->config;
+    size_t L = (size_t)c.n_layer, C = (size_t)c.n_embd, V = (size_t)c.vocab_size, NH = (size_t)c.n_head;
+    size_t N = (size_t)B * T, r = model->lora ? (size_t)model->lora->rank : 0;
+    Activations *a = &model->acts;
+    struct { float **slot; size_t n; } plan[] = {
+        { &a->encoded, N * C }, { &a->ln1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
+        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * T * T }, { &a->atty, L * N * C },
+        { &a->residual2, L * N * C }, { &a->ln2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
+        { &a->fch, L * N * 4 * C }, { &a->fch_gelu, L * N * 4 * C }, { &a->residual3, L * N * C },
+        { &a->lnf, N * C }, { &a->lnf_mean, N }, { &a->lnf_rstd, N }, { &a->logits, N * V }, { &a->losses, N },
+        { &a->lora_u[0], L * N * r }, { &a->lora_u[1], L * N * r }, { &a->lora_u[2], L * N * r },
+        { &a->lora_u[3], L * N * r }, { &a->dresidual, N * C }, { &a->dC, N * C }, { &a->d4C, N * 4 * C },
+        { &a->dlora, N * r }, { &a->datt_row, B * NH * T },
+    };
+    size_t count = sizeof plan / sizeof *plan, total = 0;
+    for (size_t i = 0; i < count; i++) total += plan[i].n;
+    if (total > model->acts_capacity) {
+        free(model->acts_memory);
+        model->acts_memory = gfn_malloc(total * sizeof(float));
+        model->acts_capacity = total;
+    }
+    float *p = model->acts_memory;
+    for (size_t i = 0; i < count; i++) { *plan[i].slot = p; p += plan[i].n; }
+    if (N > model->inputs_capacity) {
+        free(model->inputs);
+        model->inputs = gfn_malloc(N * sizeof(int));
+        model->inputs_capacity = N;
+    }
+}
+
+float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
+    GPTConfig c = model->config;
+    int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
+    if (B < 1 || T < 1 || T > c.max_seq_len) {
+        fprintf(stderr, "gfn: gpt_forward: B=%d T=%d outside 1..maxT=%d\n", B, T, c.max_seq_len);
+        exit(1);
+    }
+    for (int i = 0; i < N; i++)
+        if (inputs[i] < 0 || inputs[i] >= V) {
+            fprintf(stderr, "gfn: gpt_forward: token id %d outside the vocabulary [0, %d)\n", inputs[i], V);
+            exit(1);
+        }
+    activations_layout(model, B, T);
+    model->B = B;
+    model->T = T;
+    model->forward_lora = model->lora;
+    memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
+    Activations *a = &model->acts;
+    GPTParams *p = &model->params;
+    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C;
+
+    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C);
+    for (int l = 0; l < L; l++) {
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
+        float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
+        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *residual3 = a->residual3 + l * NC;
+        float *lora_u[LORA_NUM_TARGETS];
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
+
+        // x += attn(ln_1(x))
+        layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, residual, p->ln1w + l * C, p->ln1b + l * C, N, C);
+        linear_forward(model, LORA_ATTN_QKV, l, qkv, ln1, lora_u[LORA_ATTN_QKV], N);
+        attention_forward(atty, att, qkv, B, T, C, NH);
+        linear_forward(model, LORA_ATTN_PROJ, l, residual2, atty, lora_u[LORA_ATTN_PROJ], N);
+        residual_add(residual2, residual, NC);
+        // x += mlp(ln_2(x))
+        layernorm_forward(ln2, a->ln2_mean + l * N, a->ln2_rstd + l * N, residual2, p->ln2w + l * C, p->ln2b + l * C, N, C);
+        linear_forward(model, LORA_MLP_FC, l, fch, ln2, lora_u[LORA_MLP_FC], N);
+        gelu_forward(fch_gelu, fch, 4 * NC);
+        linear_forward(model, LORA_MLP_PROJ, l, residual3, fch_gelu, lora_u[LORA_MLP_PROJ], N);
+        residual_add(residual3, residual2, NC);
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * NC, p->lnfw, p->lnfb, N, C);
+    matmul_forward_nt(a->logits, a->lnf, p->wte, N, C, V);   // tied head: logits = ln_f(x) · wteᵀ
+    return a->logits;
+}
+
+float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *dlogits) {
+    int N = model->B * model->T, V = model->config.vocab_size;
+    const float *logits = model->acts.logits;
+    float *losses = model->acts.losses;
+    int count = 0;
+    for (int i = 0; i < N; i++) {
+        if (targets[i] >= V) { fprintf(stderr, "gfn: gpt_cross_entropy: target %d outside [0, %d)\n", targets[i], V); exit(1); }
+        count += targets[i] >= 0;
+    }
+    float inv_count = count ? 1.0f / (float)count : 0.0f;
+    // log p(y) = logit_y − logsumexp(logits), with the max subtracted so exp never overflows;
+    // d(mean loss)/d logit_v = (softmax_v − [v = y]) / count.
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *row = logits + (size_t)i * V;
+        float *drow = dlogits ? dlogits + (size_t)i * V : NULL;
+        int y = targets[i];
+        if (y < 0) {
+            losses[i] = 0.0f;
+            if (logprobs) logprobs[i] = 0.0f;
+            if (drow) memset(drow, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float max = row[0];
+        for (int v = 1; v < V; v++) if (row[v] > max) max = row[v];
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(row[v] - max));
+        float lse = max + (float)log(sum);
+        float lp = row[y] - lse;
+        losses[i] = -lp;
+        if (logprobs) logprobs[i] = lp;
+        if (drow)
+            for (int v = 0; v < V; v++) drow[v] = (expf(row[v] - lse) - (v == y ? 1.0f : 0.0f)) * inv_count;
+    }
+    double total = 0.0;
+    for (int i = 0; i < N; i++) total += losses[i];
+    return count ? (float)(total / count) : 0.0f;
+}
+
+void gpt_backward(GPT *model, const float *dlogits) {
+    GPTConfig c = model->config;
+    int B = model->B, T = model->T, L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
+    if (N == 0 || model->forward_lora != model->lora) {
+        fprintf(stderr, "gfn: gpt_backward: needs a forward with the same adapter first\n");
+        exit(1);
+    }
+    Activations *a = &model->acts;
+    GPTParams *p = &model->params;
+    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C;
+    // Per-layer gradient slices of a (possibly frozen, hence NULL) tensor.
+    #define GRAD(tensor, l, width) (grad_of(model, tensor) ? grad_of(model, tensor) + (size_t)(l) * (width) : NULL)
+
+    // logits = ln_f(x) · wteᵀ
+    memset(a->dC, 0, NC * sizeof(float));
+    matmul_backward_nt(a->dC, grad_of(model, T_WTE), dlogits, a->lnf, p->wte, N, C, V);
+    memset(a->dresidual, 0, NC * sizeof(float));
+    layernorm_backward(a->dresidual, grad_of(model, T_LNFW), grad_of(model, T_LNFB), a->dC,
+                       a->residual3 + (L - 1) * NC, p->lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
+        float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
+        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *lora_u[LORA_NUM_TARGETS];
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
+
+        // x += mlp(ln_2(x)): dresidual holds d x_out, which also flows straight to x_in
+        memset(a->d4C, 0, 4 * NC * sizeof(float));
+        linear_backward(model, LORA_MLP_PROJ, l, a->d4C, a->dresidual, fch_gelu, lora_u[LORA_MLP_PROJ], a->dlora, N);
+        gelu_backward(a->d4C, fch, 4 * NC);
+        memset(a->dC, 0, NC * sizeof(float));
+        linear_backward(model, LORA_MLP_FC, l, a->dC, a->d4C, ln2, lora_u[LORA_MLP_FC], a->dlora, N);
+        layernorm_backward(a->dresidual, GRAD(T_LN2W, l, C), GRAD(T_LN2B, l, C), a->dC, residual2,
+                           p->ln2w + l * C, a->ln2_mean + l * N, a->ln2_rstd + l * N, N, C);
+        // x += attn(ln_1(x))
+        memset(a->dC, 0, NC * sizeof(float));
+        linear_backward(model, LORA_ATTN_PROJ, l, a->dC, a->dresidual, atty, lora_u[LORA_ATTN_PROJ], a->dlora, N);
+        float *dqkv = a->d4C;
+        memset(dqkv, 0, 3 * NC * sizeof(float));
+        attention_backward(dqkv, a->datt_row, a->dC, qkv, att, B, T, C, NH);
+        memset(a->dC, 0, NC * sizeof(float));
+        linear_backward(model, LORA_ATTN_QKV, l, a->dC, dqkv, ln1, lora_u[LORA_ATTN_QKV], a->dlora, N);
+        layernorm_backward(a->dresidual, GRAD(T_LN1W, l, C), GRAD(T_LN1B, l, C), a->dC, residual,
+                           p->ln1w + l * C, a->ln1_mean + l * N, a->ln1_rstd + l * N, N, C);
+    }
+    #undef GRAD
+    // dresidual is now d loss / d(wte[id] + wpe[pos]): gpt_dinput
+    encoder_backward(grad_of(model, T_WTE), grad_of(model, T_WPE), a->dresidual, model->inputs, B, T, C);
+}
+
+const float *gpt_dinput(const GPT *model) { return model->acts.dresidual; }
+
+// ----------------------------------------------------------------------------------------------
+// LoRA: attach, merge, detach (the forward and backward live in linear_forward/_backward)
+
+const char *const lora_target_names[LORA_NUM_TARGETS] = { "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj" };
+
+LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const int targeted[LORA_NUM_TARGETS], uint64_t seed) {
+    if (rank < 1) { fprintf(stderr, "gfn: LoRA rank must be at least 1 (got %d)\n", rank); exit(1); }
+    gpt_lora_detach(model);
+    int L = model->config.n_layer, C = model->config.n_embd;
+    LoRA *lora = gfn_calloc(1, sizeof(LoRA));
+    lora->rank = rank;
+    lora->alpha = alpha;
+    lora->use_rslora = use_rslora != 0;
+    lora->scale = use_rslora ? alpha / sqrtf((float)rank) : alpha / (float)rank;
+    size_t a_size[LORA_NUM_TARGETS], b_size[LORA_NUM_TARGETS];
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        lora->targeted[t] = targeted[t] != 0;
+        a_size[t] = lora->targeted[t] ? (size_t)L * modules[t].in_mult * C * rank : 0;
+        b_size[t] = lora->targeted[t] ? (size_t)L * rank * modules[t].out_mult * C : 0;
+        lora->num_parameters += a_size[t] + b_size[t];
+    }
+    lora->memory = gfn_calloc(lora->num_parameters, sizeof(float));        // B starts at zero
+    lora->grad_memory = gfn_calloc(lora->num_parameters, sizeof(float));
+    float *p = lora->memory, *g = lora->grad_memory;
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!lora->targeted[t]) continue;
+        lora->A[t] = p; lora->grad_A[t] = g; p += a_size[t]; g += a_size[t];
+        lora->B[t] = p; lora->grad_B[t] = g; p += b_size[t]; g += b_size[t];
+        // PEFT: kaiming_uniform_(a=√5) on lora_A [r, in] is U(−1/√in, 1/√in).
+        float bound = 1.0f / sqrtf((float)(modules[t].in_mult * C));
+        for (size_t i = 0; i < a_size[t]; i++) lora->A[t][i] = (2.0f * rng_uniform(&rng) - 1.0f) * bound;
+    }
+    model->lora = lora;
+    return lora;
+}
+
+LoRA *gpt_lora(GPT *model) { return model->lora; }
+
+void gpt_lora_detach(GPT *model) {
+    if (!model->lora) return;
+    free(model->lora->memory);
+    free(model->lora->grad_memory);
+    free(model->lora);
+    model->lora = NULL;
+}
+
+void gpt_lora_merge(GPT *model) {
+    LoRA *lora = model->lora;
+    if (!lora) return;
+    int L = model->config.n_layer, C = model->config.n_embd, r = lora->rank;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!lora->targeted[t]) continue;
+        int in = modules[t].in_mult * C, out = modules[t].out_mult * C;
+        for (int l = 0; l < L; l++) {
+            float *W = *tensor_slot(&model->params, modules[t].weight) + (size_t)l * in * out;
+            const float *A = lora->A[t] + (size_t)l * in * r, *Bm = lora->B[t] + (size_t)l * r * out;
+            // W (in, out) += s · A (in, r) · B (r, out)
+            #pragma omp parallel for schedule(static)
+            for (int i = 0; i < in; i++)
+                for (int j = 0; j < r; j++) {
+                    float a = lora->scale * A[(size_t)i * r + j];
+                    for (int o = 0; o < out; o++) W[(size_t)i * out + o] += a * Bm[(size_t)j * out + o];
+                }
+        }
+    }
+    gpt_lora_detach(model);
+}
+
+// ----------------------------------------------------------------------------------------------
+// KV cache: incremental decoding, one new token per row per step
+
+struct KVCache {
+    int B, max_len, L, C, NH, V;
+    float *k, *v;              // (L, B, max_len, C) keys and values of every fed position
+    // Scratch for one step over the fed rows (at most B):
+    float *x;                  // (B, C)  residual stream
+    float *ln, *mean, *rstd;   // (B, C), (B), (B)
+    float *qkv;                // (B, 3C)
+    float *atty, *proj;        // (B, C)
+    float *h, *h_gelu;         // (B, 4C)
+    float *att;                // (B, NH, max_len)
+    float *logits;             // (B, V)  logits of the fed rows, compacted
+    float *lora_u;             // (B, r)  grown when an adapter's rank needs it
+    size_t lora_u_capacity;
+    int *rows;                 // (B)     which rows are fed this step
+};
+
+KVCache *kv_cache_new(const GPT *model, int B, int max_len) {
+    GPTConfig c = model->config;
+    if (B < 1 || max_len < 1) { fprintf(stderr, "gfn: kv_cache_new: B=%d max_len=%d\n", B, max_len); exit(1); }
+    if (max_len > c.max_seq_len) max_len = c.max_seq_len;
+    KVCache *kv = gfn_calloc(1, sizeof(KVCache));
+    kv->B = B; kv->max_len = max_len; kv->L = c.n_layer; kv->C = c.n_embd; kv->NH = c.n_head; kv->V = c.vocab_size;
+    size_t BC = (size_t)B * c.n_embd, cache = (size_t)c.n_layer * B * max_len * c.n_embd;
+    kv->k = gfn_calloc(cache, sizeof(float));
+    kv->v = gfn_calloc(cache, sizeof(float));
+    kv->x = gfn_malloc(BC * sizeof(float));
+    kv->ln = gfn_malloc(BC * sizeof(float));
+    kv->mean = gfn_malloc((size_t)B * sizeof(float));
+    kv->rstd = gfn_malloc((size_t)B * sizeof(float));
+    kv->qkv = gfn_malloc(3 * BC * sizeof(float));
+    kv->atty = gfn_malloc(BC * sizeof(float));
+    kv->proj = gfn_malloc(BC * sizeof(float));
+    kv->h = gfn_malloc(4 * BC * sizeof(float));
+    kv->h_gelu = gfn_malloc(4 * BC * sizeof(float));
+    kv->att = gfn_malloc((size_t)B * c.n_head * max_len * sizeof(float));
+    kv->logits = gfn_malloc((size_t)B * c.vocab_size * sizeof(float));
+    kv->rows = gfn_malloc((size_t)B * sizeof(int));
+    return kv;
+}
+
+void kv_cache_free(KVCache *kv) {
+    if (!kv) return;
+    free(kv->k); free(kv->v); free(kv->x); free(kv->ln); free(kv->mean); free(kv->rstd); free(kv->qkv);
+    free(kv->atty); free(kv->proj); free(kv->h); free(kv->h_gelu); free(kv->att); free(kv->logits);
+    free(kv->lora_u); free(kv->rows);
+    free(kv);
+}
+
+static float *kv_at(const KVCache *kv, float *base, int l, int row, int pos) {
+    return base + (((size_t)l * kv->B + row) * kv->max_len + pos) * kv->C;
+}
+
+void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos, float *logits) {
+    GPTParams *p = &model->params;
+    int C = kv->C, NH = kv->NH, V = kv->V, hs = C / NH, M = 0;
+    for (int b = 0; b < kv->B; b++) {
+        if (tokens[b] < 0) continue;
+        if (tokens[b] >= V || pos[b] < 0 || pos[b] >= kv->max_len) {
+            fprintf(stderr, "gfn: gpt_decode_step: row %d: token %d / position %d outside [0, %d) / [0, %d)\n",
+                    b, tokens[b], pos[b], V, kv->max_len);
+            exit(1);
+        }
+        kv->rows[M++] = b;
+    }
+    if (M == 0) return;
+    size_t r = model->lora ? (size_t)model->lora->rank : 0;
+    if ((size_t)M * r > kv->lora_u_capacity) {
+        free(kv->lora_u);
+        kv->lora_u_capacity = (size_t)kv->B * r;
+        kv->lora_u = gfn_malloc(kv->lora_u_capacity * sizeof(float));
+    }
+    // x = wte[token] + wpe[pos]
+    for (int i = 0; i < M; i++) {
+        int b = kv->rows[i];
+        for (int c = 0; c < C; c++) kv->x[(size_t)i * C + c] = p->wte[(size_t)tokens[b] * C + c] + p->wpe[(size_t)pos[b] * C + c];
+    }
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int l = 0; l < kv->L; l++) {
+        layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln1w + l * C, p->ln1b + l * C, M, C);
+        linear_forward(model, LORA_ATTN_QKV, l, kv->qkv, kv->ln, kv->lora_u, M);
+        for (int i = 0; i < M; i++) {
+            int b = kv->rows[i];
+            memcpy(kv_at(kv, kv->k, l, b, pos[b]), kv->qkv + (size_t)i * 3 * C + C, (size_t)C * sizeof(float));
+            memcpy(kv_at(kv, kv->v, l, b, pos[b]), kv->qkv + (size_t)i * 3 * C + 2 * C, (size_t)C * sizeof(float));
+        }
+        // the new query attends to this row's positions 0..pos (same arithmetic as attention_forward)
+        #pragma omp parallel for schedule(static)
+        for (int ih = 0; ih < M * NH; ih++) {
+            int i = ih / NH, h = ih % NH, b = kv->rows[i], t = pos[b];
+            const float *q = kv->qkv + (size_t)i * 3 * C + h * hs;
+            float *a = kv->att + (size_t)ih * kv->max_len, max = -INFINITY, sum = 0.0f;
+            for (int t2 = 0; t2 <= t; t2++) {
+                const float *k = kv_at(kv, kv->k, l, b, t2) + h * hs;
+                float s = 0.0f;
+                for (int j = 0; j < hs; j++) s += q[j] * k[j];
+                a[t2] = s * scale;
+                if (a[t2] > max) max = a[t2];
+            }
+            for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
+            float *o = kv->atty + (size_t)i * C + h * hs;
+            for (int j = 0; j < hs; j++) o[j] = 0.0f;
+            for (int t2 = 0; t2 <= t; t2++) {
+                a[t2] /= sum;
+                const float *v = kv_at(kv, kv->v, l, b, t2) + h * hs;
+                for (int j = 0; j < hs; j++) o[j] += a[t2] * v[j];
+            }
+        }
+        linear_forward(model, LORA_ATTN_PROJ, l, kv->proj, kv->atty, kv->lora_u, M);
+        residual_add(kv->x, kv->proj, (size_t)M * C);
+        layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2w + l * C, p->ln2b + l * C, M, C);
+        linear_forward(model, LORA_MLP_FC, l, kv->h, kv->ln, kv->lora_u, M);
+        gelu_forward(kv->h_gelu, kv->h, (size_t)M * 4 * C);
+        linear_forward(model, LORA_MLP_PROJ, l, kv->proj, kv->h_gelu, kv->lora_u, M);
+        residual_add(kv->x, kv->proj, (size_t)M * C);
+    }
+    layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->lnfw, p->lnfb, M, C);
+    matmul_forward_nt(kv->logits, kv->ln, p->wte, M, C, V);
+    for (int i = 0; i < M; i++)
+        memcpy(logits + (size_t)kv->rows[i] * V, kv->logits + (size_t)i * V, (size_t)V * sizeof(float));
+}
+
+float *gpt_prefill(GPT *model, KVCache *kv, const int *inputs, int B, int T) {
+    if (B > kv->B || T > kv->max_len) {
+        fprintf(stderr, "gfn: gpt_prefill: B=%d T=%d exceed the cache's %d rows of %d positions\n", B, T, kv->B, kv->max_len);
+        exit(1);
+    }
+    float *logits = gpt_forward(model, inputs, B, T);
+    int C = kv->C;
+    size_t NC = (size_t)B * T * C;
+    for (int l = 0; l < kv->L; l++)
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                const float *qkv = model->acts.qkv + l * 3 * NC + ((size_t)b * T + t) * 3 * C;
+                memcpy(kv_at(kv, kv->k, l, b, t), qkv + C, (size_t)C * sizeof(float));
+                memcpy(kv_at(kv, kv->v, l, b, t), qkv + 2 * C, (size_t)C * sizeof(float));
+            }
+    return logits;
+}
+
+void kv_cache_copy_row(KVCache *kv, int dst_row, int src_row, int len) {
+    if (dst_row == src_row || len <= 0) return;
+    if (len > kv->max_len) len = kv->max_len;
+    for (int l = 0; l < kv->L; l++) {
+        memcpy(kv_at(kv, kv->k, l, dst_row, 0), kv_at(kv, kv->k, l, src_row, 0), (size_t)len * kv->C * sizeof(float));
+        memcpy(kv_at(kv, kv->v, l, dst_row, 0), kv_at(kv, kv->v, l, src_row, 0), (size_t)len * kv->C * sizeof(float));
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Training utilities: AdamW, gradient clipping, learning-rate schedule
+
+void adamw_init(AdamW *opt, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay) {
+    opt->lr = lr; opt->beta1 = beta1; opt->beta2 = beta2; opt->eps = eps; opt->weight_decay = weight_decay;
+    opt->step = 0;
+    opt->n = n;
+    opt->m = gfn_calloc(n, sizeof(float));
+    opt->v = gfn_calloc(n, sizeof(float));
+}
+
+void adamw_free(AdamW *opt) {
+    free(opt->m); free(opt->v);
+    opt->m = opt->v = NULL;
+    opt->n = 0;
+}
+
+void adamw_update(AdamW *opt, float *params, const float *grads, float lr) {
+    // Loshchilov & Hutter: m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  m̂ = m/(1−β1^t), v̂ = v/(1−β2^t);
+    // θ ← θ − lr·(m̂/(√v̂ + ε) + λ·θ)   (decay decoupled from the gradient, as torch.optim.AdamW)
+    opt->step++;
+    float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
+    float bc1 = (float)(1.0 - pow(b1, opt->step)), bc2 = (float)(1.0 - pow(b2, opt->step));
+    float *m = opt->m, *v = opt->v;
+    #pragma omp parallel for schedule(static)
+    for (long long i = 0; i < (long long)opt->n; i++) {
+        float g = grads[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
+        params[i] -= lr * (m_hat / (sqrtf(v_hat) + eps) + wd * params[i]);
+    }
+}
+
+float clip_grad_norm(float *grads, size_t n, float max_norm) {
+    // Sum of squares in fixed chunks (double), then the chunks in order: the same bits for any
+    // thread count.
+    enum { CHUNK = 1 << 16 };
+    long long chunks = (long long)((n + CHUNK - 1) / CHUNK);
+    double *partial = gfn_malloc((size_t)(chunks ? chunks : 1) * sizeof(double));
+    #pragma omp parallel for schedule(static)
+    for (long long k = 0; k < chunks; k++) {
+        size_t begin = (size_t)k * CHUNK, end = begin + CHUNK < n ? begin + CHUNK : n;
+        double s = 0.0;
+        for (size_t i = begin; i < end; i++) s += (double)grads[i] * grads[i];
+        partial[k] = s;
+    }
+    double total = 0.0;
+    for (long long k = 0; k < chunks; k++) total += partial[k];
+    free(partial);
+    float norm = (float)sqrt(total);
+    if (norm > max_norm) {
+        float scale = max_norm / (norm + 1e-6f);   // as torch.nn.utils.clip_grad_norm_
+        #pragma omp parallel for schedule(static)
+        for (long long i = 0; i < (long long)n; i++) grads[i] *= scale;
+    }
+    return norm;
+}
+
+float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
+    // step counts from 0. Warm-up: lr_max·(step+1)/warmup for step < warmup (never 0); then
+    // lr_min + ½(lr_max − lr_min)(1 + cos(π·progress)), progress 0 at `warmup`, 1 at `total`.
+    if (step < warmup) return lr_max * (float)(step + 1) / (float)warmup;
+    if (step >= total || total <= warmup) return lr_min;
+    double progress = (double)(step - warmup) / (double)(total - warmup);
+    return lr_min + 0.5f * (lr_max - lr_min) * (float)(1.0 + cos(3.14159265358979323846 * progress));
+}
+
+// ----------------------------------------------------------------------------------------------
+// Checkpoints
+//
+// Our file format, every number little-endian:
+//   offset  0  8 bytes   magic "GFNCKPT1"
+//           8  u32       format version (1)
+//          12  u32       dtype of the tensors: 0 = f32, 1 = f16 (IEEE half; for shipped weights)
+//          16  u32 × 5   vocab_size, max_seq_len, n_layer, n_head, n_embd
+//          36  28 bytes  zero (reserved); the header is 64 bytes
+//          64  the 16 tensors in gpt_tensor_names order, C-order, each value in dtype
+// The file size must be exactly 64 + num_parameters × (4 or 2): a truncated or padded file is
+// refused before anything is read. gpt_save writes f32.
+
+#define CKPT_MAGIC "GFNCKPT1"
+#define CKPT_VERSION 1
+#define CKPT_HEADER 64
+
+int gpt_save(const GPT *model, const char *path, GfnError *err) {
+    size_t n = model->num_parameters, len = CKPT_HEADER + n * 4;
+    unsigned char *buf = gfn_calloc(len, 1);
+    memcpy(buf, CKPT_MAGIC, 8);
+    put_le_u32(buf + 8, CKPT_VERSION);
+    put_le_u32(buf + 12, 0);
+    const GPTConfig *c = &model->config;
+    int fields[5] = { c->vocab_size, c->max_seq_len, c->n_layer, c->n_head, c->n_embd };
+    for (int i = 0; i < 5; i++) put_le_u32(buf + 16 + 4 * i, (uint32_t)fields[i]);
+    #pragma omp parallel for schedule(static)
+    for (long long i = 0; i < (long long)n; i++) put_le_f32(buf + CKPT_HEADER + 4 * i, model->params_memory[i]);
+    int rc = write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+static GPT *gpt_load_checkpoint(const char *path, GfnError *err) {
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (!f || stat(path, &st) != 0) {
+        gfn_error_set(err, "%s: cannot open: %s", path, strerror(errno));
+        if (f) fclose(f);
+        return NULL;
+    }
+    unsigned long long file_size = (unsigned long long)st.st_size;
+    unsigned char header[CKPT_HEADER];
+    if (file_size < CKPT_HEADER || fread(header, 1, CKPT_HEADER, f) != CKPT_HEADER) {
+        gfn_error_set(err, "%s: %llu bytes, too short for a gfn checkpoint header (%d bytes)", path, file_size, CKPT_HEADER);
+        fclose(f); return NULL;
+    }
+    if (memcmp(header, CKPT_MAGIC, 8) != 0) {
+        gfn_error_set(err, "%s: not a gfn checkpoint (magic is not \"%s\")", path, CKPT_MAGIC);
+        fclose(f); return NULL;
+    }
+    uint32_t version = le_u32(header + 8), dtype = le_u32(header + 12);
+    if (version != CKPT_VERSION) {
+        gfn_error_set(err, "%s: checkpoint version %u, this build reads version %d", path, version, CKPT_VERSION);
+        fclose(f); return NULL;
+    }
+    if (dtype > 1) { gfn_error_set(err, "%s: unknown dtype code %u (0 = f32, 1 = f16)", path, dtype); fclose(f); return NULL; }
+    uint32_t raw[5];
+    for (int i = 0; i < 5; i++) raw[i] = le_u32(header + 16 + 4 * i);
+    for (int i = 0; i < 5; i++)
+        if (raw[i] > (1u << 30)) { gfn_error_set(err, "%s: config field %d is %u, not plausible", path, i, raw[i]); fclose(f); return NULL; }
+    GPTConfig config = { (int)raw[0], (int)raw[1], (int)raw[2], (int)raw[3], (int)raw[4] };
+    char why[256];
+    if (gpt_config_check(config, why, sizeof why)) { gfn_error_set(err, "%s: bad config: %s", path, why); fclose(f); return NULL; }
+    size_t sizes[GPT_NUM_TENSORS], n = 0, bytes_per = dtype == 0 ? 4 : 2;
+    tensor_sizes(config, sizes);
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) n += sizes[i];
+    unsigned long long expected = CKPT_HEADER + (unsigned long long)n * bytes_per;
+    if (file_size != expected) {
+        gfn_error_set(err, "%s: %llu bytes, but this config (V=%d maxT=%d L=%d NH=%d C=%d, %s) needs exactly %llu: "
+                      "truncated or corrupt", path, file_size, config.vocab_size, config.max_seq_len, config.n_layer,
+                      config.n_head, config.n_embd, dtype ? "f16" : "f32", expected);
+        fclose(f); return NULL;
+    }
+    GPT *model = gpt_alloc(config);
+    // Read in chunks and decode byte by byte, so big-endian hosts read the same values.
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = gfn_malloc(CHUNK);
+    size_t done = 0, per_chunk = CHUNK / bytes_per;
+    while (done < n) {
+        size_t count = n - done < per_chunk ? n - done : per_chunk;
+        if (fread(buf, bytes_per, count, f) != count) {
+            gfn_error_set(err, "%s: read error after %zu of %zu values", path, done, n);
+            free(buf); fclose(f); gpt_free(model); return NULL;
+        }
+        float *dst = model->params_memory + done;
+        for (size_t i = 0; i < count; i++) dst[i] = dtype == 0 ? le_f32(buf + 4 * i) : half_to_float(le_u16(buf + 2 * i));
+        done += count;
+    }
+    free(buf);
+    fclose(f);
+    return model;
+}
+
+GPT *gpt_load_hf(const char *dir, GfnError *err);   // the HF import, below
+
+GPT *gpt_load(const char *path, GfnError *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) { gfn_error_set(err, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+    if (S_ISDIR(st.st_mode)) return gpt_load_hf(path, err);   // HF config.json + model.safetensors
+    return gpt_load_checkpoint(path, err);
+}
+
+// TEMPORARY: replaced by the HF import work
+GPT *gpt_load_hf(const char *dir, GfnError *err) {
+    gfn_error_set(err, "%s: is a directory, and HF import not built", dir);
+    return NULL;
+}
