@@ -40,7 +40,8 @@ const char *test_data_dir(void) {
 #define SUITES(X) \
     X(util) \
     X(gfn) \
-    X(hf)
+    X(hf) \
+    X(tokenizer)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
