@@ -377,7 +377,7 @@ struct Task {
     void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
     void *state;                // the task's own data
 };
-extern Task task_toy;
+extern Task task_toy, task_rng;
 Task *task_find(const char *name);
 
 // 4d. The policy over the allowed tokens, and sampling.

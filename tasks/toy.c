@@ -49,7 +49,7 @@ static void toy_sequence(Rng *rng, const float *chain, int *inputs, int *targets
 
 // A tiny GPT pretrained with AdamW for a few hundred steps (about a second).
 static GPT *toy_base_model(uint64_t seed) {
-    GPTConfig config = { TOY_V, 16, 2, 2, 32 };
+    GPTConfig config = { TOY_V, 16, 2, 4, 64 };
     GPT *model = gpt_new_random(config, seed);
     Rng rng;
     rng_seed(&rng, seed + 1);

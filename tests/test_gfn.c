@@ -408,6 +408,11 @@ static void test_forced_tokens(void) {
 static void test_exact_distribution(void) {
     GPT *policy = tt_model();
     Task task = tt_task(policy, 0, 1, 3);
+    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };   // with a non-zero LoRA in both paths
+    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    Rng init;
+    rng_seed(&init, 8);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.5f * rng_normal(&init);
     int count = enumerate_z(&task, NULL, NULL, 0);
     CHECK(count == 6 + 36 + 216, "enumerated %d sequences", count);
     int *z = gfn_malloc(sizeof(int) * (size_t)count * task.max_len), *len = gfn_malloc(sizeof(int) * (size_t)count);
