@@ -8,8 +8,9 @@
 //    ⊤ is <|endoftext|>, every token may be written, Z is at most 6 tokens, and a token's
 //    text comes from the tokenizer (so multi-digit tokens count).
 //  - without them (the default, for tests and benchmarks before pretrained weights exist): a
-//    tiny random GPT over a fixed 16-symbol vocabulary, digits 0-9 (ids 0..9), ⊤ (10), and
-//    ' ', 'a', 'b', ',', '-' (11..15); the prompt is the symbols "ab 0-100, "; Z at most 4.
+//    tiny GPT over a fixed 16-symbol vocabulary, digits 0-9 (ids 0..9), ⊤ (10), and
+//    ' ', 'a', 'b', ',', '-' (11..15), briefly pretrained (rng_char_model) to answer the
+//    prompt "ab 0-100, " with skewed, sometimes invalid numbers; Z at most 4 symbols.
 //    Its exact distribution over the 101 valid answers is computed by teacher forcing them.
 #include "../gfn.h"
 
@@ -68,6 +69,58 @@ static void rng_log_reward(Task *task, Traj *const *t, int n) {
         }
 }
 
+// The built-in base LM: a tiny GPT pretrained for a few seconds on the prompt followed by
+// "answers" from a fixed skewed distribution, so that like a real LM it answers with a number
+// most of the time, but not uniformly and not always validly: 55 % numbers 0..100 with
+// p(v) ∝ 1/(v + 3), 30 % numbers 101..999, 15 % 1..4 random symbols; then ⊤.
+static GPT *rng_char_model(const RngState *st, uint64_t seed) {
+    GPTConfig config = { RNG_CHAR_V, 32, 2, 2, 32 };
+    GPT *model = gpt_new_random(config, seed);
+    Rng rng;
+    rng_seed(&rng, seed + 1);
+    double zipf[101], total = 0;
+    for (int v = 0; v <= 100; v++) total += zipf[v] = 1.0 / (v + 3);
+    enum { B = 16, STEPS = 300, T = 16 };
+    int inputs[B * T], targets[B * T];
+    AdamW opt;
+    adamw_init(&opt, gpt_num_parameters(model), 3e-3f, 0.9f, 0.999f, 1e-8f, 0.0f);
+    for (int step = 0; step < STEPS; step++) {
+        for (int b = 0; b < B; b++) {
+            int seq[T + 1], n = 0;
+            for (int i = 0; i < st->prompt_len; i++) seq[n++] = st->prompt[i];
+            char answer[16];
+            float u = rng_uniform(&rng);
+            if (u < 0.55f) {
+                double r = rng_uniform(&rng) * total;
+                int v = 0;
+                while (v < 100 && (r -= zipf[v]) > 0) v++;
+                snprintf(answer, sizeof answer, "%d", v);
+            } else if (u < 0.85f) snprintf(answer, sizeof answer, "%d", 101 + rng_below(&rng, 899));
+            else {
+                int len = 1 + rng_below(&rng, 4);
+                for (int i = 0; i < len; i++) {
+                    int id = rng_below(&rng, RNG_CHAR_V - 1);
+                    answer[i] = rng_chars[id >= RNG_CHAR_TERM ? id + 1 : id];
+                }
+                answer[len] = 0;
+            }
+            for (const char *c = answer; *c; c++) seq[n++] = (int)(strchr(rng_chars, *c) - rng_chars);
+            seq[n++] = RNG_CHAR_TERM;
+            for (int t = 0; t < T; t++) {
+                inputs[b * T + t] = t < n ? seq[t] : RNG_CHAR_TERM;
+                targets[b * T + t] = (t >= st->prompt_len - 1 && t + 1 < n) ? seq[t + 1] : -1;
+            }
+        }
+        gpt_zero_grad(model);
+        float *logits = gpt_forward(model, inputs, B, T);
+        gpt_cross_entropy(model, targets, NULL, logits);
+        gpt_backward(model, logits);
+        adamw_update(&opt, gpt_params_memory(model), gpt_grads_memory(model), lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f));
+    }
+    adamw_free(&opt);
+    return model;
+}
+
 static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     RngState *st = gfn_calloc(1, sizeof(RngState));
     st->floor = opt->reward_floor;
@@ -97,8 +150,6 @@ static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
         task->allowed = gfn_calloc((size_t)V, 1);
         for (int v = 0; v < tokenizer_vocab_size(st->tok); v++) task->allowed[v] = 1;
     } else {
-        GPTConfig config = { RNG_CHAR_V, 32, 2, 2, 32 };
-        task->base = gpt_new_random(config, opt->seed ? opt->seed : 1);
         const char *prompt = "ab 0-100, ";
         st->prompt_len = (int)strlen(prompt);
         st->prompt = gfn_malloc(sizeof(int) * (size_t)st->prompt_len);
@@ -107,6 +158,7 @@ static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
         task->max_len = 4;
         task->allowed = gfn_malloc(RNG_CHAR_V);
         memset(task->allowed, 1, RNG_CHAR_V);
+        task->base = rng_char_model(st, opt->seed ? opt->seed : 1);
     }
     return 0;
 }
