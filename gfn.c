@@ -670,6 +670,11 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
         for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
     }
+    if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
+        for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
+        task->log_reward(task, s->traj, n);
+        from_replay = 1;
+    }
     if (!from_replay) {
         SamplerConfig sc = { 1.0f, 0, 1.0f };
         if (u >= cfg->frac_on_policy) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
@@ -897,6 +902,10 @@ static int cmd_train(int argc, char **argv) {
     }
     if (cfg.steps < 1 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
         fprintf(stderr, "gfn train: --steps, --batch, --accum, --rank and --replay must be at least 1\n");
+        return 1;
+    }
+    if (cfg.loss == LOSS_SFT && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
         return 1;
     }
     GfnError err = { { 0 } };

@@ -240,6 +240,26 @@ static void rng_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out,
     fprintf(out, "samples %d\n", n);
 }
 
+// Given Z for SFT: a uniform integer 0..100, written as the tokenizer (or the symbols) spell it.
+static void rng_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+    RngState *st = task->state;
+    char text[8];
+    snprintf(text, sizeof text, "%d", rng_below(rng, 101));
+    out->query = query;
+    if (st->tok) {
+        size_t n;
+        int *ids = tokenizer_encode(st->tok, text, strlen(text), 0, &n);
+        out->ntok = (int)n < task->max_len ? (int)n : task->max_len;
+        memcpy(out->tokens, ids, sizeof(int) * (size_t)out->ntok);
+        free(ids);
+    } else {
+        out->ntok = (int)strlen(text);
+        for (int k = 0; k < out->ntok; k++) out->tokens[k] = text[k] - '0';
+    }
+    out->nact = out->ntok;
+    memset(out->forced, 0, (size_t)out->ntok);
+}
+
 static void rng_render(Task *task, const Traj *t, char *buf, size_t cap) {
     rng_text(task->state, t->tokens, t->ntok, buf, cap);
 }
@@ -252,5 +272,6 @@ Task task_rng = {
     .prompt = rng_prompt,
     .log_reward = rng_log_reward,
     .evaluate = rng_evaluate,
+    .demonstration = rng_demonstration,
     .render = rng_render,
 };
