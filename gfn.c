@@ -758,7 +758,8 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         adamw_update(&opt, lora->memory, lora->grad_memory, lr);
         if (cfg->loss == LOSS_TB) {
             for (int q = 0; q < task->num_train; q++) s.d_log_z[q] /= cfg->accum;
-            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z);
+            // log Z follows the same warm-up and decay, at its own (higher) peak rate
+            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));
         }
         double elapsed = now_seconds() - start;
         if (log) {
