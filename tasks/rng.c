@@ -217,19 +217,21 @@ static void rng_sampled(Task *task, GPT *model, int n, uint64_t seed, double *va
     for (int i = 0; i < B; i++) traj_free(t[i]);
 }
 
-// Exact metrics (built-in setup: one tokenisation per answer): q of each of the 101 answers.
+// Exact metrics (built-in setup): q of every spelling of each of the 101 answers, "N" and " N".
 static void rng_exact(Task *task, GPT *model, double *valid, double *kl) {
-    int z[101 * 4] = { 0 }, len[101];
-    for (int v = 0; v <= 100; v++) {
-        char s[8];
-        snprintf(s, sizeof s, "%d", v);
-        len[v] = (int)strlen(s);
-        for (int k = 0; k < len[v]; k++) z[v * task->max_len + k] = s[k] - '0';
-    }
-    float log_q[101];
-    policy_exact_logq(model, task, 0, z, len, 101, log_q);
+    int z[202 * 4] = { 0 }, len[202];
+    for (int v = 0; v <= 100; v++)
+        for (int space = 0; space < 2; space++) {
+            char s[8];
+            snprintf(s, sizeof s, space ? " %d" : "%d", v);
+            int i = 2 * v + space;
+            len[i] = (int)strlen(s);
+            for (int k = 0; k < len[i]; k++) z[i * task->max_len + k] = (int)(strchr(rng_chars, s[k]) - rng_chars);
+        }
+    float log_q[202];
+    policy_exact_logq(model, task, 0, z, len, 202, log_q);
     double p[101], total = 0;
-    for (int v = 0; v <= 100; v++) total += p[v] = exp(log_q[v]);
+    for (int v = 0; v <= 100; v++) total += p[v] = exp(log_q[2 * v]) + exp(log_q[2 * v + 1]);
     *valid = total;
     *kl = kl_to_uniform(p, total);
 }
