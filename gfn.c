@@ -1,4 +1,10 @@
-// gfn.c — GFlowNet objectives, sampler, training loop and the command line.
+// gfn.c — GFlowNet fine-tuning of a language model: the objectives (each next to its gradient),
+// trajectories and the replay buffer, the policy over allowed tokens, the batched sampler, the
+// training loop and the command line. Read top to bottom.
+//
+// Notation (PAPER.md): a query X, a sampled Z = z_1..z_n, the terminator ⊤. For state i (the
+// prefix z_≤i): lr_i = log R(z_≤i ⊤), lt_i = log q(⊤ | X z_≤i); for action k:
+// lf_k = log q(z_k | X z_<k). Rewards are constants: gradients flow only through lf and lt.
 #include "gfn.h"
 
 #include <math.h>
@@ -6,10 +12,797 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+// ----------------------------------------------------------------------------------------------
+// Objectives. Inputs are (n, stride) rows; row b has len[b] actions, so lf uses [0, len) and lt,
+// lr use [0, len]. Every function overwrites d_pf and d_pterm over the whole (n, stride) arrays.
+
+static void zero_grads(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    memset(d_pf, 0, sizeof(float) * (size_t)b->n * (size_t)b->stride);
+    memset(d_pterm, 0, sizeof(float) * (size_t)b->n * (size_t)b->stride);
+}
+
+// log q(Z ⊤) = Σ_k lf_k + lt_n of row r.
+static double traj_log_q(const TrajBatch *b, int r) {
+    const float *lf = b->log_pf + (size_t)r * b->stride;
+    double s = b->log_pterm[(size_t)r * b->stride + b->len[r]];
+    for (int k = 0; k < b->len[r]; k++) s += lf[k];
+    return s;
+}
+
+// Trajectory balance:  L = (1/N) Σ_Z ( log Z_X + Σ_t log q(z_t | X z_<t) + log q(⊤ | X Z) − log R(Z) )²
+// dL/d lf_k = dL/d lt_n = dL/d log Z_X = 2 δ / N.
+float loss_tb(const TrajBatch *b, const float *log_z, float *d_pf, float *d_pterm, float *d_log_z) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        int n = b->len[r];
+        double delta = log_z[b->group[r]] + traj_log_q(b, r) - b->log_r[(size_t)r * b->stride + n];
+        loss += delta * delta;
+        float g = (float)(2.0 * delta / b->n);
+        for (int k = 0; k < n; k++) d_pf[(size_t)r * b->stride + k] = g;
+        d_pterm[(size_t)r * b->stride + n] = g;
+        if (d_log_z) d_log_z[b->group[r]] += g;
+    }
+    return (float)(loss / b->n);
+}
+
+// Modified sub-trajectory balance (the paper's loss). For 0 ≤ i < j ≤ n:
+//   δ(i,j) = lr_i + Σ_{k=i+1..j} lf_k + lt_j − lr_j − lt_i
+//   L = Σ_batch Σ_{i<j} λ^(j−i−1) δ(i,j)²  /  Σ_batch Σ_{i<j} λ^(j−i−1)
+// (normalised over every pair of the whole batch, as the official code). With W the denominator,
+// dL/dδ(i,j) = 2 λ^(j−i−1) δ / W, and δ has +1 on lf_{i+1..j}, +1 on lt_j, −1 on lt_i. The lf
+// range is added through a difference array so each row costs O(n²).
+float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double total_weight = 0;
+    for (int r = 0; r < b->n; r++)
+        for (int span = 1; span <= b->len[r]; span++)
+            total_weight += (double)(b->len[r] - span + 1) * pow(lambda, span - 1);
+    if (total_weight == 0) return 0;
+    double loss = 0;
+    int maxn = b->stride;
+    double *prefix = gfn_malloc(sizeof(double) * (size_t)(maxn + 1));   // (n+1) Σ_{k≤i} lf
+    double *diff = gfn_malloc(sizeof(double) * (size_t)(maxn + 2));     // (n+2) range adds on lf
+    for (int r = 0; r < b->n; r++) {
+        int n = b->len[r];
+        const float *lf = b->log_pf + (size_t)r * b->stride;
+        const float *lt = b->log_pterm + (size_t)r * b->stride;
+        const float *lr = b->log_r + (size_t)r * b->stride;
+        float *dlf = d_pf + (size_t)r * b->stride, *dlt = d_pterm + (size_t)r * b->stride;
+        prefix[0] = 0;
+        for (int k = 1; k <= n; k++) prefix[k] = prefix[k - 1] + lf[k - 1];
+        for (int k = 0; k <= n + 1; k++) diff[k] = 0;
+        for (int i = 0; i < n; i++) {
+            for (int j = i + 1; j <= n; j++) {
+                double w = pow(lambda, j - i - 1);
+                if (w == 0) continue;
+                double delta = lr[i] + (prefix[j] - prefix[i]) + lt[j] - lr[j] - lt[i];
+                loss += w * delta * delta;
+                double g = 2.0 * w * delta / total_weight;
+                diff[i] += g;       // lf_{i+1..j} are entries [i, j) of the 0-based lf row
+                diff[j] -= g;
+                dlt[j] += (float)g;
+                dlt[i] -= (float)g;
+            }
+        }
+        double run = 0;
+        for (int k = 0; k < n; k++) { run += diff[k]; dlf[k] = (float)run; }
+    }
+    free(prefix);
+    free(diff);
+    return (float)(loss / total_weight);
+}
+
+// Modified detailed balance: the j = i+1 terms of modified SubTB (written out on its own, so the
+// test that SubTB with λ → 0 equals it compares two implementations):
+//   δ_i = lr_i + lf_{i+1} + lt_{i+1} − lr_{i+1} − lt_i,   L = mean over all transitions of δ_i²
+// dL/d lf_{i+1} = dL/d lt_{i+1} = 2 δ_i / M, dL/d lt_i −= 2 δ_i / M (M transitions in the batch).
+float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    long transitions = 0;
+    for (int r = 0; r < b->n; r++) transitions += b->len[r];
+    if (transitions == 0) return 0;
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        size_t o = (size_t)r * b->stride;
+        for (int i = 0; i < b->len[r]; i++) {
+            double delta = (double)b->log_r[o + i] + b->log_pf[o + i] + b->log_pterm[o + i + 1]
+                         - b->log_r[o + i + 1] - b->log_pterm[o + i];
+            loss += delta * delta;
+            float g = (float)(2.0 * delta / transitions);
+            d_pf[o + i] += g;
+            d_pterm[o + i + 1] += g;
+            d_pterm[o + i] -= g;
+        }
+    }
+    return (float)(loss / transitions);
+}
+
+// VarGrad: TB where log Z_X is the stop-gradient batch estimate
+//   log Ẑ_X = mean over the K samples of X of ( log R(Z) − log q(Z ⊤) ),
+//   L = (1/N) Σ_Z ( log Ẑ_X + log q(Z ⊤) − log R(Z) )²   (N trajectories, X = group).
+// dL/d lf_k = dL/d lt_n = 2 δ / N. This equals the gradient of the loss with log Ẑ not stopped,
+// because the δ of one group sum to zero: the batch variance of log R − log q.
+float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out) {
+    double *sum = gfn_calloc((size_t)num_groups, sizeof(double));
+    int *count = gfn_calloc((size_t)num_groups, sizeof(int));
+    for (int r = 0; r < b->n; r++) {
+        sum[b->group[r]] += b->log_r[(size_t)r * b->stride + b->len[r]] - traj_log_q(b, r);
+        count[b->group[r]]++;
+    }
+    float *log_z = gfn_malloc(sizeof(float) * (size_t)num_groups);
+    for (int g = 0; g < num_groups; g++) log_z[g] = count[g] ? (float)(sum[g] / count[g]) : 0.0f;
+    float loss = loss_tb(b, log_z, d_pf, d_pterm, NULL);
+    if (log_z_out) memcpy(log_z_out, log_z, sizeof(float) * (size_t)num_groups);
+    free(sum); free(count); free(log_z);
+    return loss;
+}
+
+// Supervised fine-tuning (maximum likelihood): L = −(1/N) Σ_Z log q(Z ⊤); dL/d lf = dL/d lt_n = −1/N.
+float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        loss -= traj_log_q(b, r);
+        for (int k = 0; k < b->len[r]; k++) d_pf[(size_t)r * b->stride + k] = -1.0f / b->n;
+        d_pterm[(size_t)r * b->stride + b->len[r]] = -1.0f / b->n;
+    }
+    return (float)(loss / b->n);
+}
+
+// The reward maximiser: REINFORCE with a baseline. With R = exp(lr_n) and the baseline b_Z the
+// mean R of the other samples of the same query (0 when alone), the surrogate
+//   L = −(1/N) Σ_Z (R(Z) − b_Z) log q(Z ⊤)
+// has the policy gradient as its gradient: dL/d lf_k = dL/d lt_n = −(R − b_Z) / N.
+float loss_reinforce(const TrajBatch *b, float *d_pf, float *d_pterm) {
+    zero_grads(b, d_pf, d_pterm);
+    double loss = 0;
+    for (int r = 0; r < b->n; r++) {
+        double reward = exp(b->log_r[(size_t)r * b->stride + b->len[r]]), others = 0;
+        int count = 0;
+        for (int o = 0; o < b->n; o++)
+            if (o != r && b->group[o] == b->group[r]) {
+                others += exp(b->log_r[(size_t)o * b->stride + b->len[o]]);
+                count++;
+            }
+        double advantage = reward - (count ? others / count : 0.0);
+        loss -= advantage * traj_log_q(b, r);
+        float g = (float)(-advantage / b->n);
+        for (int k = 0; k < b->len[r]; k++) d_pf[(size_t)r * b->stride + k] = g;
+        d_pterm[(size_t)r * b->stride + b->len[r]] = g;
+    }
+    return (float)(loss / b->n);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Trajectories and the replay buffer
+
+Traj *traj_new(int max_len) {
+    Traj *t = gfn_calloc(1, sizeof(Traj));
+    t->tokens = gfn_calloc((size_t)max_len + 1, sizeof(int));
+    t->forced = gfn_calloc((size_t)max_len + 1, 1);
+    t->log_r = gfn_calloc((size_t)max_len + 1, sizeof(float));
+    return t;
+}
+
+void traj_free(Traj *t) {
+    if (!t) return;
+    free(t->tokens); free(t->forced); free(t->log_r); free(t);
+}
+
+void traj_copy(Traj *dst, const Traj *src) {
+    dst->query = src->query;
+    dst->ntok = src->ntok;
+    dst->nact = src->nact;
+    memcpy(dst->tokens, src->tokens, sizeof(int) * (size_t)src->ntok);
+    memcpy(dst->forced, src->forced, (size_t)src->ntok);
+    memcpy(dst->log_r, src->log_r, sizeof(float) * (size_t)(src->nact + 1));
+}
+
+static float traj_final_log_r(const Traj *t) { return t->log_r[t->nact]; }
+
+ReplayBuffer *replay_new(int num_queries, int capacity, int max_len) {
+    ReplayBuffer *rb = gfn_calloc(1, sizeof(ReplayBuffer));
+    rb->num_queries = num_queries;
+    rb->capacity = capacity;
+    rb->max_len = max_len;
+    rb->count = gfn_calloc((size_t)num_queries, sizeof(int));
+    rb->items = gfn_calloc((size_t)num_queries * (size_t)capacity, sizeof(Traj *));
+    for (size_t i = 0; i < (size_t)num_queries * (size_t)capacity; i++) rb->items[i] = traj_new(max_len);
+    return rb;
+}
+
+void replay_free(ReplayBuffer *rb) {
+    if (!rb) return;
+    for (size_t i = 0; i < (size_t)rb->num_queries * (size_t)rb->capacity; i++) traj_free(rb->items[i]);
+    free(rb->items); free(rb->count); free(rb);
+}
+
+// Kept sorted by final log R, best first, so the worst is the last and eviction is a shift.
+int replay_add(ReplayBuffer *rb, const Traj *t) {
+    if (t->query < 0 || t->query >= rb->num_queries || t->ntok > rb->max_len) return 0;
+    Traj **items = rb->items + (size_t)t->query * rb->capacity;
+    int count = rb->count[t->query];
+    for (int i = 0; i < count; i++)
+        if (items[i]->ntok == t->ntok && !memcmp(items[i]->tokens, t->tokens, sizeof(int) * (size_t)t->ntok))
+            return 0;   // exact duplicate
+    float score = traj_final_log_r(t);
+    int at = count;
+    while (at > 0 && traj_final_log_r(items[at - 1]) < score) at--;
+    if (at >= rb->capacity) return 0;
+    Traj *slot = items[count < rb->capacity ? count : rb->capacity - 1];   // reused storage
+    for (int i = (count < rb->capacity ? count : rb->capacity - 1); i > at; i--) items[i] = items[i - 1];
+    items[at] = slot;
+    traj_copy(slot, t);
+    if (count < rb->capacity) rb->count[t->query] = count + 1;
+    return 1;
+}
+
+const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng) {
+    int count = rb->count[query];
+    if (count == 0) return NULL;
+    Traj *const *items = rb->items + (size_t)query * rb->capacity;
+    double top = traj_final_log_r(items[0]), total = 0;   // sorted: items[0] is the max
+    for (int i = 0; i < count; i++) total += exp(traj_final_log_r(items[i]) - top);
+    double u = rng_uniform(rng) * total;
+    for (int i = 0; i < count; i++) {
+        u -= exp(traj_final_log_r(items[i]) - top);
+        if (u < 0) return items[i];
+    }
+    return items[count - 1];
+}
+
+// ----------------------------------------------------------------------------------------------
+// The policy: the LM's softmax restricted to the allowed tokens. Disallowed logits are -inf, so
+// their probability and their gradient are exactly zero.
+
+void masked_log_softmax(const float *logits, const unsigned char *allowed, int V, float *logp) {
+    float max = -INFINITY;
+    for (int v = 0; v < V; v++) if (allowed[v] && logits[v] > max) max = logits[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) if (allowed[v]) sum += exp((double)logits[v] - max);
+    float log_norm = max + (float)log(sum);
+    for (int v = 0; v < V; v++) logp[v] = allowed[v] ? logits[v] - log_norm : -INFINITY;
+}
+
+// Where each state of a trajectory sits in the teacher-forced row prompt + tokens: state i (after
+// action i and the tokens its tool call inserted) is read at the logits of its last token.
+// pos (nact + 1), and ntok_at (nact + 1): tokens after the prompt at state i.
+static void traj_states(const Traj *t, int prompt_len, int *pos, int *ntok_at) {
+    int k = 0;
+    pos[0] = prompt_len - 1;
+    ntok_at[0] = 0;
+    for (int j = 0; j < t->ntok; j++) {
+        if (!t->forced[j]) k++;
+        if (j + 1 == t->ntok || !t->forced[j + 1]) { pos[k] = prompt_len + j; ntok_at[k] = j + 1; }
+    }
+}
+
+// The token of action k (1-based) in t->tokens.
+static int traj_action_token(const Traj *t, int k) {
+    for (int j = 0, seen = 0; j < t->ntok; j++)
+        if (!t->forced[j] && ++seen == k) return t->tokens[j];
+    return -1;
+}
+
+// The allowed set at a state that has `ntok` tokens after the prompt. Training (sampler_mask 0)
+// keeps ⊤ before the minimum length — every prefix is terminable, with lr = −99 there — while
+// the sampler (sampler_mask 1) masks it, as the task demands. At the maximum only ⊤ is left.
+static void state_mask(const Task *task, int V, int ntok, int sampler_mask, unsigned char *mask) {
+    if (ntok >= task->max_len) {
+        memset(mask, 0, (size_t)V);
+        mask[task->terminator] = 1;
+        return;
+    }
+    memcpy(mask, task->allowed, (size_t)V);
+    mask[task->terminator] = !(sampler_mask && ntok < task->min_len);
+}
+
+// One teacher-forced forward of the trajectories: rows prompt + tokens, right-padded with ⊤
+// (causal attention: padding never influences earlier positions). Returns the logits (n, T, V).
+static float *teacher_forward(GPT *model, Task *task, Traj *const *t, int n, int *T_out) {
+    int T = 1;
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        if (plen + t[r]->ntok > T) T = plen + t[r]->ntok;
+    }
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)T);   // (n, T)
+    for (int r = 0; r < n; r++) {
+        int plen;
+        const int *prompt = task->prompt(task, t[r]->query, &plen);
+        int *row = inputs + (size_t)r * T;
+        for (int j = 0; j < T; j++) row[j] = task->terminator;
+        memcpy(row, prompt, sizeof(int) * (size_t)plen);
+        memcpy(row + plen, t[r]->tokens, sizeof(int) * (size_t)t[r]->ntok);
+    }
+    float *logits = gpt_forward(model, inputs, n, T);
+    free(inputs);
+    *T_out = T;
+    return logits;
+}
+
+// lf and lt of every trajectory from the logits of teacher_forward, under the training mask
+// (sampler_mask 0) or the sampler's (1). A state at the maximum length has lt = 0 (⊤ forced).
+static void logprobs_from_logits(const float *logits, int T, Task *task, Traj *const *t, int n,
+                                 int stride, int sampler_mask, float *log_pf, float *log_pterm) {
+    int V = gpt_config(task->base).vocab_size;
+    float *logp = gfn_malloc(sizeof(float) * (size_t)V);                 // (V)
+    unsigned char *mask = gfn_malloc((size_t)V);                           // (V)
+    int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));      // (nact + 1)
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));  // (nact + 1)
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        traj_states(t[r], plen, pos, ntok_at);
+        float *lf = log_pf + (size_t)r * stride, *lt = log_pterm + (size_t)r * stride;
+        for (int i = 0; i <= t[r]->nact; i++) {
+            state_mask(task, V, ntok_at[i], sampler_mask, mask);
+            masked_log_softmax(logits + ((size_t)r * T + pos[i]) * V, mask, V, logp);
+            lt[i] = logp[task->terminator];
+            if (i < t[r]->nact) lf[i] = logp[traj_action_token(t[r], i + 1)];
+        }
+    }
+    free(logp); free(mask); free(pos); free(ntok_at);
+}
+
+float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *log_pf,
+                       float *log_pterm, int *T_out) {
+    float *logits = teacher_forward(policy, task, t, n, T_out);
+    logprobs_from_logits(logits, *T_out, task, t, n, stride, 0, log_pf, log_pterm);
+    return logits;
+}
+
+// Teacher forcing, then the chain rule through the masked log-softmax: at a state with
+// probabilities π over the allowed tokens, d log π_a / d logit_v = 1[v = a] − π_v, so
+//   dlogits_v = g_v − (Σ_a g_a) π_v  for allowed v, 0 otherwise,
+// where g_a is the loss gradient of the log-probability of token a read at that state (the
+// action's lf and ⊤'s lt). A forced ⊤ (lt = 0 at the maximum) is a constant: no gradient.
+// Then one gpt_backward; gradients accumulate into the model's / LoRA's grads. `logits`
+// (n, T, V) are those policy_logprobs returned; they are overwritten by dlogits.
+void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
+                     int T, const float *d_pf, const float *d_pterm) {
+    int V = gpt_config(policy).vocab_size;
+    float *logp = gfn_malloc(sizeof(float) * (size_t)V);
+    unsigned char *mask = gfn_malloc((size_t)V);
+    unsigned char *is_state = gfn_calloc((size_t)n * (size_t)T, 1);           // (n, T)
+    int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
+    for (int r = 0; r < n; r++) {
+        int plen;
+        task->prompt(task, t[r]->query, &plen);
+        traj_states(t[r], plen, pos, ntok_at);
+        for (int i = 0; i <= t[r]->nact; i++) {
+            float *row = logits + ((size_t)r * T + pos[i]) * V;
+            is_state[(size_t)r * T + pos[i]] = 1;
+            state_mask(task, V, ntok_at[i], 0, mask);
+            masked_log_softmax(row, mask, V, logp);
+            float g_term = ntok_at[i] >= task->max_len ? 0.0f : d_pterm[(size_t)r * stride + i];
+            float g_act = i < t[r]->nact ? d_pf[(size_t)r * stride + i] : 0.0f;
+            int act = i < t[r]->nact ? traj_action_token(t[r], i + 1) : -1;
+            float g_sum = g_term + g_act;
+            for (int v = 0; v < V; v++) row[v] = mask[v] ? -g_sum * expf(logp[v]) : 0.0f;
+            row[task->terminator] += g_term;
+            if (act >= 0) row[act] += g_act;
+        }
+    }
+    for (size_t p = 0; p < (size_t)n * (size_t)T; p++)   // rows that are no state: zero gradient
+        if (!is_state[p]) memset(logits + p * V, 0, sizeof(float) * (size_t)V);
+    gpt_backward(policy, logits);
+    free(logp); free(mask); free(is_state); free(pos); free(ntok_at);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Sampling: B trajectories at once with the KV cache, each row at its own position.
+
+// Draws a token from one logits row restricted to `mask`, with temperature, top-k and top-p.
+// cand and prob are (V) scratch.
+static int cmp_prob_desc(const void *a, const void *b) {
+    float x = ((const float *)a)[1], y = ((const float *)b)[1];
+    return (x < y) - (x > y);
+}
+
+static int sample_token(const float *logits, const unsigned char *mask, int V, const SamplerConfig *cfg,
+                        float *pairs, Rng *rng) {
+    // pairs (V, 2): token id and its probability, for the allowed tokens only
+    if (cfg->temperature <= 0) {   // greedy: the most likely allowed token
+        int best = -1;
+        for (int v = 0; v < V; v++) if (mask[v] && (best < 0 || logits[v] > logits[best])) best = v;
+        return best;
+    }
+    int m = 0;
+    float max = -INFINITY, temp = cfg->temperature;
+    for (int v = 0; v < V; v++)
+        if (mask[v]) { pairs[2 * m] = (float)v; pairs[2 * m + 1] = logits[v] / temp; if (pairs[2 * m + 1] > max) max = pairs[2 * m + 1]; m++; }
+    double total = 0;
+    for (int i = 0; i < m; i++) { pairs[2 * i + 1] = expf(pairs[2 * i + 1] - max); total += pairs[2 * i + 1]; }
+    int keep = m;
+    if ((cfg->top_k > 0 && cfg->top_k < m) || (cfg->top_p > 0 && cfg->top_p < 1)) {
+        qsort(pairs, (size_t)m, 2 * sizeof(float), cmp_prob_desc);
+        if (cfg->top_k > 0 && cfg->top_k < keep) keep = cfg->top_k;
+        if (cfg->top_p > 0 && cfg->top_p < 1) {   // smallest prefix whose mass reaches top_p
+            double mass = 0;
+            for (int i = 0; i < keep; i++) {
+                mass += pairs[2 * i + 1] / total;
+                if (mass >= cfg->top_p) { keep = i + 1; break; }
+            }
+        }
+        total = 0;
+        for (int i = 0; i < keep; i++) total += pairs[2 * i + 1];
+    }
+    double u = rng_uniform(rng) * total;
+    for (int i = 0; i < keep; i++) {
+        u -= pairs[2 * i + 1];
+        if (u < 0) return (int)pairs[2 * i];
+    }
+    return (int)pairs[2 * (keep - 1)];
+}
+
+void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
+                         const SamplerConfig *cfg, Rng *rng) {
+    int V = gpt_config(policy).vocab_size, min_plen = 1 << 30, max_plen = 0;
+    for (int b = 0; b < n; b++) {
+        int plen;
+        task->prompt(task, queries[b], &plen);
+        if (plen < min_plen) min_plen = plen;
+        if (plen > max_plen) max_plen = plen;
+    }
+    int cache_len = max_plen + task->max_len + 1;
+    KVCache *cache = kv_cache_new(policy, n, cache_len);
+    int *feed = gfn_malloc(sizeof(int) * (size_t)n);          // (n) token fed this step, or -1
+    int *pos = gfn_malloc(sizeof(int) * (size_t)n);           // (n) its position
+    int *queue = gfn_malloc(sizeof(int) * (size_t)n * (size_t)cache_len);   // (n, cache_len) to feed
+    int *queue_head = gfn_calloc((size_t)n, sizeof(int)), *queue_len = gfn_calloc((size_t)n, sizeof(int));
+    int *done = gfn_calloc((size_t)n, sizeof(int));
+    float *logits = gfn_malloc(sizeof(float) * (size_t)n * (size_t)V);      // (n, V) latest per row
+    float *pairs = gfn_malloc(sizeof(float) * 2 * (size_t)V);
+    unsigned char *mask = gfn_malloc((size_t)V);
+    int *forced = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 1));
+
+    // Prefill the common part of the prompts; the rest of each prompt goes through the queue.
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)min_plen);  // (n, min_plen)
+    for (int b = 0; b < n; b++) {
+        int plen;
+        const int *prompt = task->prompt(task, queries[b], &plen);
+        memcpy(inputs + (size_t)b * min_plen, prompt, sizeof(int) * (size_t)min_plen);
+        for (int j = min_plen; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        out[b]->query = queries[b];
+        out[b]->ntok = out[b]->nact = 0;
+        pos[b] = min_plen;
+    }
+    float *prefill = gpt_prefill(policy, cache, inputs, n, min_plen);   // (n, min_plen, V)
+    for (int b = 0; b < n; b++)
+        memcpy(logits + (size_t)b * V, prefill + ((size_t)b * min_plen + min_plen - 1) * V, sizeof(float) * (size_t)V);
+    free(inputs);
+
+    for (;;) {
+        int active = 0;
+        for (int b = 0; b < n; b++) {
+            feed[b] = -1;
+            if (done[b]) continue;
+            Traj *t = out[b];
+            if (queue_head[b] < queue_len[b]) {            // prompt tail or forced tokens first
+                feed[b] = queue[(size_t)b * cache_len + queue_head[b]++];
+            } else {                                       // a state: the policy acts
+                state_mask(task, V, t->ntok, 1, mask);
+                int token = sample_token(logits + (size_t)b * V, mask, V, cfg, pairs, rng);
+                if (token == task->terminator) { done[b] = 1; continue; }
+                t->tokens[t->ntok] = token;
+                t->forced[t->ntok] = 0;
+                t->ntok++;
+                t->nact++;
+                feed[b] = token;
+                if (task->tool && t->ntok < task->max_len) {
+                    int k = task->tool(task, t->query, t->tokens, t->ntok, forced, task->max_len - t->ntok);
+                    for (int i = 0; i < k; i++) {
+                        t->tokens[t->ntok] = forced[i];
+                        t->forced[t->ntok] = 1;
+                        t->ntok++;
+                        queue[(size_t)b * cache_len + queue_len[b]++] = forced[i];
+                    }
+                }
+            }
+            active++;
+        }
+        if (!active) break;
+        gpt_decode_step(policy, cache, feed, pos, logits);
+        for (int b = 0; b < n; b++) if (feed[b] >= 0) pos[b]++;
+    }
+    kv_cache_free(cache);
+    free(feed); free(pos); free(queue); free(queue_head); free(queue_len); free(done);
+    free(logits); free(pairs); free(mask); free(forced);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Exact distributions of enumerable tasks (no tool hook): every Z of min_len..max_len actions
+// over the allowed tokens other than ⊤, shortest first, each length in lexicographic order.
+
+int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count) {
+    int V = gpt_config(task->base).vocab_size, A = 0;
+    int *alphabet = gfn_malloc(sizeof(int) * (size_t)V);
+    for (int v = 0; v < V; v++) if (task->allowed[v] && v != task->terminator) alphabet[A++] = v;
+    int count = 0;
+    int *digit = gfn_calloc((size_t)task->max_len + 1, sizeof(int));
+    for (int len = task->min_len; len <= task->max_len; len++) {
+        memset(digit, 0, sizeof(int) * (size_t)(len + 1));
+        for (;;) {
+            if (count < max_count) {
+                for (int k = 0; k < len; k++) z_out[(size_t)count * task->max_len + k] = alphabet[digit[k]];
+                len_out[count] = len;
+            }
+            count++;
+            int k = len - 1;   // odometer increment, last position fastest
+            while (k >= 0 && ++digit[k] == A) digit[k--] = 0;
+            if (k < 0) break;
+        }
+    }
+    free(digit); free(alphabet);
+    return count;
+}
+
+// log q(Z ⊤) = Σ_k log q(z_k | X z_<k) + log q(⊤ | X Z) under the sampler's own masking at T = 1.
+void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
+                       float *log_q) {
+    const int chunk = 64;
+    int stride = task->max_len + 1;
+    Traj *t[64];
+    for (int i = 0; i < chunk; i++) t[i] = traj_new(task->max_len);
+    float *lf = gfn_malloc(sizeof(float) * (size_t)chunk * stride), *lt = gfn_malloc(sizeof(float) * (size_t)chunk * stride);
+    for (int start = 0; start < count; start += chunk) {
+        int m = count - start < chunk ? count - start : chunk;
+        for (int i = 0; i < m; i++) {
+            t[i]->query = query;
+            t[i]->ntok = t[i]->nact = len[start + i];
+            memcpy(t[i]->tokens, z + (size_t)(start + i) * task->max_len, sizeof(int) * (size_t)t[i]->ntok);
+            memset(t[i]->forced, 0, (size_t)t[i]->ntok);
+        }
+        int T;
+        float *logits = teacher_forward(policy, task, t, m, &T);
+        logprobs_from_logits(logits, T, task, t, m, stride, 1, lf, lt);
+        for (int i = 0; i < m; i++) {
+            double s = lt[(size_t)i * stride + t[i]->nact];
+            for (int k = 0; k < t[i]->nact; k++) s += lf[(size_t)i * stride + k];
+            log_q[start + i] = (float)s;
+        }
+    }
+    for (int i = 0; i < chunk; i++) traj_free(t[i]);
+    free(lf); free(lt);
+}
+
+// ----------------------------------------------------------------------------------------------
+// The task registry: a new task adds its line here (and its file in tasks/).
+
+static Task *const tasks[] = { &task_toy, &task_rng };
+
+Task *task_find(const char *name) {
+    for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
+        if (!strcmp(tasks[i]->name, name)) return tasks[i];
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Training
+
+const char *const loss_names[] = { "subtb", "tb", "db", "vargrad", "sft", "reinforce" };
+
+void train_config_default(TrainConfig *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->loss = LOSS_SUBTB;
+    cfg->steps = 200;
+    cfg->batch = 16;
+    cfg->samples_per_query = 16;
+    cfg->accum = 1;
+    cfg->lr = 1e-4f;
+    cfg->lr_min = 0;
+    cfg->lr_log_z = 0.1f;
+    cfg->warmup = 20;
+    cfg->weight_decay = 0;
+    cfg->clip = 1.0f;
+    cfg->lora_rank = 64;
+    cfg->lora_alpha = 16;
+    cfg->lora_targets[LORA_ATTN_QKV] = cfg->lora_targets[LORA_ATTN_PROJ] = 1;
+    cfg->lora_targets[LORA_MLP_FC] = cfg->lora_targets[LORA_MLP_PROJ] = 1;
+    cfg->frac_on_policy = 0.25f;
+    cfg->frac_tempered = 0.5f;
+    cfg->temp_lo = 0.5f;
+    cfg->temp_hi = 2.0f;
+    cfg->reward_temp_start = cfg->reward_temp_end = 1.0f;
+    cfg->reward_temp_horizon = 1;
+    cfg->replay_capacity = 50;
+    cfg->lambda = 1.0f;
+    cfg->short_log_r = -99.0f;
+    cfg->seed = 1;
+}
+
+GPT *copy_model(GPT *model) {
+    GPT *copy = gpt_new_random(gpt_config(model), 0);
+    memcpy(gpt_params_memory(copy), gpt_params_memory(model), sizeof(float) * gpt_num_parameters(model));
+    return copy;
+}
+
+static double now_seconds(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+// Reward temperature: T(step) = T_start + (T_end − T_start) · min(1, step / horizon).
+static float reward_temperature(const TrainConfig *cfg, int step) {
+    float progress = cfg->reward_temp_horizon > 0 ? (float)step / (float)cfg->reward_temp_horizon : 1.0f;
+    if (progress > 1) progress = 1;
+    return cfg->reward_temp_start + (cfg->reward_temp_end - cfg->reward_temp_start) * progress;
+}
+
+// One JSON string, escaped.
+static void json_write_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+// One micro-batch: draw trajectories from the behaviour policy, score them, recompute log q at
+// T = 1 by teacher forcing, and backpropagate the objective (scaled by 1/accum). Returns the loss.
+typedef struct {
+    Traj **traj;            // (batch)
+    int *queries;           // (batch)
+    float *lf, *lt, *lr;    // (batch, stride)
+    float *dlf, *dlt;       // (batch, stride)
+    int *len, *group;       // (batch)
+    float *d_log_z;         // (num_train)
+    int stride;
+} TrainScratch;
+
+static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch *s,
+                               ReplayBuffer *replay, const float *log_z, int step, Rng *rng,
+                               double *mean_log_r, long *tokens) {
+    int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
+    for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
+        if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
+        else s->queries[i] = s->queries[i - 1];
+    }
+    // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
+    // on-policy estimator, so it always samples from the policy itself.
+    float u = cfg->loss == LOSS_REINFORCE ? 0.0f : rng_uniform(rng);
+    int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
+    if (from_replay) {
+        for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
+        for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
+    }
+    if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
+        for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
+        task->log_reward(task, s->traj, n);
+        from_replay = 1;
+    }
+    if (!from_replay) {
+        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        if (u >= cfg->frac_on_policy) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+        sample_trajectories(policy, task, s->queries, s->traj, n, &sc, rng);
+        task->log_reward(task, s->traj, n);
+        for (int i = 0; i < n; i++) replay_add(replay, s->traj[i]);
+    }
+    // Tempered rewards of every state; prefixes shorter than the minimum get a constant floor.
+    float reward_temp = reward_temperature(cfg, step);
+    *mean_log_r = 0;
+    for (int i = 0; i < n; i++) {
+        Traj *t = s->traj[i];
+        s->len[i] = t->nact;
+        s->group[i] = t->query;
+        *mean_log_r += t->log_r[t->nact] / n;
+        *tokens += t->ntok + 1;
+        for (int k = 0; k <= t->nact; k++)
+            s->lr[(size_t)i * s->stride + k] = k < task->min_len ? cfg->short_log_r : t->log_r[k] / reward_temp;
+    }
+    int T;
+    float *logits = policy_logprobs(policy, task, s->traj, n, s->stride, s->lf, s->lt, &T);
+    TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group };
+    float loss;
+    switch (cfg->loss) {
+    case LOSS_TB: loss = loss_tb(&b, log_z, s->dlf, s->dlt, s->d_log_z); break;
+    case LOSS_DB: loss = loss_db(&b, s->dlf, s->dlt); break;
+    case LOSS_VARGRAD: loss = loss_vargrad(&b, task->num_train, s->dlf, s->dlt, NULL); break;
+    case LOSS_SFT: loss = loss_sft(&b, s->dlf, s->dlt); break;
+    case LOSS_REINFORCE: loss = loss_reinforce(&b, s->dlf, s->dlt); break;
+    default: loss = loss_subtb(&b, cfg->lambda, s->dlf, s->dlt); break;
+    }
+    for (size_t i = 0; i < (size_t)n * s->stride; i++) { s->dlf[i] /= cfg->accum; s->dlt[i] /= cfg->accum; }
+    policy_backward(policy, task, s->traj, n, s->stride, logits, T, s->dlf, s->dlt);
+    return loss;
+}
+
+int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
+    gpt_freeze_all(policy, 1);
+    LoRA *lora = gpt_lora(policy);
+    if (!lora) lora = gpt_lora_attach(policy, cfg->lora_rank, cfg->lora_alpha, 0, cfg->lora_targets, cfg->seed);
+    AdamW opt, opt_z;
+    adamw_init(&opt, lora->num_parameters, cfg->lr, 0.9f, 0.999f, 1e-8f, cfg->weight_decay);
+    adamw_init(&opt_z, (size_t)task->num_train, cfg->lr_log_z, 0.9f, 0.999f, 1e-8f, 0);
+    TrainScratch s;
+    int n = cfg->batch;
+    s.stride = task->max_len + 1;
+    s.traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
+    for (int i = 0; i < n; i++) s.traj[i] = traj_new(task->max_len);
+    s.queries = gfn_malloc(sizeof(int) * (size_t)n);
+    s.len = gfn_malloc(sizeof(int) * (size_t)n);
+    s.group = gfn_malloc(sizeof(int) * (size_t)n);
+    size_t cells = (size_t)n * s.stride;
+    s.lf = gfn_calloc(cells, sizeof(float)); s.lt = gfn_calloc(cells, sizeof(float));
+    s.lr = gfn_calloc(cells, sizeof(float));
+    s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
+    s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
+    Rng rng;
+    rng_seed(&rng, cfg->seed);
+    FILE *log = NULL;
+    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
+        gfn_error_set(err, "%s: cannot create the log file", cfg->log_path);
+        return 1;
+    }
+    int show_progress = !cfg->quiet && isatty(2);
+    double start = now_seconds();
+    long tokens = 0;
+    char text[512];
+    int status = 0;
+    for (int step = 0; step < cfg->steps; step++) {
+        gpt_zero_grad(policy);
+        memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
+        double loss = 0, mean_log_r = 0;
+        for (int micro = 0; micro < cfg->accum; micro++) {
+            double mlr;
+            loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens) / cfg->accum;
+            mean_log_r += mlr / cfg->accum;
+        }
+        float grad_norm = cfg->clip > 0 ? clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip) : 0;
+        float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->lr_min);
+        adamw_update(&opt, lora->memory, lora->grad_memory, lr);
+        if (cfg->loss == LOSS_TB) {
+            for (int q = 0; q < task->num_train; q++) s.d_log_z[q] /= cfg->accum;
+            // log Z follows the same warm-up and decay, at its own (higher) peak rate
+            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));
+        }
+        double elapsed = now_seconds() - start;
+        if (log) {
+            text[0] = 0;
+            if (task->render) task->render(task, s.traj[0], text, sizeof text);
+            fprintf(log, "{\"step\": %d, \"loss\": %.6g, \"mean_log_r\": %.6g, \"log_z\": %.6g, "
+                         "\"lr\": %.3g, \"grad_norm\": %.4g, \"tokens_per_s\": %.1f, \"text\": ",
+                    step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1));
+            json_write_string(log, text);
+            fputs("}\n", log);
+        }
+        if (show_progress) {
+            double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
+            fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  %.0f tok/s  ETA %.0fs   ",
+                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], tokens / (elapsed > 0 ? elapsed : 1), eta);
+        }
+        if (cfg->save_path && cfg->save_every > 0 && (step + 1) % cfg->save_every == 0 && step + 1 < cfg->steps)
+            if (lora_save(policy, cfg->save_path, err)) { status = 1; break; }
+    }
+    if (show_progress) fputc('\n', stderr);
+    if (!status && cfg->save_path && lora_save(policy, cfg->save_path, err)) status = 1;
+    if (log) fclose(log);
+    for (int i = 0; i < n; i++) traj_free(s.traj[i]);
+    free(s.traj); free(s.queries); free(s.len); free(s.group);
+    free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);
+    replay_free(replay);
+    adamw_free(&opt); adamw_free(&opt_z);
+    return status;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Command line
 
 // ==============================================================================================
 // Pretraining (`gfn pretrain`): a small GPT-2 trained from scratch on a text corpus with AdamW,
@@ -26,11 +819,6 @@ static uint64_t fnv1a64(const void *data, size_t len, uint64_t hash) {
     return hash;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // "PATH" + suffix, malloc'ed.
 static char *path_with_suffix(const char *path, const char *suffix) {
@@ -476,20 +1264,6 @@ done:
 // Samples: rows start from end-of-text and draw tokens through the KV cache until end-of-text
 // or `len` tokens; temperature 0 is greedy.
 
-static int sample_token(const float *logits, int V, float temperature, Rng *rng) {
-    int best = 0;
-    for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-    if (temperature <= 0) return best;
-    double total = 0;
-    for (int i = 0; i < V; i++) total += exp((double)(logits[i] - logits[best]) / temperature);
-    double u = rng_uniform(rng) * total, acc = 0;
-    for (int i = 0; i < V; i++) {
-        acc += exp((double)(logits[i] - logits[best]) / temperature);
-        if (u < acc) return i;
-    }
-    return best;
-}
-
 static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, float temperature, uint64_t seed) {
     GPTConfig mc = gpt_config(model);
     if (len > mc.max_seq_len - 1) len = mc.max_seq_len - 1;
@@ -501,13 +1275,17 @@ static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, f
     int *out = gfn_malloc((size_t)rows * (size_t)len * sizeof *out);   // (rows, len)
     int *out_len = gfn_calloc((size_t)rows, sizeof *out_len);
     float *logits = gfn_malloc((size_t)rows * V * sizeof *logits);    // (rows, V)
+    float *pairs = gfn_malloc(2 * (size_t)V * sizeof *pairs);           // (V, 2) sampler scratch
+    unsigned char *every_token = gfn_malloc((size_t)V);                 // (V) no mask
+    memset(every_token, 1, (size_t)V);
+    SamplerConfig sampler = { temperature, 0, 1.0f };
     for (int b = 0; b < rows; b++) { tokens[b] = eot; pos[b] = 0; }
     for (int t = 0; t < len; t++) {
         gpt_decode_step(model, cache, tokens, pos, logits);
         int live = 0;
         for (int b = 0; b < rows; b++) {
             if (tokens[b] < 0) continue;
-            int next = sample_token(logits + (size_t)b * V, V, temperature, &rng);
+            int next = sample_token(logits + (size_t)b * V, every_token, V, &sampler, pairs, &rng);
             if (next == eot) { tokens[b] = -1; continue; }
             out[(size_t)b * len + out_len[b]++] = next;
             tokens[b] = next;
@@ -525,7 +1303,7 @@ static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, f
         free(text);
     }
     kv_cache_free(cache);
-    free(tokens); free(pos); free(out); free(out_len); free(logits);
+    free(tokens); free(pos); free(out); free(out_len); free(logits); free(pairs); free(every_token);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1183,11 +1961,131 @@ static void usage(FILE *out) {
     fprintf(out,
         "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
         "commands:\n"
-        "  corpus        build the pretraining text from the shared data\n"
-        "  pretrain      train a GPT-2 from scratch on a text corpus\n"
-        "  score         log-probabilities of token-id sequences under a model (and adapter)\n"
-        "  tokenize      encode standard input line by line with a tokenizer (or --decode ids)\n"
-        "  tokenizer     tokenizer train: learn a byte-level BPE vocabulary from text files\n");
+        "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
+        "  sample       generate from a model (+ adapter) for a prompt, or from a task's policy\n"
+        "  tasks        list the tasks\n"
+        "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
+        "  pretrain     train a GPT-2 from scratch on a text corpus\n"
+        "  corpus       build the pretraining text from the shared data\n"
+        "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
+        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
+}
+
+static void train_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn train TASK [options]\n"
+        "  --loss L            subtb | tb | db | vargrad | sft | reinforce (default subtb)\n"
+        "  --steps N           optimizer steps (200)\n"
+        "  --batch N           trajectories per micro-batch (16)\n"
+        "  --k N               trajectories per query in a batch (16)\n"
+        "  --accum N           micro-batches per step, gradients averaged (1)\n"
+        "  --lr F              LoRA peak learning rate (1e-4); --lr-min F its cosine floor (0)\n"
+        "  --lr-logz F         log Z learning rate (0.1)\n"
+        "  --warmup N          warm-up steps (20)\n"
+        "  --clip F            gradient norm clip, 0 = off (1)\n"
+        "  --rank N --alpha F  LoRA rank and alpha (64, 16)\n"
+        "  --targets LIST      comma list of c_attn,attn.c_proj,c_fc,mlp.c_proj (all)\n"
+        "  --on-policy F --tempered F   behaviour fractions; the rest replays (0.25, 0.5)\n"
+        "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
+        "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
+        "  --replay N          replay buffer size per query (50)\n"
+        "  --lambda F          SubTB lambda (1)\n"
+        "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
+        "  -s SEED             seed (1)\n"
+        "  --log FILE          JSONL log, one line per step\n"
+        "  --save PATH         adapter file (saved atomically at the end)\n"
+        "  --save-every N      also every N steps\n"
+        "  -q                  no progress line\n");
+}
+
+static int parse_targets(const char *list, int targeted[LORA_NUM_TARGETS]) {
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) targeted[t] = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = 0;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (!strcmp(tok, lora_target_names[t])) { targeted[t] = 1; found = 1; }
+        if (!found) { fprintf(stderr, "gfn: unknown LoRA target '%s'\n", tok); return 1; }
+    }
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (argc < 3 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) {
+        train_usage(argc < 3 ? stderr : stdout);
+        if (argc >= 3) for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("  task %-6s %s\n", tasks[i]->name, tasks[i]->help);
+        return argc < 3 ? 1 : 0;
+    }
+    Task *task = task_find(argv[2]);
+    if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0 };
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn train: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        char *end = NULL;
+        double num = strtod(v, &end);
+        int is_num = end && *end == 0 && end != v;
+        if (!strcmp(a, "--loss")) {
+            int found = 0;
+            for (int l = 0; l <= LOSS_REINFORCE; l++) if (!strcmp(v, loss_names[l])) { cfg.loss = (LossKind)l; found = 1; }
+            if (!found) { fprintf(stderr, "gfn train: unknown loss '%s'\n", v); return 1; }
+        } else if (!strcmp(a, "-m")) topt.model_path = v;
+        else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
+        else if (!strcmp(a, "--data")) topt.data_path = v;
+        else if (!strcmp(a, "--log")) cfg.log_path = v;
+        else if (!strcmp(a, "--save")) cfg.save_path = v;
+        else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
+        else if (!strcmp(a, "--reward-temp")) {
+            if (sscanf(v, "%f,%f,%d", &cfg.reward_temp_start, &cfg.reward_temp_end, &cfg.reward_temp_horizon) != 3) {
+                fprintf(stderr, "gfn train: --reward-temp wants START,END,HORIZON\n"); return 1;
+            }
+        } else if (!is_num) { fprintf(stderr, "gfn train: unknown option %s or bad number '%s'\n", a, v); return 1; }
+        else if (!strcmp(a, "--steps")) cfg.steps = (int)num;
+        else if (!strcmp(a, "--batch")) cfg.batch = (int)num;
+        else if (!strcmp(a, "--k")) cfg.samples_per_query = (int)num;
+        else if (!strcmp(a, "--accum")) cfg.accum = (int)num;
+        else if (!strcmp(a, "--lr")) cfg.lr = (float)num;
+        else if (!strcmp(a, "--lr-min")) cfg.lr_min = (float)num;
+        else if (!strcmp(a, "--lr-logz")) cfg.lr_log_z = (float)num;
+        else if (!strcmp(a, "--warmup")) cfg.warmup = (int)num;
+        else if (!strcmp(a, "--clip")) cfg.clip = (float)num;
+        else if (!strcmp(a, "--rank")) cfg.lora_rank = (int)num;
+        else if (!strcmp(a, "--alpha")) cfg.lora_alpha = (float)num;
+        else if (!strcmp(a, "--on-policy")) cfg.frac_on_policy = (float)num;
+        else if (!strcmp(a, "--tempered")) cfg.frac_tempered = (float)num;
+        else if (!strcmp(a, "--temp-lo")) cfg.temp_lo = (float)num;
+        else if (!strcmp(a, "--temp-hi")) cfg.temp_hi = (float)num;
+        else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
+        else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
+        else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
+        else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
+        else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
+        else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
+    }
+    if (cfg.steps < 1 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
+        fprintf(stderr, "gfn train: --steps, --batch, --accum, --rank and --replay must be at least 1\n");
+        return 1;
+    }
+    if (cfg.loss == LOSS_SFT && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
+        return 1;
+    }
+    GfnError err = { { 0 } };
+    if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    GPT *policy = copy_model(task->base);
+    float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    int status = gfn_train(task, policy, &cfg, log_z, &err);
+    if (status) fprintf(stderr, "gfn: %s\n", err.msg);
+    else task->evaluate(task, policy, cfg.loss == LOSS_TB ? log_z : NULL, stdout, cfg.seed);
+    free(log_z);
+    gpt_free(policy);
+    task->cleanup(task);
+    return status;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1459,10 +2357,131 @@ static int cmd_score(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+// ----------------------------------------------------------------------------------------------
+// `gfn sample`: generations of a model (with an adapter) for a prompt, or of a task's policy.
+typedef struct { int *prompt; int prompt_len; Tokenizer *tok; } TextTask;
+
+static const int *text_prompt(Task *task, int query, int *len) {
+    (void)query;
+    TextTask *tt = task->state;
+    *len = tt->prompt_len;
+    return tt->prompt;
+}
+
+static void text_render(Task *task, const Traj *t, char *buf, size_t cap) {
+    TextTask *tt = task->state;
+    size_t len = 0;
+    GfnError err;
+    char *text = tokenizer_decode(tt->tok, t->tokens, (size_t)t->ntok, &len, &err);
+    snprintf(buf, cap, "%s", text ? text : err.msg);
+    free(text);
+}
+
+static void sample_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn sample -m MODEL -t TOKENIZER -p PROMPT [options]\n"
+        "       gfn sample --task NAME [-m MODEL -t TOKENIZER] [options]   (a task's prompt)\n"
+        "  -a ADAPTER   LoRA adapter (ours or a PEFT directory)\n"
+        "  -n N         samples (4)           -b B        batch size (N up to 64)\n"
+        "  -T TEMP      temperature (1)       --top-k K   (0: off)     --top-p P (1: off)\n"
+        "  -l LEN       most tokens (64)      -s SEED     (1)\n");
+}
+
+static int cmd_sample(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *adapter = NULL, *prompt = NULL, *task_name = NULL;
+    int n = 4, batch = 0, max_len = 64;
+    uint64_t seed = 1;
+    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { sample_usage(stdout); return 0; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn sample: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-t")) tok_path = v;
+        else if (!strcmp(a, "-a")) adapter = v;
+        else if (!strcmp(a, "-p")) prompt = v;
+        else if (!strcmp(a, "--task")) task_name = v;
+        else if (!strcmp(a, "-n")) n = atoi(v);
+        else if (!strcmp(a, "-b")) batch = atoi(v);
+        else if (!strcmp(a, "-l")) max_len = atoi(v);
+        else if (!strcmp(a, "-T")) sc.temperature = (float)atof(v);
+        else if (!strcmp(a, "--top-k")) sc.top_k = atoi(v);
+        else if (!strcmp(a, "--top-p")) sc.top_p = (float)atof(v);
+        else if (!strcmp(a, "-s")) seed = (uint64_t)strtoull(v, NULL, 10);
+        else { fprintf(stderr, "gfn sample: unknown option %s\n", a); sample_usage(stderr); return 1; }
+    }
+    if (n < 1 || max_len < 1 || sc.temperature <= 0) { fprintf(stderr, "gfn sample: -n, -l and -T must be positive\n"); return 1; }
+    if (batch < 1) batch = n < 64 ? n : 64;
+    GfnError err = { { 0 } };
+    Task text_task = { 0 }, *task = &text_task;
+    TextTask tt = { 0 };
+    if (task_name) {
+        task = task_find(task_name);
+        if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1 };
+        if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    } else {
+        if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
+        text_task.base = gpt_load(model_path, &err);
+        if (!text_task.base) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+        tt.tok = tokenizer_load(tok_path, &err);
+        if (!tt.tok) { fprintf(stderr, "gfn: %s\n", err.msg); gpt_free(text_task.base); return 1; }
+        size_t plen;
+        tt.prompt = tokenizer_encode(tt.tok, prompt, strlen(prompt), 1, &plen);
+        tt.prompt_len = (int)plen;
+        int V = gpt_config(text_task.base).vocab_size, maxT = gpt_config(text_task.base).max_seq_len;
+        if (tt.prompt_len < 1) { fprintf(stderr, "gfn sample: empty prompt\n"); return 1; }
+        if (tt.prompt_len + max_len > maxT) max_len = maxT - tt.prompt_len;
+        if (max_len < 1) { fprintf(stderr, "gfn sample: the prompt (%d tokens) fills the model's context (%d)\n", tt.prompt_len, maxT); return 1; }
+        text_task.state = &tt;
+        text_task.name = "text";
+        text_task.terminator = tokenizer_eot_id(tt.tok);
+        text_task.max_len = max_len;
+        text_task.allowed = gfn_calloc((size_t)V, 1);
+        for (int v = 0; v < V && v < tokenizer_vocab_size(tt.tok); v++) text_task.allowed[v] = 1;
+        text_task.prompt = text_prompt;
+        text_task.render = text_render;
+    }
+    GPT *policy = copy_model(task->base);
+    int status = 0;
+    if (adapter && lora_load(policy, adapter, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); status = 1; }
+    if (!status && gpt_lora(policy)) gpt_lora_merge(policy);   // merged: plain, faster inference
+    Rng rng;
+    rng_seed(&rng, seed);
+    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
+    int *queries = gfn_calloc((size_t)batch, sizeof(int));
+    for (int i = 0; i < batch; i++) t[i] = traj_new(task->max_len);
+    char *buf = gfn_malloc(1 << 16);
+    for (int done = 0; !status && done < n; done += batch) {
+        int m = n - done < batch ? n - done : batch;
+        sample_trajectories(policy, task, queries, t, m, &sc, &rng);
+        for (int i = 0; i < m; i++) {
+            buf[0] = 0;
+            if (task->render) task->render(task, t[i], buf, 1 << 16);
+            else for (int j = 0; j < t[i]->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t[i]->tokens[j]);
+            printf("%s\n", buf);
+        }
+    }
+    free(buf);
+    for (int i = 0; i < batch; i++) traj_free(t[i]);
+    free(t); free(queries);
+    gpt_free(policy);
+    if (task_name) task->cleanup(task);
+    else { gpt_free(text_task.base); tokenizer_free(tt.tok); free(tt.prompt); free(text_task.allowed); }
+    return status;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(argv[1], "tasks")) {
+        for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
+        return 0;
     }
     if (!strcmp(argv[1], "pretrain")) return cmd_pretrain(argc, argv);
     if (!strcmp(argv[1], "corpus")) return cmd_corpus(argc, argv);

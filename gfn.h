@@ -282,7 +282,171 @@ int *tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int al
 char *tokenizer_decode(const Tokenizer *tok, const int *ids, size_t num_ids, size_t *len, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
-// 4. GFlowNet (gfn.c) — filled in by the GFlowNet work.
+// 4. GFlowNet (gfn.c)
+//
+// A trajectory is one sampled continuation Z = z_1..z_n of a query's prompt X, ended by the
+// terminator ⊤. State i is the prefix after i actions (sampled tokens); tokens that a task's
+// tool hook inserts (a calculator's answer) follow their action as context, not as actions.
+// Every state may stop (the state graph is a tree, P_B = 1), so each state i has a reward
+// log R(z_≤i ⊤) and a stop probability log q(⊤ | X z_≤i).
+
+// 4a. Objectives: pure functions over per-trajectory arrays. Each returns the loss and writes
+// d loss / d(each input log-probability) (arrays of the same shape as the inputs, overwritten).
+typedef struct {
+    int n;                  // trajectories in the batch
+    int stride;             // row stride of the per-state arrays (>= max actions + 1)
+    const int *len;         // (n) actions of each trajectory
+    const float *log_pf;    // (n, stride) [k-1] = log q(z_k | X z_<k), k = 1..len
+    const float *log_pterm; // (n, stride) [i] = log q(⊤ | X z_≤i), i = 0..len
+    const float *log_r;     // (n, stride) [i] = log R(z_≤i ⊤) (tempered), i = 0..len
+    const int *group;       // (n) query of each trajectory: TB's log Z index, VarGrad's groups
+} TrajBatch;
+// Trajectory balance; log_z (num_groups) indexed by group; d_log_z may be NULL.
+float loss_tb(const TrajBatch *b, const float *log_z, float *d_pf, float *d_pterm, float *d_log_z);
+// Modified sub-trajectory balance with weight λ^(j-i-1), normalised over every pair of the batch.
+float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm);
+// Modified detailed balance: the j = i+1 terms of loss_subtb.
+float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm);
+// VarGrad: TB with log Z = stop-gradient mean of log R − log q(Z ⊤) over each group; the
+// per-group estimates go to log_z_out (num_groups entries, may be NULL).
+float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out);
+// Maximum likelihood of the given trajectories: mean of −log q(Z ⊤).
+float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm);
+// REINFORCE with the leave-one-out mean reward of the group as baseline: reward = exp(log R).
+float loss_reinforce(const TrajBatch *b, float *d_pf, float *d_pterm);
+
+// 4b. Trajectories and the replay buffer.
+typedef struct {
+    int query;              // index of its query in the task's train (or test) list
+    int ntok;               // tokens after the prompt, forced ones included, ⊤ excluded
+    int nact;               // actions among them
+    int *tokens;            // (max_len)
+    unsigned char *forced;  // (max_len) 1 where the tool hook inserted the token
+    float *log_r;           // (max_len + 1) untempered log R of states 0..nact
+} Traj;
+Traj *traj_new(int max_len);
+void traj_free(Traj *t);
+void traj_copy(Traj *dst, const Traj *src);
+
+// Per query, the top `capacity` trajectories by log R (of the whole Z), exact duplicates dropped.
+typedef struct {
+    int num_queries, capacity, max_len;
+    int *count;             // (num_queries)
+    Traj **items;           // (num_queries, capacity)
+} ReplayBuffer;
+ReplayBuffer *replay_new(int num_queries, int capacity, int max_len);
+void replay_free(ReplayBuffer *rb);
+// Returns 1 if added, 0 if a duplicate or worse than all `capacity` kept ones.
+int replay_add(ReplayBuffer *rb, const Traj *t);
+// Samples one of the query's trajectories with probability ∝ softmax(log R); NULL when empty.
+const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng);
+
+// 4c. Tasks: a file in tasks/ fills one Task and adds a line to the registry in gfn.c.
+typedef struct {
+    const char *model_path;     // -m: a checkpoint or HF directory ("" for the task's default)
+    const char *tokenizer_path; // -t
+    const char *data_path;      // --data
+    uint64_t seed;
+    float reward_floor;         // log R of an invalid answer (rng: log 1e-6)
+    int quiet;
+} TaskOptions;
+
+typedef struct Task Task;
+struct Task {
+    const char *name;
+    const char *help;           // one line for `gfn train --help`
+    // Builds the base LM and the queries; returns 0 or sets err.
+    int (*setup)(Task *task, const TaskOptions *opt, GfnError *err);
+    void (*cleanup)(Task *task);
+    // Filled by setup:
+    GPT *base;                  // the frozen base LM; the policy starts as a copy of it
+    int num_train, num_test;    // queries: train ones are 0..num_train-1, test ones follow
+    int terminator;             // ⊤
+    int min_len, max_len;       // tokens after the prompt (⊤ masked before min, forced at max)
+    unsigned char *allowed;     // (V) tokens the policy may write (⊤ included)
+    // The prompt tokens of query q (pointer owned by the task), length in *len (>= 1).
+    const int *(*prompt)(Task *task, int query, int *len);
+    // Optional tool hook: after the action tokens[ntok-1], writes tokens to insert (context,
+    // not actions) into forced[0..max_forced) and returns how many. NULL for none.
+    int (*tool)(Task *task, int query, const int *tokens, int ntok, int *forced, int max_forced);
+    // Untempered log R of every state of each trajectory into t[i]->log_r[0..nact].
+    void (*log_reward)(Task *task, Traj *const *t, int n);
+    // Prints the task's metrics for a trained policy, one `name value` per line. log_z (one per
+    // train query) is TB's learned log Z, or NULL when the objective learns none.
+    void (*evaluate)(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed);
+    // Optional: draws one given ("gold") Z for query q into out, for --loss sft; NULL for none.
+    void (*demonstration)(Task *task, int query, Traj *out, Rng *rng);
+    // Text of a trajectory for logs (may be NULL): writes at most cap bytes, NUL-terminated.
+    void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
+    void *state;                // the task's own data
+};
+extern Task task_toy, task_rng;
+Task *task_find(const char *name);
+
+// 4d. The policy over the allowed tokens, and sampling.
+// log-softmax of one logits row over the tokens with allowed[v] != 0 (the rest get -inf).
+void masked_log_softmax(const float *logits, const unsigned char *allowed, int V, float *logp);
+
+typedef struct {
+    float temperature;      // 1: the policy itself; 0: greedy (the most likely allowed token)
+    int top_k;              // 0: off
+    float top_p;            // 1: off
+} SamplerConfig;
+// Samples n trajectories, trajectory i for query queries[i], batched with the KV cache.
+// Uses the task's allowed mask, min/max lengths and tool hook. Rewards are not filled.
+void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
+                         const SamplerConfig *cfg, Rng *rng);
+// Teacher forcing at T = 1: log q of every action and of ⊤ at every state, as the objectives
+// take them ((n, stride) arrays, stride >= max_len + 1), from one batched forward of the rows
+// prompt + tokens. Returns that forward's logits (n, T, V), T in *T_out, valid until the next
+// forward. policy_backward then takes the gradients of a loss with respect to those
+// log-probabilities through the masked log-softmax into the model (and its LoRA) with one
+// gpt_backward (the logits buffer becomes dlogits).
+float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *log_pf,
+                       float *log_pterm, int *T_out);
+void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
+                     int T, const float *d_pf, const float *d_pterm);
+// The exact distribution of the sampler at T = 1 over every Z of an enumerable task (one query):
+// fills log_q with log q(Z ⊤) in the order of enumerate_z; returns the count.
+int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count);
+void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
+                       float *log_q);
+
+// 4e. Training (`gfn train TASK`): behaviour policy = a mix of on-policy, tempered and replayed
+// batches; LoRA on a frozen base; rewards tempered by an annealed T(step).
+typedef enum { LOSS_SUBTB, LOSS_TB, LOSS_DB, LOSS_VARGRAD, LOSS_SFT, LOSS_REINFORCE } LossKind;
+extern const char *const loss_names[];   // "subtb", "tb", "db", "vargrad", "sft", "reinforce"
+typedef struct {
+    LossKind loss;
+    int steps;                  // optimizer steps
+    int batch;                  // trajectories per micro-batch
+    int samples_per_query;      // K trajectories share one query (VarGrad's and REINFORCE's groups)
+    int accum;                  // micro-batches per step, gradients averaged
+    float lr, lr_min, lr_log_z; // LoRA peak lr, its cosine floor, the log Z learning rate
+    int warmup;
+    float weight_decay, clip;
+    int lora_rank;
+    float lora_alpha;
+    int lora_targets[LORA_NUM_TARGETS];
+    float frac_on_policy, frac_tempered;    // the rest of the batches come from the replay buffer
+    float temp_lo, temp_hi;                 // tempered sampling: T ~ U(lo, hi)
+    float reward_temp_start, reward_temp_end;
+    int reward_temp_horizon;
+    int replay_capacity;
+    float lambda;               // SubTB's λ
+    float short_log_r;          // lr of prefixes shorter than the minimum (−99)
+    uint64_t seed;
+    const char *log_path;       // JSONL, or NULL
+    const char *save_path;      // adapter, or NULL
+    int save_every;             // 0: only at the end
+    int quiet;                  // no progress line
+} TrainConfig;
+void train_config_default(TrainConfig *cfg);
+// Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
+// learned log Z (TB). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
+int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
+// A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
+GPT *copy_model(GPT *model);
 
 // ----------------------------------------------------------------------------------------------
 // 4p. Pretraining (gfn.c): a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`).

@@ -44,7 +44,8 @@ const char *test_data_dir(void) {
     X(matmul) \
     X(hf) \
     X(pretrain) \
-    X(corpus)
+    X(corpus) \
+    X(gfn)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
