@@ -2326,14 +2326,10 @@ static int cmd_score(int argc, char **argv) {
     GfnError err;
     GPT *model = gpt_load(model_path, &err);
     if (!model) { fprintf(stderr, "gfn score: %s\n", err.msg); return 1; }
-    if (adapter_path) {
-#ifdef GFN_HAVE_LORA_IO   // TEMPORARY: lora_load comes with the adapter work; then drop this guard
-        if (lora_load(model, adapter_path, &err)) { fprintf(stderr, "gfn score: %s\n", err.msg); gpt_free(model); return 1; }
-#else
-        fprintf(stderr, "gfn score: %s: adapter loading (lora_load) is not built into this binary\n", adapter_path);
+    if (adapter_path && lora_load(model, adapter_path, &err)) {
+        fprintf(stderr, "gfn score: %s\n", err.msg);
         gpt_free(model);
         return 1;
-#endif
     }
     int count = 0;
     IdLine *lines = read_id_lines(ids_path, gpt_config(model), &count, &err);
