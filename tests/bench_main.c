@@ -6,7 +6,9 @@
 #include <string.h>
 
 // Benches: each tests/bench_*.c file defines `void bench_NAME(void)` and adds a line here.
-#define BENCHES(X) X(matmul) X(model)
+#define BENCHES(X) \
+    X(matmul) \
+    X(model)
 
 #define DECLARE(name) void bench_##name(void);
 BENCHES(DECLARE)

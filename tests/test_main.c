@@ -39,7 +39,8 @@ const char *test_data_dir(void) {
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
     X(util) \
-    X(matmul)
+    X(matmul) \
+    X(model)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
