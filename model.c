@@ -598,10 +598,12 @@ void gpt_zero_grad(GPT *model) {
 //     for pc over k in KC-deep slices            (KC: a B panel KC x NR fills half of L1)
 //       for ic over m in MC-tall blocks          (MC: the packed A block MC x KC fits in L2)
 //         pack A[ic.., pc..] into a_pack         (MR-row panels, column by column: contiguous)
-//         for each NR-wide column panel jr (shared out among the threads):
-//           pack B[pc.., jr..] into this thread's b_pack   (KC x NR: stays in L1)
+//         for each NR-wide column panel jr of the C block:
+//           pack B[pc.., jr..] into b_pack       (KC x NR: stays in L1)
 //           for each MR-row panel ir of the A block:
 //             micro-kernel: the MR x NR tile of C (+)= a_pack panel · b_pack panel
+//
+// With OpenMP, each thread runs this loop nest on its own slab of C (see gemm).
 //
 // The micro-kernel keeps an MR x NR block of C in registers (6 x 16 floats = 12 AVX2 registers;
 // the other 4 hold two B vectors and the broadcast A element) and for each of the KC steps
@@ -610,9 +612,9 @@ void gpt_zero_grad(GPT *model) {
 // has no edge cases: partial tiles are computed in full and only the valid part is written.
 //
 // Determinism: every element of C is computed by one thread and summed in the same order (pc
-// slice by slice, k in order within a slice) whatever the thread count or the thread that runs
-// it, so results are bit-identical between runs and even between thread counts. No atomics, no
-// reductions: the weight gradient's sum over the M rows is the k loop of its own gemm.
+// slice by slice, k in order within a slice; the slices depend on k alone) whatever the thread
+// count, so results are bit-identical between runs and even between thread counts. No atomics,
+// no reductions: the weight gradient's sum over the M rows is the k loop of its own gemm.
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -729,7 +731,52 @@ static int balanced_block(int total, int most, int unit) {
     return (size + unit - 1) / unit * unit;
 }
 
+// One thread's gemm: C (m, n), row stride ldc, (+)= A · B through the blocked loop nest above.
+// With store (the product overwrites C), C = A·B + bias (bias may be NULL); k >= 1.
+static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int store) {
+    int kc_max = balanced_block(k, MM_KC, 1), mc_max = balanced_block(m, MM_MC, MM_MR);
+    int nc_max = balanced_block(n, MM_C_BLOCK / mc_max > MM_NR ? MM_C_BLOCK / mc_max : MM_NR, MM_NR);
+    float *a_pack = gfn_malloc(sizeof(float) * ((size_t)mc_max * kc_max + (size_t)kc_max * MM_NR));
+    float *b_pack = a_pack + (size_t)mc_max * kc_max;   // ~280 KB in all
+    for (int j0 = 0; j0 < n; j0 += nc_max) {
+        int nc = n - j0 < nc_max ? n - j0 : nc_max;
+        for (int p0 = 0; p0 < k; p0 += kc_max) {
+            int kc = k - p0 < kc_max ? k - p0 : kc_max;
+            int first = store && p0 == 0;
+            for (int i0 = 0; i0 < m; i0 += mc_max) {
+                int mc = m - i0 < mc_max ? m - i0 : mc_max, m_panels = (mc + MM_MR - 1) / MM_MR;
+                for (int ip = 0; ip < m_panels; ip++) {
+                    int rows = mc - ip * MM_MR < MM_MR ? mc - ip * MM_MR : MM_MR;
+                    pack_a_panel(a_pack + (size_t)ip * MM_MR * kc, a, i0 + ip * MM_MR, rows, p0, kc);
+                }
+                for (int c0 = j0; c0 < j0 + nc; c0 += MM_NR) {
+                    int cols = n - c0 < MM_NR ? n - c0 : MM_NR;
+                    pack_b_panel(b_pack, b, p0, kc, c0, cols);
+                    const float *bias_tile = bias ? bias + c0 : NULL;
+                    for (int ip = 0; ip < m_panels; ip++) {
+                        int r0 = i0 + ip * MM_MR, rows = m - r0 < MM_MR ? m - r0 : MM_MR;
+                        const float *a_panel = a_pack + (size_t)ip * MM_MR * kc;
+                        float *c_tile = c + (long)r0 * ldc + c0;
+                        if (rows == MM_MR && cols == MM_NR) {
+                            micro_kernel(kc, a_panel, b_pack, c_tile, ldc, first, bias_tile);
+                        } else {   // an edge tile: computed in full, written in part
+                            float tile[MM_MR * MM_NR];
+                            micro_kernel(kc, a_panel, b_pack, tile, MM_NR, 1, NULL);
+                            write_edge_tile(tile, c_tile, ldc, rows, cols, first, bias_tile);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(a_pack);
+}
+
 // C (m, n), row stride ldc, (+)= A · B. With accumulate == 0, C = A·B + bias (bias may be NULL).
+// Threads split C into one slab each, whole register panels, and run independently: no barrier
+// until the end, which matters on a busy machine where a waiting thread waits a time slice.
+// They split the longer side (rows when m >= n), so that the operand each packs for itself in
+// full (B for row slabs, A for column slabs) is the smaller one.
 static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {   // an empty sum: C is untouched (+= 0) or becomes the bias
@@ -738,64 +785,26 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
                 for (int j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
         return;
     }
-    int kc_max = balanced_block(k, MM_KC, 1), mc_max = balanced_block(m, MM_MC, MM_MR);
-    int nc_max = balanced_block(n, MM_C_BLOCK / mc_max > MM_NR ? MM_C_BLOCK / mc_max : MM_NR, MM_NR);
-    int threads = 1;
+    int split_rows = m >= n, unit = split_rows ? MM_MR : MM_NR;
+    int units = ((split_rows ? m : n) + unit - 1) / unit, threads = 1;
 #ifdef _OPENMP
-    threads = omp_get_max_threads();
+    // Threads only pay off above ~10 µs of work: a parallel region costs a few µs.
+    if ((double)m * n * k >= 262144.0) threads = omp_get_max_threads();
 #endif
-    // The only allocation: the shared A block and one B panel per thread (~300 KB in all).
-    float *a_pack = gfn_malloc(sizeof(float) * ((size_t)mc_max * kc_max + (size_t)threads * kc_max * MM_NR));
-    float *b_packs = a_pack + (size_t)mc_max * kc_max;
-
-    // Threads only pay off above ~10 µs of work: a parallel region and its barriers cost a few
-    // µs, and much more when the machine is busy and a team member waits for a time slice.
-    #pragma omp parallel if ((double)m * n * k >= 262144.0)
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *b_pack = b_packs + (size_t)tid * kc_max * MM_NR;
-        for (int j0 = 0; j0 < n; j0 += nc_max) {
-            int nc = n - j0 < nc_max ? n - j0 : nc_max, n_panels = (nc + MM_NR - 1) / MM_NR;
-            for (int p0 = 0; p0 < k; p0 += kc_max) {
-                int kc = k - p0 < kc_max ? k - p0 : kc_max;
-                int store = !accumulate && p0 == 0;
-                for (int i0 = 0; i0 < m; i0 += mc_max) {
-                    int mc = m - i0 < mc_max ? m - i0 : mc_max, m_panels = (mc + MM_MR - 1) / MM_MR;
-                    #pragma omp for schedule(static)
-                    for (int ip = 0; ip < m_panels; ip++) {
-                        int rows = mc - ip * MM_MR < MM_MR ? mc - ip * MM_MR : MM_MR;
-                        pack_a_panel(a_pack + (size_t)ip * MM_MR * kc, a, i0 + ip * MM_MR, rows, p0, kc);
-                    }
-                    // Column panels are handed out one at a time (schedule dynamic): a thread
-                    // packs the B panel and runs it down all the row panels of the A block. Which
-                    // thread takes a panel changes nothing in its arithmetic, so this balances a
-                    // busy machine without costing determinism.
-                    #pragma omp for schedule(dynamic)
-                    for (int jp = 0; jp < n_panels; jp++) {
-                        int c0 = j0 + jp * MM_NR, cols = n - c0 < MM_NR ? n - c0 : MM_NR;
-                        pack_b_panel(b_pack, b, p0, kc, c0, cols);
-                        const float *bias_tile = bias ? bias + c0 : NULL;
-                        for (int ip = 0; ip < m_panels; ip++) {
-                            int r0 = i0 + ip * MM_MR, rows = m - r0 < MM_MR ? m - r0 : MM_MR;
-                            const float *a_panel = a_pack + (size_t)ip * MM_MR * kc;
-                            float *c_tile = c + (long)r0 * ldc + c0;
-                            if (rows == MM_MR && cols == MM_NR) {
-                                micro_kernel(kc, a_panel, b_pack, c_tile, ldc, store, bias_tile);
-                            } else {   // an edge tile: computed in full, written in part
-                                float tile[MM_MR * MM_NR];
-                                micro_kernel(kc, a_panel, b_pack, tile, MM_NR, 1, NULL);
-                                write_edge_tile(tile, c_tile, ldc, rows, cols, store, bias_tile);
-                            }
-                        }
-                    }
-                }
-            }
+    if (threads > units) threads = units;
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        int begin = (int)((long)units * t / threads) * unit, end = (int)((long)units * (t + 1) / threads) * unit;
+        if (split_rows) {
+            if (end > m) end = m;
+            MatView a_rows = { a.p + (long)begin * a.rs, a.rs, a.cs };
+            gemm_blocked(c + (long)begin * ldc, ldc, a_rows, b, bias, end - begin, n, k, !accumulate);
+        } else {
+            if (end > n) end = n;
+            MatView b_cols = { b.p + (long)begin * b.cs, b.rs, b.cs };
+            gemm_blocked(c + begin, ldc, a, b_cols, bias ? bias + begin : NULL, m, end - begin, k, !accumulate);
         }
     }
-    free(a_pack);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int K, int N) {

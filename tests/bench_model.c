@@ -127,7 +127,9 @@ void bench_matmul(void) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// model: tokens/s of a training step (forward, cross-entropy, backward, AdamW) and of a forward
+// model: tokens/s of a training step (forward, cross-entropy, backward, gradient clipping,
+// AdamW) and of a forward. Targets (for 124M): peak RSS of the full step <= 2300 MB; the LoRA
+// step (r = 64 on all four modules, base frozen) clearly faster and far smaller.
 
 static const GPTConfig gpt2_124m = { 50257, 1024, 12, 12, 768 };
 static const GPTConfig small_config = { 512, 256, 4, 4, 128 };
@@ -151,7 +153,7 @@ static void trainer_init(Trainer *tr, GPTConfig config, int B, int T, int lora) 
     Rng rng;
     rng_seed(&rng, 99);
     for (int i = 0; i < B * T; i++) tr->inputs[i] = rng_below(&rng, config.vocab_size);
-    for (int i = 0; i < B * T; i++) tr->targets[i] = rng_below(&rng, config.vocab_size);
+    for (int i = 0; i < B * T; i++) tr->targets[i] = i % T + 1 < T ? tr->inputs[i + 1] : -1;   // next token
     size_t n;
     if (lora) {   // the base frozen; rank 64, alpha 16 on all four targets
         gpt_freeze_all(tr->model, 1);
@@ -180,6 +182,7 @@ static void train_step(void *p) {
     float *logits = gpt_forward(tr->model, tr->inputs, tr->B, tr->T);
     gpt_cross_entropy(tr->model, tr->targets, NULL, logits);   // dlogits in place
     gpt_backward(tr->model, logits);
+    clip_grad_norm(tr->grads, tr->opt.n, 1.0f);
     adamw_update(&tr->opt, tr->params, tr->grads, 1e-4f);
 }
 
