@@ -793,7 +793,9 @@ static void usage(FILE *out) {
         "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
         "commands:\n"
         "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
-        "  tasks        list the tasks\n");
+        "  tasks        list the tasks\n"
+        "  tokenize      encode standard input line by line with a tokenizer (or --decode ids)\n"
+        "  tokenizer     tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
 
 static void train_usage(FILE *out) {
@@ -909,6 +911,134 @@ static int cmd_train(int argc, char **argv) {
     return status;
 }
 
+// ----------------------------------------------------------------------------------------------
+// Tokenizer commands
+
+// Reads one line of f (without its '\n') into a growing buffer; returns 0 at end of input.
+static int read_line(FILE *f, char **buf, size_t *cap, size_t *len) {
+    size_t n = 0;
+    int c = EOF;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n + 1 >= *cap) {
+            *cap = *cap ? 2 * *cap : 4096;
+            char *grown = realloc(*buf, *cap);
+            if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+            *buf = grown;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    *len = n;
+    return !(c == EOF && n == 0);
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *tok_path = NULL;
+    int decode = 0, special = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) tok_path = argv[++i];
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--special")) special = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tok_path = NULL; decode = -1; break; }
+        else { fprintf(stderr, "gfn tokenize: unknown option '%s' (see gfn tokenize --help)\n", argv[i]); return 1; }
+    }
+    if (!tok_path) {
+        fprintf(decode < 0 ? stdout : stderr,
+            "usage: gfn tokenize -t TOKENIZER [--decode] [--special] < input\n"
+            "  Encodes each line of standard input (without its newline) and prints its ids,\n"
+            "  space-separated, one line per input line.\n"
+            "  -t PATH     our tokenizer file, or a directory with GPT-2's encoder.json + vocab.bpe\n"
+            "              (or vocab.json + merges.txt)\n"
+            "  --decode    the reverse: each input line of ids becomes its text line\n"
+            "  --special   encode the text <|endoftext|> as the special token\n");
+        return decode < 0 ? 0 : 1;
+    }
+    GfnError err = { { 0 } };
+    Tokenizer *tok = tokenizer_load(tok_path, &err);
+    if (!tok) { fprintf(stderr, "gfn tokenize: %s\n", err.msg); return 1; }
+    char *line = NULL;
+    size_t cap = 0, len, line_no = 0;
+    int status = 0;
+    int *ids = NULL;
+    size_t ids_cap = 0;
+    while (status == 0 && read_line(stdin, &line, &cap, &len)) {
+        line_no++;
+        if (!decode) {
+            size_t n;
+            int *out = tokenizer_encode(tok, line ? line : "", len, special, &n);
+            for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", out[i]);
+            putchar('\n');
+            free(out);
+            continue;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < len && status == 0;) {
+            if (line[i] == ' ' || line[i] == '\t' || line[i] == '\r') { i++; continue; }
+            long v = 0;
+            size_t j = i;
+            while (j < len && line[j] >= '0' && line[j] <= '9' && v <= 100000000) v = v * 10 + (line[j++] - '0');
+            if (j == i || (j < len && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') || v >= tokenizer_vocab_size(tok)) {
+                fprintf(stderr, "gfn tokenize: standard input line %zu: '%.*s' is not a token id in [0, %d)\n",
+                        line_no, (int)(j > i ? j - i : 1), line + i, tokenizer_vocab_size(tok));
+                status = 1;
+                break;
+            }
+            if (n == ids_cap) {
+                ids_cap = ids_cap ? 2 * ids_cap : 256;
+                int *grown = realloc(ids, ids_cap * sizeof(int));
+                if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+                ids = grown;
+            }
+            ids[n++] = (int)v;
+            i = j;
+        }
+        if (status) break;
+        size_t text_len;
+        char *text = tokenizer_decode(tok, ids, n, &text_len, &err);
+        if (!text) { fprintf(stderr, "gfn tokenize: standard input line %zu: %s\n", line_no, err.msg); status = 1; break; }
+        fwrite(text, 1, text_len, stdout);
+        putchar('\n');
+        free(text);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) { fprintf(stderr, "gfn tokenize: error writing standard output\n"); status = 1; }
+    free(line); free(ids);
+    tokenizer_free(tok);
+    return status;
+}
+
+static int cmd_tokenizer(int argc, char **argv) {
+    const char *out_path = NULL;
+    const char **inputs = gfn_calloc((size_t)argc, sizeof(char *));
+    int num_inputs = 0, vocab_size = 0, help = argc < 3 || strcmp(argv[2], "train") != 0;
+    for (int i = 3; i < argc && !help; i++) {
+        if (!strcmp(argv[i], "-i")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-') inputs[num_inputs++] = argv[++i];
+        } else if (!strcmp(argv[i], "-V") && i + 1 < argc) vocab_size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) help = 2;
+        else { fprintf(stderr, "gfn tokenizer train: unknown option '%s' (see gfn tokenizer --help)\n", argv[i]); free(inputs); return 1; }
+    }
+    if (help || !out_path || num_inputs == 0 || vocab_size == 0) {
+        int asked = help == 2 || (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")));
+        fprintf(asked ? stdout : stderr,
+            "usage: gfn tokenizer train -i FILE... -V SIZE -o OUT\n"
+            "  Learns a byte-level BPE vocabulary of SIZE ids (256 bytes + SIZE - 257 merges +\n"
+            "  <|endoftext|>) from the text files, with GPT-2's pre-tokenisation; ties go to the\n"
+            "  smallest (left id, right id), so the same files give the same OUT byte for byte.\n"
+            "  OUT is written atomically (OUT.tmp, then renamed).\n");
+        free(inputs);
+        return asked ? 0 : 1;
+    }
+    GfnError err = { { 0 } };
+    Tokenizer *tok = tokenizer_train(inputs, num_inputs, vocab_size, &err);
+    free(inputs);
+    if (!tok) { fprintf(stderr, "gfn tokenizer train: %s\n", err.msg); return 1; }
+    int rc = tokenizer_save(tok, out_path, &err);
+    if (rc) fprintf(stderr, "gfn tokenizer train: %s\n", err.msg);
+    else printf("%s: %d ids (%d merges)\n", out_path, tokenizer_vocab_size(tok), tokenizer_vocab_size(tok) - 257);
+    tokenizer_free(tok);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -919,6 +1049,8 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
         return 0;
     }
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc, argv);
     fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

@@ -215,7 +215,32 @@ float clip_grad_norm(float *grads, size_t n, float max_norm);
 float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);
 
 // ----------------------------------------------------------------------------------------------
-// 3. Tokenizer (tokenizer.c) — filled in by the tokenizer work.
+// 3. Tokenizer (tokenizer.c)
+//
+// Byte-level BPE exactly as GPT-2 encodes: any byte string encodes, and decode(encode(b)) == b.
+// A Tokenizer is our own trained vocabulary (a file: ids 0..255 are the bytes, then one id per
+// merge, then <|endoftext|>) or GPT-2's (a directory holding encoder.json + vocab.bpe, or HF's
+// vocab.json + merges.txt; <|endoftext|> = 50256).
+
+typedef struct Tokenizer Tokenizer;
+// Loads our tokenizer file or a GPT-2 vocabulary directory; NULL with err naming file and problem.
+Tokenizer *tokenizer_load(const char *path, GfnError *err);
+int tokenizer_save(const Tokenizer *tok, const char *path, GfnError *err);  // atomic; our files only
+// Learns vocab_size - 257 merges from the text files (fewer if the text runs out of pairs), ties
+// broken by the smallest (left id, right id). Same files -> byte-identical tokenizer.
+Tokenizer *tokenizer_train(const char *const *paths, int num_paths, int vocab_size, GfnError *err);
+void tokenizer_free(Tokenizer *tok);
+int tokenizer_vocab_size(const Tokenizer *tok);
+int tokenizer_eot_id(const Tokenizer *tok);
+// A token's bytes (not NUL-terminated), or NULL with *len = 0 for an id outside the vocabulary.
+const unsigned char *tokenizer_token_bytes(const Tokenizer *tok, int id, size_t *len);
+// Encodes text[0..len) (any bytes) into a fresh array of *num_ids ids (free() it). With
+// allow_special, the text "<|endoftext|>" becomes the EOT id; otherwise it is plain text.
+// Encoding fills a cache inside tok: do not encode with one Tokenizer from two threads at once.
+int *tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int allow_special, size_t *num_ids);
+// Decodes ids into a fresh NUL-terminated buffer of *len bytes (free() it); NULL with err when an
+// id is outside the vocabulary.
+char *tokenizer_decode(const Tokenizer *tok, const int *ids, size_t num_ids, size_t *len, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
 // 4. GFlowNet (gfn.c)

@@ -39,7 +39,8 @@ const char *test_data_dir(void) {
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
     X(util) \
-    X(gfn)
+    X(gfn) \
+    X(tokenizer)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
