@@ -183,8 +183,46 @@ LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const i
 LoRA *gpt_lora(GPT *model);               // NULL when none attached
 void gpt_lora_merge(GPT *model);          // W += s · A · B, then detach: fast inference
 void gpt_lora_detach(GPT *model);
-int lora_save(const GPT *model, const char *path, GfnError *err);   // our format, or a PEFT directory when path ends in '/'
-int lora_load(GPT *model, const char *path, GfnError *err);         // our file or a PEFT directory
+// Adapters: our own file, or a PEFT directory (adapter_config.json + adapter_model.safetensors)
+// when the path is an existing directory or ends in '/'. lora_load replaces any attached adapter
+// after checking every shape against the model (on error the model is unchanged).
+int lora_save(const GPT *model, const char *path, GfnError *err);
+int lora_load(GPT *model, const char *path, GfnError *err);
+
+// Interchange formats (model.c, its last section): safetensors, Hugging Face GPT-2 directories
+// (config.json + model.safetensors) and PEFT LoRA adapter directories.
+#define SAFETENSORS_MAX_DIMS 8
+typedef struct {
+    const char *name;
+    const char *dtype;                  // "F32", "F16", "BF16", ... as written in the file
+    int ndim;
+    size_t shape[SAFETENSORS_MAX_DIMS];
+    size_t numel;                       // product of shape
+    const unsigned char *bytes;         // numel × dtype size bytes inside the file buffer
+} SafeTensor;
+typedef struct {
+    char *path;
+    unsigned char *file;                // the whole file
+    size_t file_len;
+    Json *header;
+    SafeTensor *tensors;                // sorted by data offset
+    int n;
+} SafeTensors;
+// Reads and validates a safetensors file: header length, JSON, dtypes, shapes, offsets within
+// the data and not overlapping. Returns 0, or 1 with err naming the file (and the tensor).
+int safetensors_open(SafeTensors *st, const char *path, GfnError *err);
+void safetensors_close(SafeTensors *st);
+const SafeTensor *safetensors_find(const SafeTensors *st, const char *name);   // or NULL
+// Converts a F32, F16 or BF16 tensor to numel floats; other dtypes are an error.
+int safetensors_to_f32(const SafeTensors *st, const SafeTensor *t, float *out, GfnError *err);
+// Writes F32 tensors with __metadata__ {"format": "pt"}, the header padded to 8 bytes; atomic.
+typedef struct { const char *name; int ndim; size_t shape[SAFETENSORS_MAX_DIMS]; const float *data; } SafeTensorWrite;
+int safetensors_write(const char *path, const SafeTensorWrite *tensors, int n, GfnError *err);
+// An HF GPT-2 directory. Loading accepts "transformer."-prefixed (save_pretrained) and bare
+// (hub) names, F32/F16/BF16; saving writes F32 with the prefix. gpt_load calls gpt_load_hf for
+// a directory.
+GPT *gpt_load_hf(const char *dir, GfnError *err);
+int gpt_save_hf(const GPT *model, const char *dir, GfnError *err);
 
 // KV cache for incremental decoding of B rows, each row at its own position.
 typedef struct KVCache KVCache;

@@ -1470,8 +1470,780 @@ GPT *gpt_load(const char *path, GfnError *err) {
     return gpt_load_checkpoint(path, err);
 }
 
-// TEMPORARY: replaced by the HF import work
-GPT *gpt_load_hf(const char *dir, GfnError *err) {
-    gfn_error_set(err, "%s: is a directory, and HF import not built", dir);
+// ----------------------------------------------------------------------------------------------
+// ---- Hugging Face import and PEFT adapters ----
+//
+// Three formats meet other tools here (see FORMATS.md): safetensors files, Hugging Face GPT-2
+// directories (config.json + model.safetensors) and PEFT LoRA adapter directories
+// (adapter_config.json + adapter_model.safetensors); plus our own small adapter file.
+// Adapters are installed with gpt_lora_attach, so the engine owns their layout and gradients.
+
+// A growing text buffer for the JSON we write.
+typedef struct { char *s; size_t len, cap; } TextBuf;
+
+static void text_printf(TextBuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->len + (size_t)n + 1 > b->cap) {
+        b->cap = 2 * (b->len + (size_t)n + 1);
+        char *grown = realloc(b->s, b->cap);
+        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        b->s = grown;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static char *path_join(const char *dir, const char *file) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char *path = gfn_malloc(n + strlen(file) + 2);
+    memcpy(path, dir, n);
+    path[n] = '/';
+    strcpy(path + n + 1, file);
+    return path;
+}
+
+static int is_directory(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int make_directory(const char *dir, GfnError *err) {
+    if (is_directory(dir)) return 0;
+    if (mkdir(dir, 0777) != 0) { gfn_error_set(err, "%s: cannot create directory: %s", dir, strerror(errno)); return 1; }
+    return 0;
+}
+
+// A JSON number that is a whole number in [0, limit].
+static int json_whole(const Json *j, double limit, uint64_t *out) {
+    if (!j || j->type != JSON_NUMBER || j->number < 0 || j->number > limit || j->number != floor(j->number)) return 0;
+    *out = (uint64_t)j->number;
+    return 1;
+}
+
+// ---- safetensors: 8-byte little-endian header length N, N bytes of JSON, then the data.
+
+#define SAFETENSORS_MAX_HEADER (100u << 20)   // the reference implementation's limit
+
+static int safetensors_dtype_size(const char *dtype) {
+    static const struct { const char *name; int size; } dtypes[] = {
+        { "F64", 8 }, { "F32", 4 }, { "F16", 2 }, { "BF16", 2 }, { "I64", 8 }, { "I32", 4 }, { "I16", 2 },
+        { "I8", 1 }, { "U64", 8 }, { "U32", 4 }, { "U16", 2 }, { "U8", 1 }, { "BOOL", 1 },
+        { "F8_E4M3", 1 }, { "F8_E5M2", 1 },
+    };
+    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
+        if (!strcmp(dtype, dtypes[i].name)) return dtypes[i].size;
+    return 0;
+}
+
+static int safetensor_by_offset(const void *a, const void *b) {
+    const SafeTensor *x = a, *y = b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? -1 : 1;
+    return x->numel < y->numel ? -1 : x->numel > y->numel;   // empty tensors first
+}
+
+void safetensors_close(SafeTensors *st) {
+    free(st->path);
+    free(st->file);
+    json_free(st->header);
+    free(st->tensors);
+    memset(st, 0, sizeof *st);
+}
+
+int safetensors_open(SafeTensors *st, const char *path, GfnError *err) {
+    memset(st, 0, sizeof *st);
+    st->file = read_file(path, &st->file_len, err);
+    if (!st->file) return 1;
+    st->path = gfn_malloc(strlen(path) + 1);
+    strcpy(st->path, path);
+    size_t len = st->file_len;
+    if (len < 8) { gfn_error_set(err, "%s: %zu bytes, too short for a safetensors file", path, len); goto fail; }
+    uint64_t header_len = le_u64(st->file);
+    if (header_len > len - 8) {
+        gfn_error_set(err, "%s: safetensors header length %llu runs past the end of the file (%zu bytes)",
+                      path, (unsigned long long)header_len, len);
+        goto fail;
+    }
+    if (header_len > SAFETENSORS_MAX_HEADER) {
+        gfn_error_set(err, "%s: safetensors header of %llu bytes is over the 100 MB limit", path, (unsigned long long)header_len);
+        goto fail;
+    }
+    char what[GFN_ERR_LEN / 2];
+    snprintf(what, sizeof what, "%s: safetensors header", path);
+    st->header = json_parse((const char *)st->file + 8, (size_t)header_len, what, err);
+    if (!st->header) goto fail;
+    if (st->header->type != JSON_OBJECT) { gfn_error_set(err, "%s: safetensors header is not a JSON object", path); goto fail; }
+    const unsigned char *data = st->file + 8 + header_len;
+    size_t data_len = len - 8 - (size_t)header_len;
+    st->tensors = gfn_calloc(st->header->len ? st->header->len : 1, sizeof(SafeTensor));
+    for (Json *m = st->header->child; m; m = m->next) {
+        if (!strcmp(m->key, "__metadata__")) continue;
+        SafeTensor *t = &st->tensors[st->n];
+        t->name = m->key;
+        Json *dtype = json_get(m, "dtype"), *shape = json_get(m, "shape"), *offsets = json_get(m, "data_offsets");
+        if (!dtype || dtype->type != JSON_STRING || !shape || shape->type != JSON_ARRAY || !offsets ||
+            offsets->type != JSON_ARRAY || offsets->len != 2) {
+            gfn_error_set(err, "%s: tensor %s: needs \"dtype\", \"shape\" and \"data_offsets\" [begin, end]", path, m->key);
+            goto fail;
+        }
+        t->dtype = dtype->string;
+        int size = safetensors_dtype_size(t->dtype);
+        if (!size) { gfn_error_set(err, "%s: tensor %s: unknown dtype \"%s\"", path, m->key, t->dtype); goto fail; }
+        if (shape->len > SAFETENSORS_MAX_DIMS) {
+            gfn_error_set(err, "%s: tensor %s: %zu dimensions (at most %d)", path, m->key, shape->len, SAFETENSORS_MAX_DIMS);
+            goto fail;
+        }
+        t->ndim = (int)shape->len;
+        uint64_t numel = 1, dim;
+        for (int d = 0; d < t->ndim; d++) {
+            if (!json_whole(json_at(shape, (size_t)d), (double)data_len, &dim)) {
+                gfn_error_set(err, "%s: tensor %s: shape entry %d is not a size within the file", path, m->key, d);
+                goto fail;
+            }
+            t->shape[d] = (size_t)dim;
+            numel = dim == 0 ? 0 : (numel > data_len / dim ? (uint64_t)data_len + 1 : numel * dim);  // saturates past the data
+        }
+        uint64_t begin, end;
+        if (!json_whole(json_at(offsets, 0), 9007199254740992.0, &begin) ||
+            !json_whole(json_at(offsets, 1), 9007199254740992.0, &end) || end < begin) {
+            gfn_error_set(err, "%s: tensor %s: data_offsets must be whole numbers with begin <= end", path, m->key);
+            goto fail;
+        }
+        if (end > data_len) {
+            gfn_error_set(err, "%s: tensor %s: data_offsets [%llu, %llu] run past the end of the data (%zu bytes)",
+                          path, m->key, (unsigned long long)begin, (unsigned long long)end, data_len);
+            goto fail;
+        }
+        if (numel > data_len || end - begin != numel * (uint64_t)size) {
+            gfn_error_set(err, "%s: tensor %s: %llu bytes in data_offsets but its shape and %s need %llu",
+                          path, m->key, (unsigned long long)(end - begin), t->dtype, (unsigned long long)(numel * (uint64_t)size));
+            goto fail;
+        }
+        t->numel = (size_t)numel;
+        t->bytes = data + begin;
+        st->n++;
+    }
+    qsort(st->tensors, (size_t)st->n, sizeof(SafeTensor), safetensor_by_offset);
+    for (int i = 1; i < st->n; i++) {
+        const SafeTensor *a = &st->tensors[i - 1], *b = &st->tensors[i];
+        if (b->bytes < a->bytes + a->numel * (size_t)safetensors_dtype_size(a->dtype)) {
+            gfn_error_set(err, "%s: tensors %s and %s overlap in the data", path, a->name, b->name);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    safetensors_close(st);
+    return 1;
+}
+
+const SafeTensor *safetensors_find(const SafeTensors *st, const char *name) {
+    for (int i = 0; i < st->n; i++)
+        if (!strcmp(st->tensors[i].name, name)) return &st->tensors[i];
     return NULL;
+}
+
+int safetensors_to_f32(const SafeTensors *st, const SafeTensor *t, float *out, GfnError *err) {
+    const unsigned char *p = t->bytes;
+    if (!strcmp(t->dtype, "F32")) for (size_t i = 0; i < t->numel; i++) out[i] = le_f32(p + 4 * i);
+    else if (!strcmp(t->dtype, "F16")) for (size_t i = 0; i < t->numel; i++) out[i] = half_to_float(le_u16(p + 2 * i));
+    else if (!strcmp(t->dtype, "BF16")) for (size_t i = 0; i < t->numel; i++) out[i] = bfloat16_to_float(le_u16(p + 2 * i));
+    else {
+        gfn_error_set(err, "%s: tensor %s has dtype %s; only F32, F16 and BF16 can be read", st->path, t->name, t->dtype);
+        return 1;
+    }
+    return 0;
+}
+
+// Writes a JSON string literal; our names are ASCII, but quote anything a name could hold.
+static void text_json_string(TextBuf *b, const char *s) {
+    text_printf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') text_printf(b, "\\%c", c);
+        else if (c < 0x20) text_printf(b, "\\u%04x", c);
+        else text_printf(b, "%c", c);
+    }
+    text_printf(b, "\"");
+}
+
+int safetensors_write(const char *path, const SafeTensorWrite *tensors, int n, GfnError *err) {
+    TextBuf header = { 0 };
+    text_printf(&header, "{\"__metadata__\":{\"format\":\"pt\"}");
+    size_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < tensors[i].ndim; d++) numel *= tensors[i].shape[d];
+        text_printf(&header, ",");
+        text_json_string(&header, tensors[i].name);
+        text_printf(&header, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < tensors[i].ndim; d++) text_printf(&header, "%s%zu", d ? "," : "", tensors[i].shape[d]);
+        text_printf(&header, "],\"data_offsets\":[%zu,%zu]}", offset, offset + 4 * numel);
+        offset += 4 * numel;
+    }
+    text_printf(&header, "}");
+    while (header.len % 8) text_printf(&header, " ");   // the data starts 8-byte aligned
+    size_t total = 8 + header.len + offset;
+    unsigned char *buf = gfn_malloc(total), *p = buf + 8 + header.len;
+    put_le_u64(buf, header.len);
+    memcpy(buf + 8, header.s, header.len);
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < tensors[i].ndim; d++) numel *= tensors[i].shape[d];
+        for (size_t j = 0; j < numel; j++, p += 4) put_le_f32(p, tensors[i].data[j]);
+    }
+    int rc = write_file_atomic(path, buf, total, err);
+    free(buf);
+    free(header.s);
+    return rc;
+}
+
+// ---- Hugging Face GPT-2 directories
+
+// Shape of tensor k (GPTParams order) for one layer, in HF's [in, out] layout; returns ndim.
+static int hf_tensor_shape(GPTConfig c, int k, size_t shape[2]) {
+    size_t C = (size_t)c.n_embd;
+    switch (k) {
+        case 0: shape[0] = (size_t)c.vocab_size; shape[1] = C; return 2;     // wte
+        case 1: shape[0] = (size_t)c.max_seq_len; shape[1] = C; return 2;    // wpe
+        case 4: shape[0] = C; shape[1] = 3 * C; return 2;                     // attn.c_attn.weight
+        case 5: shape[0] = 3 * C; return 1;
+        case 6: shape[0] = C; shape[1] = C; return 2;                         // attn.c_proj.weight
+        case 10: shape[0] = C; shape[1] = 4 * C; return 2;                    // mlp.c_fc.weight
+        case 11: shape[0] = 4 * C; return 1;
+        case 12: shape[0] = 4 * C; shape[1] = C; return 2;                    // mlp.c_proj.weight
+        default: shape[0] = C; return 1;                                      // LayerNorms, biases of C
+    }
+}
+static void shape_text(char *buf, size_t len, const size_t *shape, int ndim) {
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && n < len; d++) n += (size_t)snprintf(buf + n, len - n, "%s%zu", d ? ", " : "", shape[d]);
+    if (n < len) snprintf(buf + n, len - n, "]");
+}
+static int hf_tensor_per_layer(int k) { return k >= 2 && k <= 13; }
+
+static int hf_config_size(const Json *config, const char *key, const char *path, int *out, GfnError *err) {
+    uint64_t v;
+    if (!json_whole(json_get(config, key), 1 << 30, &v) || v == 0) {
+        gfn_error_set(err, "%s: \"%s\" must be a positive whole number", path, key);
+        return 1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+// Reads config.json into a GPTConfig, refusing what our GPT-2 does not compute.
+static int hf_read_config(const char *path, GPTConfig *c, GfnError *err) {
+    size_t len;
+    char *text = (char *)read_file(path, &len, err);
+    if (!text) return 1;
+    Json *config = json_parse(text, len, path, err);
+    free(text);
+    if (!config) return 1;
+    int rc = 1;
+    const char *positions = json_get(config, "n_positions") ? "n_positions" : "n_ctx";
+    if (hf_config_size(config, "vocab_size", path, &c->vocab_size, err) ||
+        hf_config_size(config, positions, path, &c->max_seq_len, err) ||
+        hf_config_size(config, "n_embd", path, &c->n_embd, err) ||
+        hf_config_size(config, "n_layer", path, &c->n_layer, err) ||
+        hf_config_size(config, "n_head", path, &c->n_head, err)) goto done;
+    if (c->n_embd % c->n_head) { gfn_error_set(err, "%s: n_embd %d is not a multiple of n_head %d", path, c->n_embd, c->n_head); goto done; }
+    Json *eps = json_get(config, "layer_norm_epsilon"), *act = json_get(config, "activation_function");
+    Json *inner = json_get(config, "n_inner"), *tie = json_get(config, "tie_word_embeddings");
+    Json *scale = json_get(config, "scale_attn_weights"), *by_layer = json_get(config, "scale_attn_by_inverse_layer_idx");
+    if (eps && (eps->type != JSON_NUMBER || fabs(eps->number - 1e-5) > 1e-12)) {
+        gfn_error_set(err, "%s: layer_norm_epsilon must be 1e-05 (the only value gfn computes)", path); goto done;
+    }
+    if (act && (act->type != JSON_STRING || (strcmp(act->string, "gelu_new") && strcmp(act->string, "gelu_pytorch_tanh")))) {
+        gfn_error_set(err, "%s: activation_function must be \"gelu_new\" (tanh GELU)", path); goto done;
+    }
+    if (inner && inner->type != JSON_NULL && !(inner->type == JSON_NUMBER && inner->number == 4.0 * c->n_embd)) {
+        gfn_error_set(err, "%s: n_inner must be null or 4 * n_embd", path); goto done;
+    }
+    if ((tie && tie->type == JSON_BOOL && !tie->number) || (scale && scale->type == JSON_BOOL && !scale->number) ||
+        (by_layer && by_layer->type == JSON_BOOL && by_layer->number)) {
+        gfn_error_set(err, "%s: untied LM head or non-standard attention scaling is not supported", path); goto done;
+    }
+    rc = 0;
+done:
+    json_free(config);
+    return rc;
+}
+
+// Maps an HF tensor name (with or without "transformer.") to (k, layer); returns 0 when it is
+// one of ours, 1 for a name to ignore (causal-mask buffers, the tied lm_head), -1 otherwise.
+static int hf_tensor_index(const char *name, GPTConfig c, int *k, int *layer) {
+    if (!strncmp(name, "transformer.", 12)) name += 12;
+    if (!strcmp(name, "lm_head.weight")) { *k = -1; return 1; }
+    int l = 0;
+    if (!strncmp(name, "h.", 2)) {
+        const char *s = name + 2;
+        if (*s < '0' || *s > '9') return -1;
+        while (*s >= '0' && *s <= '9') { l = l * 10 + (*s - '0'); if (l > c.n_layer) return -1; s++; }
+        if (*s != '.' || l >= c.n_layer) return -1;
+        name = s + 1;
+        if (!strcmp(name, "attn.bias") || !strcmp(name, "attn.masked_bias")) { *k = -1; return 1; }
+        for (int j = 2; j <= 13; j++)
+            if (!strcmp(name, gpt_tensor_names[j])) { *k = j; *layer = l; return 0; }
+        return -1;
+    }
+    for (int j = 0; j < GPT_NUM_TENSORS; j++)
+        if (!hf_tensor_per_layer(j) && !strcmp(name, gpt_tensor_names[j])) { *k = j; *layer = 0; return 0; }
+    return -1;
+}
+
+GPT *gpt_load_hf(const char *dir, GfnError *err) {
+    char *config_path = path_join(dir, "config.json"), *weights_path = path_join(dir, "model.safetensors");
+    GPT *model = NULL;
+    GPTConfig c;
+    SafeTensors st;
+    int st_open = 0;
+    char *seen = NULL;
+    char why[256];
+    if (hf_read_config(config_path, &c, err)) goto done;
+    if (gpt_config_check(c, why, sizeof why)) { gfn_error_set(err, "%s: %s", config_path, why); goto done; }
+    if (safetensors_open(&st, weights_path, err)) goto done;
+    st_open = 1;
+    model = gpt_alloc(c);   // every tensor is filled below, or the load fails
+    float **params = (float **)&model->params;   // GPTParams walked as an array
+    seen = gfn_calloc(GPT_NUM_TENSORS * (size_t)c.n_layer, 1);
+    const SafeTensor *lm_head = NULL;
+    for (int i = 0; i < st.n; i++) {
+        const SafeTensor *t = &st.tensors[i];
+        int k, layer, kind = hf_tensor_index(t->name, c, &k, &layer);
+        if (kind < 0) { gfn_error_set(err, "%s: unexpected tensor %s (not part of GPT-2 with this config.json)", weights_path, t->name); goto fail; }
+        if (kind == 1) { if (strstr(t->name, "lm_head")) lm_head = t; continue; }
+        size_t shape[2];
+        int ndim = hf_tensor_shape(c, k, shape);
+        if (t->ndim != ndim || t->shape[0] != shape[0] || (ndim == 2 && t->shape[1] != shape[1])) {
+            char got[128], want[128];
+            shape_text(got, sizeof got, t->shape, t->ndim);
+            shape_text(want, sizeof want, shape, ndim);
+            gfn_error_set(err, "%s: tensor %s has shape %s but config.json needs %s", weights_path, t->name, got, want);
+            goto fail;
+        }
+        char *flag = &seen[(size_t)k * (size_t)c.n_layer + (size_t)layer];
+        if (*flag) { gfn_error_set(err, "%s: tensor %s appears twice (with and without \"transformer.\")", weights_path, t->name); goto fail; }
+        *flag = 1;
+        if (safetensors_to_f32(&st, t, params[k] + (size_t)layer * t->numel, err)) goto fail;
+    }
+    for (int k = 0; k < GPT_NUM_TENSORS; k++)
+        for (int l = 0; l < (hf_tensor_per_layer(k) ? c.n_layer : 1); l++)
+            if (!seen[(size_t)k * (size_t)c.n_layer + (size_t)l]) {
+                if (hf_tensor_per_layer(k)) gfn_error_set(err, "%s: missing tensor transformer.h.%d.%s", weights_path, l, gpt_tensor_names[k]);
+                else gfn_error_set(err, "%s: missing tensor transformer.%s", weights_path, gpt_tensor_names[k]);
+                goto fail;
+            }
+    if (lm_head) {   // a stored head must be the tied one: the same numbers as wte
+        size_t n = (size_t)c.vocab_size * (size_t)c.n_embd;
+        float *head = (lm_head->numel == n && lm_head->ndim == 2) ? gfn_malloc(n * sizeof(float)) : NULL;
+        int same = head && !safetensors_to_f32(&st, lm_head, head, err) && !memcmp(head, params[0], n * sizeof(float));
+        free(head);
+        if (!same) { gfn_error_set(err, "%s: lm_head.weight differs from wte: only a tied LM head is supported", weights_path); goto fail; }
+    }
+    goto done;
+fail:
+    gpt_free(model);
+    model = NULL;
+done:
+    if (st_open) safetensors_close(&st);
+    free(seen);
+    free(config_path);
+    free(weights_path);
+    return model;
+}
+
+int gpt_save_hf(const GPT *model, const char *dir, GfnError *err) {
+    GPTConfig c = gpt_config(model);
+    float *const *params = (float *const *)&model->params;   // GPTParams walked as an array
+    if (make_directory(dir, err)) return 1;
+    int n = 4 + 12 * c.n_layer;
+    SafeTensorWrite *tensors = gfn_calloc((size_t)n, sizeof(SafeTensorWrite));
+    char (*names)[96] = gfn_malloc((size_t)n * sizeof *names);
+    int i = 0;
+    for (int k = 0; k < GPT_NUM_TENSORS; k++)
+        for (int l = 0; l < (hf_tensor_per_layer(k) ? c.n_layer : 1); l++, i++) {
+            if (hf_tensor_per_layer(k)) snprintf(names[i], sizeof names[i], "transformer.h.%d.%s", l, gpt_tensor_names[k]);
+            else snprintf(names[i], sizeof names[i], "transformer.%s", gpt_tensor_names[k]);
+            tensors[i].name = names[i];
+            tensors[i].ndim = hf_tensor_shape(c, k, tensors[i].shape);
+            size_t numel = tensors[i].shape[0] * (tensors[i].ndim > 1 ? tensors[i].shape[1] : 1);
+            tensors[i].data = params[k] + (size_t)l * numel;
+        }
+    char *weights_path = path_join(dir, "model.safetensors"), *config_path = path_join(dir, "config.json");
+    int rc = safetensors_write(weights_path, tensors, n, err);
+    if (!rc) {
+        TextBuf text = { 0 };
+        text_printf(&text, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+                    "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
+                    "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": null,\n  \"layer_norm_epsilon\": 1e-05,\n"
+                    "  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true,\n"
+                    "  \"torch_dtype\": \"float32\"\n}\n",
+                    c.vocab_size, c.max_seq_len, c.max_seq_len, c.n_embd, c.n_layer, c.n_head);
+        rc = write_file_atomic(config_path, text.s, text.len, err);
+        free(text.s);
+    }
+    free(weights_path);
+    free(config_path);
+    free(names);
+    free(tensors);
+    return rc;
+}
+
+// ---- LoRA adapters: our file and PEFT directories
+
+// Module paths of the four targets inside GPT-2's blocks, and their (in, out) sizes.
+static const char *const lora_module_paths[LORA_NUM_TARGETS] = { "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj" };
+static void lora_dims(GPTConfig c, int target, int *in, int *out) {
+    static const int in_mult[LORA_NUM_TARGETS] = { 1, 1, 1, 4 }, out_mult[LORA_NUM_TARGETS] = { 3, 1, 4, 1 };
+    *in = in_mult[target] * c.n_embd;
+    *out = out_mult[target] * c.n_embd;
+}
+
+static int lora_path_is_peft(const char *path) {
+    size_t n = strlen(path);
+    return (n && path[n - 1] == '/') || is_directory(path);
+}
+
+// Replaces any adapter on the model by one with these settings and the given weights
+// (A (L, in, r), B (L, r, out) per target in our orientation, NULL where not targeted).
+static void lora_install(GPT *model, int rank, float alpha, int use_rslora, const int targeted[LORA_NUM_TARGETS],
+                         float *const A[LORA_NUM_TARGETS], float *const B[LORA_NUM_TARGETS]) {
+    GPTConfig c = gpt_config(model);
+    if (gpt_lora(model)) gpt_lora_detach(model);
+    LoRA *lora = gpt_lora_attach(model, rank, alpha, use_rslora, targeted, 0);
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!targeted[t]) continue;
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        memcpy(lora->A[t], A[t], (size_t)c.n_layer * (size_t)in * (size_t)rank * sizeof(float));
+        memcpy(lora->B[t], B[t], (size_t)c.n_layer * (size_t)rank * (size_t)out * sizeof(float));
+    }
+}
+
+// Our adapter file, all numbers little-endian:
+//   "GFNLORA\0" (8 bytes), u32 version = 1, u32 rank r, f32 alpha, u32 use_rslora (0/1),
+//   u32 targets (bit t set when target t of LORA_ATTN_QKV.. is adapted), u32 n_layer L,
+//   then for each of the 4 targets u32 in, u32 out (0, 0 when not targeted);
+//   then for each targeted target in order: A (L, in, r) f32, then B (L, r, out) f32.
+#define LORA_FILE_MAGIC "GFNLORA"
+#define LORA_FILE_HEADER (8 + 6 * 4 + 8 * LORA_NUM_TARGETS)
+
+static int lora_save_file(const LoRA *lora, GPTConfig c, const char *path, GfnError *err) {
+    size_t total = LORA_FILE_HEADER + lora->num_parameters * 4;
+    unsigned char *buf = gfn_calloc(total, 1), *p = buf;
+    memcpy(p, LORA_FILE_MAGIC, 8); p += 8;   // with its NUL
+    uint32_t mask = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) mask |= (uint32_t)(lora->targeted[t] != 0) << t;
+    put_le_u32(p, 1); put_le_u32(p + 4, (uint32_t)lora->rank); put_le_f32(p + 8, lora->alpha);
+    put_le_u32(p + 12, (uint32_t)(lora->use_rslora != 0)); put_le_u32(p + 16, mask); put_le_u32(p + 20, (uint32_t)c.n_layer);
+    p += 24;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++, p += 8) {
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        if (lora->targeted[t]) { put_le_u32(p, (uint32_t)in); put_le_u32(p + 4, (uint32_t)out); }
+    }
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!lora->targeted[t]) continue;
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        size_t na = (size_t)c.n_layer * (size_t)in * (size_t)lora->rank, nb = (size_t)c.n_layer * (size_t)lora->rank * (size_t)out;
+        for (size_t i = 0; i < na; i++, p += 4) put_le_f32(p, lora->A[t][i]);
+        for (size_t i = 0; i < nb; i++, p += 4) put_le_f32(p, lora->B[t][i]);
+    }
+    int rc = (size_t)(p - buf) == total ? write_file_atomic(path, buf, total, err)
+                                        : (gfn_error_set(err, "%s: adapter size mismatch (internal)", path), 1);
+    free(buf);
+    return rc;
+}
+
+static int lora_load_file(GPT *model, const char *path, GfnError *err) {
+    GPTConfig c = gpt_config(model);
+    size_t len;
+    unsigned char *buf = read_file(path, &len, err);
+    if (!buf) return 1;
+    int rc = 1;
+    float *A[LORA_NUM_TARGETS] = { 0 }, *B[LORA_NUM_TARGETS] = { 0 };
+    if (len < LORA_FILE_HEADER || memcmp(buf, LORA_FILE_MAGIC, 8)) {
+        gfn_error_set(err, "%s: not a gfn LoRA adapter file (bad magic or too short)", path); goto done;
+    }
+    uint32_t version = le_u32(buf + 8), rank = le_u32(buf + 12), rslora = le_u32(buf + 20), mask = le_u32(buf + 24);
+    uint32_t n_layer = le_u32(buf + 28);
+    float alpha = le_f32(buf + 16);
+    if (version != 1) { gfn_error_set(err, "%s: adapter file version %u (this gfn reads version 1)", path, version); goto done; }
+    if (rank == 0 || rank > 65536 || !isfinite(alpha) || rslora > 1 || mask == 0 || mask >= (1u << LORA_NUM_TARGETS)) {
+        gfn_error_set(err, "%s: bad adapter header (rank %u, alpha %g, rslora %u, targets 0x%x)", path, rank, alpha, rslora, mask);
+        goto done;
+    }
+    if (n_layer != (uint32_t)c.n_layer) {
+        gfn_error_set(err, "%s: adapter has %u layers but the model has %d", path, n_layer, c.n_layer); goto done;
+    }
+    int targeted[LORA_NUM_TARGETS];
+    uint64_t expected = LORA_FILE_HEADER;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        targeted[t] = (mask >> t) & 1;
+        uint32_t fin = le_u32(buf + 32 + 8 * t), fout = le_u32(buf + 36 + 8 * t);
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        if (!targeted[t]) continue;
+        if (fin != (uint32_t)in || fout != (uint32_t)out) {
+            gfn_error_set(err, "%s: adapter for %s is %u x %u but the model's module is %d x %d", path, lora_module_paths[t], fin, fout, in, out);
+            goto done;
+        }
+        expected += 4ull * n_layer * rank * ((uint64_t)in + (uint64_t)out);
+    }
+    if (expected != len) {
+        gfn_error_set(err, "%s: %zu bytes, but its header describes %llu", path, len, (unsigned long long)expected); goto done;
+    }
+    const unsigned char *p = buf + LORA_FILE_HEADER;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!targeted[t]) continue;
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        size_t na = (size_t)n_layer * (size_t)in * rank, nb = (size_t)n_layer * rank * (size_t)out;
+        A[t] = gfn_malloc(na * sizeof(float));
+        B[t] = gfn_malloc(nb * sizeof(float));
+        for (size_t i = 0; i < na; i++, p += 4) A[t][i] = le_f32(p);
+        for (size_t i = 0; i < nb; i++, p += 4) B[t][i] = le_f32(p);
+    }
+    lora_install(model, (int)rank, alpha, (int)rslora, targeted, A, B);
+    rc = 0;
+done:
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) { free(A[t]); free(B[t]); }
+    free(buf);
+    return rc;
+}
+
+// PEFT directory. Tensors base_model.model.transformer.h.{i}.{module}.lora_A.weight (r, in) and
+// .lora_B.weight (out, r): the transposes of our A (in, r) and B (r, out) for layer i.
+static const char *const peft_prefix = "base_model.model.transformer.h.";
+
+static int lora_save_peft(const LoRA *lora, GPTConfig c, const char *dir, GfnError *err) {
+    if (make_directory(dir, err)) return 1;
+    int n = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) n += lora->targeted[t] ? 2 * c.n_layer : 0;
+    SafeTensorWrite *tensors = gfn_calloc((size_t)n, sizeof(SafeTensorWrite));
+    char (*names)[128] = gfn_malloc((size_t)n * sizeof *names);
+    float *transposed = gfn_malloc(lora->num_parameters * sizeof(float)), *q = transposed;
+    int i = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!lora->targeted[t]) continue;
+        int in, out, r = lora->rank;
+        lora_dims(c, t, &in, &out);
+        for (int l = 0; l < c.n_layer; l++) {
+            const float *A = lora->A[t] + (size_t)l * in * r, *B = lora->B[t] + (size_t)l * r * out;
+            snprintf(names[i], sizeof names[i], "%s%d.%s.lora_A.weight", peft_prefix, l, lora_module_paths[t]);
+            tensors[i] = (SafeTensorWrite){ names[i], 2, { (size_t)r, (size_t)in }, q };
+            for (int a = 0; a < r; a++) for (int b = 0; b < in; b++) *q++ = A[(size_t)b * r + a];
+            i++;
+            snprintf(names[i], sizeof names[i], "%s%d.%s.lora_B.weight", peft_prefix, l, lora_module_paths[t]);
+            tensors[i] = (SafeTensorWrite){ names[i], 2, { (size_t)out, (size_t)r }, q };
+            for (int a = 0; a < out; a++) for (int b = 0; b < r; b++) *q++ = B[(size_t)b * out + a];
+            i++;
+        }
+    }
+    char *weights_path = path_join(dir, "adapter_model.safetensors"), *config_path = path_join(dir, "adapter_config.json");
+    int rc = safetensors_write(weights_path, tensors, n, err);
+    if (!rc) {
+        // PEFT matches a target_modules entry against a module path by equality or as a dotted
+        // suffix, so "c_proj" alone would adapt both projections: name the one we mean.
+        TextBuf text = { 0 };
+        int both_proj = lora->targeted[LORA_ATTN_PROJ] && lora->targeted[LORA_MLP_PROJ];
+        text_printf(&text, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"%s\",\n"
+                    "  \"r\": %d,\n  \"lora_alpha\": %.9g,\n  \"use_rslora\": %s,\n  \"target_modules\": [",
+                    c.vocab_size == 50257 && c.n_layer == 12 && c.n_embd == 768 ? "gpt2" : "",
+                    lora->rank, (double)lora->alpha, lora->use_rslora ? "true" : "false");
+        int first = 1;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lora->targeted[t] || (both_proj && t == LORA_MLP_PROJ)) continue;
+            const char *name = (t == LORA_ATTN_QKV || t == LORA_MLP_FC) ? lora_module_paths[t] + (t == LORA_MLP_FC ? 4 : 5)
+                             : both_proj ? "c_proj" : lora_module_paths[t];
+            text_printf(&text, "%s\"%s\"", first ? "" : ", ", name);
+            first = 0;
+        }
+        text_printf(&text, "],\n  \"fan_in_fan_out\": true,\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n"
+                    "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"modules_to_save\": null,\n"
+                    "  \"layers_to_transform\": null,\n  \"rank_pattern\": {},\n  \"alpha_pattern\": {}\n}\n");
+        rc = write_file_atomic(config_path, text.s, text.len, err);
+        free(text.s);
+    }
+    free(weights_path);
+    free(config_path);
+    free(transposed);
+    free(names);
+    free(tensors);
+    return rc;
+}
+
+// Parses "{i}.{module}.lora_{A,B}.weight" after the prefix; returns 0 and (layer, target, is_B).
+static int peft_parse_key(const char *name, int n_layer, int *layer, int *target, int *is_B) {
+    const char *s = name;
+    if (!strncmp(s, "base_model.model.", 17)) s += 17;
+    if (!strncmp(s, "transformer.", 12)) s += 12;
+    if (strncmp(s, "h.", 2)) return 1;
+    s += 2;
+    int l = 0;
+    if (*s < '0' || *s > '9') return 1;
+    while (*s >= '0' && *s <= '9') { l = l * 10 + (*s - '0'); if (l >= n_layer) return 1; s++; }
+    if (*s++ != '.') return 1;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        size_t n = strlen(lora_module_paths[t]);
+        if (strncmp(s, lora_module_paths[t], n)) continue;
+        const char *rest = s + n;
+        // PEFT drops the adapter name ("default") when saving; accept it when present.
+        if (!strcmp(rest, ".lora_A.weight") || !strcmp(rest, ".lora_A.default.weight")) { *is_B = 0; }
+        else if (!strcmp(rest, ".lora_B.weight") || !strcmp(rest, ".lora_B.default.weight")) { *is_B = 1; }
+        else return 1;
+        *layer = l;
+        *target = t;
+        return 0;
+    }
+    return 1;
+}
+
+// Does a target_modules list entry select module `t`? PEFT: equal to the full module path or
+// a dotted suffix of it.
+static int peft_entry_matches(const char *entry, int t) {
+    char path[96];
+    snprintf(path, sizeof path, "transformer.h.0.%s", lora_module_paths[t]);
+    size_t n = strlen(path), e = strlen(entry);
+    if (!strncmp(entry, "base_model.model.", 17)) entry += 17, e -= 17;
+    if (!strncmp(entry, "transformer.h.", 14)) {   // a full path names one layer: compare from the module
+        const char *s = entry + 14;
+        while (*s >= '0' && *s <= '9') s++;
+        return *s == '.' && !strcmp(s + 1, lora_module_paths[t]);
+    }
+    return e < n && path[n - e - 1] == '.' && !strcmp(path + n - e, entry);
+}
+
+static int lora_load_peft(GPT *model, const char *dir, GfnError *err) {
+    GPTConfig c = gpt_config(model);
+    char *config_path = path_join(dir, "adapter_config.json"), *weights_path = path_join(dir, "adapter_model.safetensors");
+    float *A[LORA_NUM_TARGETS] = { 0 }, *B[LORA_NUM_TARGETS] = { 0 };
+    char *seen = NULL;
+    Json *config = NULL;
+    SafeTensors st;
+    int st_open = 0, rc = 1;
+    size_t len;
+    char *text = (char *)read_file(config_path, &len, err);
+    if (!text) goto done;
+    config = json_parse(text, len, config_path, err);
+    free(text);
+    if (!config) goto done;
+    Json *type = json_get(config, "peft_type"), *alpha = json_get(config, "lora_alpha"), *rslora = json_get(config, "use_rslora");
+    Json *bias = json_get(config, "bias"), *dora = json_get(config, "use_dora"), *modules = json_get(config, "target_modules");
+    Json *save = json_get(config, "modules_to_save"), *layers = json_get(config, "layers_to_transform");
+    Json *rank_pattern = json_get(config, "rank_pattern"), *alpha_pattern = json_get(config, "alpha_pattern");
+    uint64_t r;
+    if (!type || type->type != JSON_STRING || strcmp(type->string, "LORA")) { gfn_error_set(err, "%s: peft_type must be \"LORA\"", config_path); goto done; }
+    if (!json_whole(json_get(config, "r"), 65536, &r) || r == 0) { gfn_error_set(err, "%s: \"r\" must be a positive whole number", config_path); goto done; }
+    if (!alpha || alpha->type != JSON_NUMBER) { gfn_error_set(err, "%s: \"lora_alpha\" must be a number", config_path); goto done; }
+    if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { gfn_error_set(err, "%s: \"use_rslora\" must be true or false", config_path); goto done; }
+    if ((bias && bias->type == JSON_STRING && strcmp(bias->string, "none")) || (dora && dora->type == JSON_BOOL && dora->number) ||
+        (save && save->type != JSON_NULL && save->len) || (layers && layers->type != JSON_NULL) ||
+        (rank_pattern && rank_pattern->len) || (alpha_pattern && alpha_pattern->len)) {
+        gfn_error_set(err, "%s: unsupported PEFT options (gfn reads bias \"none\", no DoRA, no modules_to_save, "
+                      "no layers_to_transform, no rank or alpha patterns)", config_path);
+        goto done;
+    }
+    if (!modules || (modules->type != JSON_STRING && modules->type != JSON_ARRAY)) {
+        gfn_error_set(err, "%s: \"target_modules\" must be a list of names or a regular expression", config_path); goto done;
+    }
+    if (safetensors_open(&st, weights_path, err)) goto done;
+    st_open = 1;
+    // The tensors decide what is adapted; a list in target_modules must agree with them (a regular
+    // expression string is not evaluated: PEFT wrote exactly the tensors it matched).
+    int targeted[LORA_NUM_TARGETS] = { 0 };
+    seen = gfn_calloc((size_t)LORA_NUM_TARGETS * (size_t)c.n_layer * 2, 1);
+    for (int i = 0; i < st.n; i++) {
+        int l, t, is_B;
+        if (peft_parse_key(st.tensors[i].name, c.n_layer, &l, &t, &is_B)) {
+            gfn_error_set(err, "%s: unexpected tensor %s (gfn reads LoRA A and B of attn.c_attn, attn.c_proj, mlp.c_fc, "
+                          "mlp.c_proj in layers 0..%d)", weights_path, st.tensors[i].name, c.n_layer - 1);
+            goto done;
+        }
+        char *flag = &seen[((size_t)t * (size_t)c.n_layer + (size_t)l) * 2 + (size_t)is_B];
+        if (*flag) { gfn_error_set(err, "%s: tensor %s appears twice", weights_path, st.tensors[i].name); goto done; }
+        *flag = 1;
+        targeted[t] = 1;
+    }
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        int listed = 0;
+        if (modules->type == JSON_ARRAY) {
+            for (Json *e = modules->child; e; e = e->next)
+                listed |= e->type == JSON_STRING && peft_entry_matches(e->string, t);
+            if (listed != targeted[t]) {
+                gfn_error_set(err, "%s: target_modules %s %s but %s %s weights for it", config_path, listed ? "selects" : "does not select",
+                              lora_module_paths[t], weights_path, targeted[t] ? "has" : "has no");
+                goto done;
+            }
+        }
+        if (!targeted[t]) continue;
+        for (int l = 0; l < c.n_layer; l++)
+            for (int is_B = 0; is_B < 2; is_B++)
+                if (!seen[((size_t)t * (size_t)c.n_layer + (size_t)l) * 2 + (size_t)is_B]) {
+                    gfn_error_set(err, "%s: missing %s%d.%s.lora_%c.weight (gfn adapts a module in every layer or none)",
+                                  weights_path, peft_prefix, l, lora_module_paths[t], is_B ? 'B' : 'A');
+                    goto done;
+                }
+    }
+    int any = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) any |= targeted[t];
+    if (!any) { gfn_error_set(err, "%s: no LoRA weights", weights_path); goto done; }
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        if (!targeted[t]) continue;
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        A[t] = gfn_malloc((size_t)c.n_layer * (size_t)in * r * sizeof(float));
+        B[t] = gfn_malloc((size_t)c.n_layer * r * (size_t)out * sizeof(float));
+    }
+    float *tmp = NULL;
+    for (int i = 0; i < st.n; i++) {
+        const SafeTensor *ts = &st.tensors[i];
+        int l, t, is_B;
+        peft_parse_key(ts->name, c.n_layer, &l, &t, &is_B);
+        int in, out;
+        lora_dims(c, t, &in, &out);
+        size_t rows = is_B ? (size_t)out : r, cols = is_B ? r : (size_t)in;   // PEFT: A (r, in), B (out, r)
+        if (ts->ndim != 2 || ts->shape[0] != rows || ts->shape[1] != cols) {
+            char got[128];
+            shape_text(got, sizeof got, ts->shape, ts->ndim);
+            gfn_error_set(err, "%s: tensor %s has shape %s but r = %d and the model's %s need [%zu, %zu]", weights_path, ts->name,
+                          got, (int)r, lora_module_paths[t], rows, cols);
+            free(tmp);
+            goto done;
+        }
+        tmp = realloc(tmp, rows * cols * sizeof(float));
+        if (!tmp) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        if (safetensors_to_f32(&st, ts, tmp, err)) { free(tmp); goto done; }
+        float *dst = is_B ? B[t] + (size_t)l * r * out : A[t] + (size_t)l * in * r;   // ours: the transpose
+        for (size_t a = 0; a < rows; a++)
+            for (size_t b = 0; b < cols; b++) dst[b * rows + a] = tmp[a * cols + b];
+    }
+    free(tmp);
+    lora_install(model, (int)r, (float)alpha->number, rslora && rslora->number != 0, targeted, A, B);
+    rc = 0;
+done:
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) { free(A[t]); free(B[t]); }
+    if (st_open) safetensors_close(&st);
+    json_free(config);
+    free(seen);
+    free(config_path);
+    free(weights_path);
+    return rc;
+}
+
+int lora_save(const GPT *model, const char *path, GfnError *err) {
+    const LoRA *lora = model->lora;
+    if (!lora) { gfn_error_set(err, "%s: the model carries no LoRA adapter to save", path); return 1; }
+    return lora_path_is_peft(path) ? lora_save_peft(lora, model->config, path, err) : lora_save_file(lora, model->config, path, err);
+}
+
+int lora_load(GPT *model, const char *path, GfnError *err) {
+    return lora_path_is_peft(path) ? lora_load_peft(model, path, err) : lora_load_file(model, path, err);
 }

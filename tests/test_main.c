@@ -40,7 +40,8 @@ const char *test_data_dir(void) {
 #define SUITES(X) \
     X(util) \
     X(gfn) \
-    X(tokenizer)
+    X(tokenizer) \
+    X(hf)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
