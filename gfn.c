@@ -569,7 +569,7 @@ void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const i
 // ----------------------------------------------------------------------------------------------
 // The task registry: a new task adds its line here (and its file in tasks/).
 
-static Task *const tasks[] = { &task_toy };
+static Task *const tasks[] = { &task_toy, &task_arithmetic };
 
 Task *task_find(const char *name) {
     for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
@@ -659,14 +659,17 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
                                ReplayBuffer *replay, const float *log_z, int step, Rng *rng,
                                double *mean_log_r, long *tokens) {
     int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
-    for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
+    // SFT on a task's demonstrations: the batch is drawn from them uniformly, nothing is sampled.
+    int from_demos = cfg->loss == LOSS_SFT && task->num_demos > 0;
+    for (int i = 0; i < n && from_demos; i++) traj_copy(s->traj[i], task->demos[rng_below(rng, task->num_demos)]);
+    for (int i = 0; i < n && !from_demos; i++) {   // K samples per query, queries drawn uniformly
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
         else s->queries[i] = s->queries[i - 1];
     }
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer.
-    float u = rng_uniform(rng);
-    int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
-    if (from_replay) {
+    float u = from_demos ? 0.0f : rng_uniform(rng);
+    int from_replay = from_demos || u >= cfg->frac_on_policy + cfg->frac_tempered;
+    if (from_replay && !from_demos) {
         for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
         for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
     }
@@ -727,6 +730,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
     s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
+    for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
     FILE *log = NULL;
@@ -794,6 +798,7 @@ static void usage(FILE *out) {
         "commands:\n"
         "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
         "  tasks        list the tasks\n"
+        "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  tokenize      encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer     tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
@@ -802,7 +807,7 @@ static void train_usage(FILE *out) {
     fprintf(out,
         "usage: gfn train TASK [options]\n"
         "  --loss L            subtb | tb | db | vargrad | sft | reinforce (default subtb)\n"
-        "  --steps N           optimizer steps (200)\n"
+        "  --steps N           optimizer steps (200); 0 evaluates the untuned base model\n"
         "  --batch N           trajectories per micro-batch (16)\n"
         "  --k N               trajectories per query in a batch (16)\n"
         "  --accum N           micro-batches per step, gradients averaged (1)\n"
@@ -819,6 +824,7 @@ static void train_usage(FILE *out) {
         "  --lambda F          SubTB lambda (1)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  -s SEED             seed (1)\n"
+        "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
         "  --save PATH         adapter file (saved atomically at the end)\n"
         "  --save-every N      also every N steps\n"
@@ -848,7 +854,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0 };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -890,19 +896,20 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
         else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
         else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
+        else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
         else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
         else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
     }
-    if (cfg.steps < 1 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
-        fprintf(stderr, "gfn train: --steps, --batch, --accum, --rank and --replay must be at least 1\n");
+    if (cfg.steps < 0 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
+        fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
         return 1;
     }
     GfnError err = { { 0 } };
     if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     GPT *policy = copy_model(task->base);
     float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
-    int status = gfn_train(task, policy, &cfg, log_z, &err);
+    int status = cfg.steps > 0 ? gfn_train(task, policy, &cfg, log_z, &err) : 0;   // 0: the base itself
     if (status) fprintf(stderr, "gfn: %s\n", err.msg);
     else task->evaluate(task, policy, cfg.loss == LOSS_TB ? log_z : NULL, stdout, cfg.seed);
     free(log_z);
@@ -1047,6 +1054,15 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "tasks")) {
         for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
+        return 0;
+    }
+    if (!strcmp(argv[1], "report") && argc == 5 && !strcmp(argv[2], "arithmetic")) {   // report arithmetic DIR OUT
+        char md[4096], svg[4096];
+        GfnError err = { { 0 } };
+        snprintf(md, sizeof md, "%s.md", argv[4]);
+        snprintf(svg, sizeof svg, "%s.svg", argv[4]);
+        if (arith_report(argv[3], md, svg, &err)) { fprintf(stderr, "gfn report: %s\n", err.msg); return 1; }
+        printf("wrote %s and %s\n", md, svg);
         return 0;
     }
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
