@@ -569,7 +569,7 @@ void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const i
 // ----------------------------------------------------------------------------------------------
 // The task registry: a new task adds its line here (and its file in tasks/).
 
-static Task *const tasks[] = { &task_toy, &task_arithmetic };
+static Task *const tasks[] = { &task_toy, &task_rng, &task_arithmetic };
 
 Task *task_find(const char *name) {
     for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
@@ -659,19 +659,21 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
                                ReplayBuffer *replay, const float *log_z, int step, Rng *rng,
                                double *mean_log_r, long *tokens) {
     int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
-    // SFT on a task's demonstrations: the batch is drawn from them uniformly, nothing is sampled.
-    int from_demos = cfg->loss == LOSS_SFT && task->num_demos > 0;
-    for (int i = 0; i < n && from_demos; i++) traj_copy(s->traj[i], task->demos[rng_below(rng, task->num_demos)]);
-    for (int i = 0; i < n && !from_demos; i++) {   // K samples per query, queries drawn uniformly
+    for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
         else s->queries[i] = s->queries[i - 1];
     }
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer.
-    float u = from_demos ? 0.0f : rng_uniform(rng);
-    int from_replay = from_demos || u >= cfg->frac_on_policy + cfg->frac_tempered;
-    if (from_replay && !from_demos) {
+    float u = rng_uniform(rng);
+    int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
+    if (from_replay) {
         for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
         for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
+    }
+    if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
+        for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
+        task->log_reward(task, s->traj, n);
+        from_replay = 1;
     }
     if (!from_replay) {
         SamplerConfig sc = { 1.0f, 0, 1.0f };
@@ -797,10 +799,11 @@ static void usage(FILE *out) {
         "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
         "commands:\n"
         "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
+        "  sample       generate from a model (+ adapter) for a prompt, or from a task's policy\n"
         "  tasks        list the tasks\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
-        "  tokenize      encode standard input line by line with a tokenizer (or --decode ids)\n"
-        "  tokenizer     tokenizer train: learn a byte-level BPE vocabulary from text files\n");
+        "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
+        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
 
 static void train_usage(FILE *out) {
@@ -903,6 +906,10 @@ static int cmd_train(int argc, char **argv) {
     }
     if (cfg.steps < 0 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
         fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
+        return 1;
+    }
+    if (cfg.loss == LOSS_SFT && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
         return 1;
     }
     GfnError err = { { 0 } };
@@ -1046,12 +1053,127 @@ static int cmd_tokenizer(int argc, char **argv) {
     return rc;
 }
 
+// `gfn sample`: generations of a model (with an adapter) for a prompt, or of a task's policy.
+typedef struct { int *prompt; int prompt_len; Tokenizer *tok; } TextTask;
+
+static const int *text_prompt(Task *task, int query, int *len) {
+    (void)query;
+    TextTask *tt = task->state;
+    *len = tt->prompt_len;
+    return tt->prompt;
+}
+
+static void text_render(Task *task, const Traj *t, char *buf, size_t cap) {
+    TextTask *tt = task->state;
+    size_t len = 0;
+    GfnError err;
+    char *text = tokenizer_decode(tt->tok, t->tokens, (size_t)t->ntok, &len, &err);
+    snprintf(buf, cap, "%s", text ? text : err.msg);
+    free(text);
+}
+
+static void sample_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn sample -m MODEL -t TOKENIZER -p PROMPT [options]\n"
+        "       gfn sample --task NAME [-m MODEL -t TOKENIZER] [options]   (a task's prompt)\n"
+        "  -a ADAPTER   LoRA adapter (ours or a PEFT directory)\n"
+        "  -n N         samples (4)           -b B        batch size (N up to 64)\n"
+        "  -T TEMP      temperature (1)       --top-k K   (0: off)     --top-p P (1: off)\n"
+        "  -l LEN       most tokens (64)      -s SEED     (1)\n");
+}
+
+static int cmd_sample(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *adapter = NULL, *prompt = NULL, *task_name = NULL;
+    int n = 4, batch = 0, max_len = 64;
+    uint64_t seed = 1;
+    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { sample_usage(stdout); return 0; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn sample: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-t")) tok_path = v;
+        else if (!strcmp(a, "-a")) adapter = v;
+        else if (!strcmp(a, "-p")) prompt = v;
+        else if (!strcmp(a, "--task")) task_name = v;
+        else if (!strcmp(a, "-n")) n = atoi(v);
+        else if (!strcmp(a, "-b")) batch = atoi(v);
+        else if (!strcmp(a, "-l")) max_len = atoi(v);
+        else if (!strcmp(a, "-T")) sc.temperature = (float)atof(v);
+        else if (!strcmp(a, "--top-k")) sc.top_k = atoi(v);
+        else if (!strcmp(a, "--top-p")) sc.top_p = (float)atof(v);
+        else if (!strcmp(a, "-s")) seed = (uint64_t)strtoull(v, NULL, 10);
+        else { fprintf(stderr, "gfn sample: unknown option %s\n", a); sample_usage(stderr); return 1; }
+    }
+    if (n < 1 || max_len < 1 || sc.temperature <= 0) { fprintf(stderr, "gfn sample: -n, -l and -T must be positive\n"); return 1; }
+    if (batch < 1) batch = n < 64 ? n : 64;
+    GfnError err = { { 0 } };
+    Task text_task = { 0 }, *task = &text_task;
+    TextTask tt = { 0 };
+    if (task_name) {
+        task = task_find(task_name);
+        if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0 };
+        if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    } else {
+        if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
+        text_task.base = gpt_load(model_path, &err);
+        if (!text_task.base) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+        tt.tok = tokenizer_load(tok_path, &err);
+        if (!tt.tok) { fprintf(stderr, "gfn: %s\n", err.msg); gpt_free(text_task.base); return 1; }
+        size_t plen;
+        tt.prompt = tokenizer_encode(tt.tok, prompt, strlen(prompt), 1, &plen);
+        tt.prompt_len = (int)plen;
+        int V = gpt_config(text_task.base).vocab_size, maxT = gpt_config(text_task.base).max_seq_len;
+        if (tt.prompt_len < 1) { fprintf(stderr, "gfn sample: empty prompt\n"); return 1; }
+        if (tt.prompt_len + max_len > maxT) max_len = maxT - tt.prompt_len;
+        if (max_len < 1) { fprintf(stderr, "gfn sample: the prompt (%d tokens) fills the model's context (%d)\n", tt.prompt_len, maxT); return 1; }
+        text_task.state = &tt;
+        text_task.name = "text";
+        text_task.terminator = tokenizer_eot_id(tt.tok);
+        text_task.max_len = max_len;
+        text_task.allowed = gfn_calloc((size_t)V, 1);
+        for (int v = 0; v < V && v < tokenizer_vocab_size(tt.tok); v++) text_task.allowed[v] = 1;
+        text_task.prompt = text_prompt;
+        text_task.render = text_render;
+    }
+    GPT *policy = copy_model(task->base);
+    int status = 0;
+    if (adapter && lora_load(policy, adapter, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); status = 1; }
+    if (!status && gpt_lora(policy)) gpt_lora_merge(policy);   // merged: plain, faster inference
+    Rng rng;
+    rng_seed(&rng, seed);
+    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
+    int *queries = gfn_calloc((size_t)batch, sizeof(int));
+    for (int i = 0; i < batch; i++) t[i] = traj_new(task->max_len);
+    char *buf = gfn_malloc(1 << 16);
+    for (int done = 0; !status && done < n; done += batch) {
+        int m = n - done < batch ? n - done : batch;
+        sample_trajectories(policy, task, queries, t, m, &sc, &rng);
+        for (int i = 0; i < m; i++) {
+            buf[0] = 0;
+            if (task->render) task->render(task, t[i], buf, 1 << 16);
+            else for (int j = 0; j < t[i]->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t[i]->tokens[j]);
+            printf("%s\n", buf);
+        }
+    }
+    free(buf);
+    for (int i = 0; i < batch; i++) traj_free(t[i]);
+    free(t); free(queries);
+    gpt_free(policy);
+    if (task_name) task->cleanup(task);
+    else { gpt_free(text_task.base); tokenizer_free(tt.tok); free(tt.prompt); free(text_task.allowed); }
+    return status;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
     if (!strcmp(argv[1], "tasks")) {
         for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
         return 0;

@@ -374,15 +374,16 @@ struct Task {
     // Prints the task's metrics for a trained policy, one `name value` per line. log_z (one per
     // train query) is TB's learned log Z, or NULL when the objective learns none.
     void (*evaluate)(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed);
+    // Optional: draws one given ("gold") Z for query q into out, for --loss sft; NULL for none.
+    void (*demonstration)(Task *task, int query, Traj *out, Rng *rng);
     // Text of a trajectory for logs (may be NULL): writes at most cap bytes, NUL-terminated.
     void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
     void *state;                // the task's own data
-    // Optional known good trajectories (log_r filled by setup): they seed the replay buffer, and
-    // the SFT loss trains on them instead of on samples.
+    // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
     int num_demos;
     Traj **demos;
 };
-extern Task task_toy;
+extern Task task_toy, task_rng;
 Task *task_find(const char *name);
 
 // 4d. The policy over the allowed tokens, and sampling.

@@ -434,7 +434,7 @@ static int file_exists(const char *path) {
     return stat(path, &s) == 0;
 }
 
-// The questions: train (0..num_train-1, demonstrations first... wherever they are), then tests.
+// The questions: train (0..num_train-1; demonstrations not among them appended), then tests.
 // Returns the demonstrations' indices in demo[0..ARITH_NUM_DEMOS).
 static int arith_questions(Task *task, ArithState *st, const char *data_path, int *demo, GfnError *err) {
     const char *dir = NULL;
@@ -637,6 +637,13 @@ static void arith_cleanup(Task *task) {
     task->base = NULL;
 }
 
+// SFT's data: one of the 10 worked rationales, whichever query was asked (SFT learns from those
+// ten only, as in the paper; the trajectory keeps its own query).
+static void arith_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+    (void)query;
+    traj_copy(out, task->demos[rng_below(rng, task->num_demos)]);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Evaluation: 10 samples at T = 0.1 with the calculator, majority vote on the last number of Z.
 
@@ -720,6 +727,7 @@ Task task_arithmetic = {
     .tool = arith_tool,
     .log_reward = arith_log_reward,
     .evaluate = arith_evaluate,
+    .demonstration = arith_demonstration,
     .render = arith_render,
 };
 

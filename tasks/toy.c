@@ -49,7 +49,7 @@ static void toy_sequence(Rng *rng, const float *chain, int *inputs, int *targets
 
 // A tiny GPT pretrained with AdamW for a few hundred steps (about a second).
 static GPT *toy_base_model(uint64_t seed) {
-    GPTConfig config = { TOY_V, 16, 2, 2, 32 };
+    GPTConfig config = { TOY_V, 16, 2, 4, 64 };
     GPT *model = gpt_new_random(config, seed);
     Rng rng;
     rng_seed(&rng, seed + 1);
@@ -186,6 +186,18 @@ static void toy_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out,
     if (log_z) fprintf(out, "logz_learned %.6f\n", log_z[0]);
 }
 
+// Given Z for SFT: an exact sample of the posterior (inverse CDF over the enumeration).
+static void toy_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+    ToyState *st = task->state;
+    double u = rng_uniform(rng);
+    int i = 0;
+    for (; i < st->count - 1; i++) if ((u -= exp(st->log_r[i] - st->log_z)) < 0) break;
+    out->query = query;
+    out->ntok = out->nact = st->len[i];
+    memcpy(out->tokens, st->z + (size_t)i * TOY_MAX_LEN, sizeof(int) * (size_t)out->ntok);
+    memset(out->forced, 0, (size_t)out->ntok);
+}
+
 static void toy_render(Task *task, const Traj *t, char *buf, size_t cap) {
     (void)task;
     size_t n = 0;
@@ -202,5 +214,6 @@ Task task_toy = {
     .prompt = toy_prompt,
     .log_reward = toy_log_reward,
     .evaluate = toy_evaluate,
+    .demonstration = toy_demonstration,
     .render = toy_render,
 };

@@ -204,8 +204,289 @@ static void test_replay_buffer(void) {
     replay_free(rb);
 }
 
+// ----------------------------------------------------------------------------------------------
+// A small task for the model-level tests: a random tiny GPT over 12 tokens, two queries with
+// prompts of different lengths, actions 0..5, ⊤ = 11, 1..4 tokens; writing 3 calls a "tool" that
+// inserts the tokens 7 8 (context, not actions). The reward is an arbitrary function of the prefix.
+enum { TT_V = 12, TT_TERM = 11 };
+static const int tt_prompts[2][3] = { { 9, 10, 6 }, { 10, 9, 0 } };
+static const int tt_prompt_len[2] = { 3, 2 };
+
+static const int *tt_prompt(Task *task, int query, int *len) {
+    (void)task;
+    *len = tt_prompt_len[query];
+    return tt_prompts[query];
+}
+
+static int tt_tool(Task *task, int query, const int *tokens, int ntok, int *forced, int max_forced) {
+    (void)task; (void)query;
+    if (tokens[ntok - 1] != 3) return 0;
+    int n = 0;
+    if (n < max_forced) forced[n++] = 7;
+    if (n < max_forced) forced[n++] = 8;
+    return n;
+}
+
+static void tt_log_reward(Task *task, Traj *const *t, int n) {
+    (void)task;
+    for (int i = 0; i < n; i++) {
+        double acc = 0.3 * t[i]->query;
+        int k = 0;
+        t[i]->log_r[0] = (float)acc;
+        for (int j = 0; j < t[i]->ntok; j++) {
+            acc += 0.37 * t[i]->tokens[j] - 0.5 * (j % 2);
+            if (!t[i]->forced[j] && (j + 1 == t[i]->ntok || !t[i]->forced[j + 1])) t[i]->log_r[++k] = (float)(-acc);
+            else if (t[i]->forced[j] && (j + 1 == t[i]->ntok || !t[i]->forced[j + 1])) t[i]->log_r[k] = (float)(-acc);
+        }
+    }
+}
+
+static unsigned char tt_allowed[TT_V] = { 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1 };
+
+static Task tt_task(GPT *base, int with_tool, int min_len, int max_len) {
+    Task task = { 0 };
+    task.name = "test";
+    task.base = base;
+    task.num_train = 2;
+    task.terminator = TT_TERM;
+    task.min_len = min_len;
+    task.max_len = max_len;
+    task.allowed = tt_allowed;
+    task.prompt = tt_prompt;
+    task.tool = with_tool ? tt_tool : NULL;
+    task.log_reward = tt_log_reward;
+    return task;
+}
+
+static GPT *tt_model(void) {
+    GPTConfig config = { TT_V, 16, 2, 2, 16 };
+    GPT *model = gpt_new_random(config, 5);
+    // Larger weights than GPT-2's init so the distribution is far from uniform.
+    float *p = gpt_params_memory(model);
+    for (size_t i = 0; i < gpt_num_parameters(model); i++) p[i] *= 8.0f;
+    GPTParams *w = gpt_params(model);
+    for (int i = 0; i < 2 * 16; i++) { w->ln1w[i] = 1; w->ln2w[i] = 1; }
+    for (int i = 0; i < 16; i++) w->lnfw[i] = 1;
+    return model;
+}
+
+// Loss of a fixed batch as a function of the LoRA parameters (teacher forcing only).
+static double chain_loss(GPT *policy, Task *task, Traj **t, int n, int loss_kind, float *dlf, float *dlt, int backward) {
+    int stride = task->max_len + 1, T;
+    float lf[64], lt[64], lr[64], log_z[2] = { 0.4f, -0.3f };
+    int len[8], group[8];
+    float *logits = policy_logprobs(policy, task, t, n, stride, lf, lt, &T);
+    for (int i = 0; i < n; i++) {
+        len[i] = t[i]->nact;
+        group[i] = t[i]->query;
+        for (int k = 0; k <= t[i]->nact; k++) lr[i * stride + k] = k < task->min_len ? -99.0f : t[i]->log_r[k];
+    }
+    TrajBatch b = { n, stride, len, lf, lt, lr, group };
+    double loss = loss_kind == 0 ? loss_subtb(&b, 1.0f, dlf, dlt) : loss_tb(&b, log_z, dlf, dlt, NULL);
+    if (backward) policy_backward(policy, task, t, n, stride, logits, T, dlf, dlt);
+    return loss;
+}
+
+// The full chain objective -> masked log-softmax -> model -> LoRA against finite differences,
+// on sampled trajectories that include forced tool tokens and maximum-length ones.
+static void test_chain_fd(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 1, 0, 5);
+    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    Rng rng;
+    rng_seed(&rng, 21);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.3f * rng_normal(&rng);
+    enum { N = 6 };
+    Traj *t[N];
+    int queries[N] = { 0, 1, 0, 1, 0, 1 };
+    for (int i = 0; i < N; i++) t[i] = traj_new(task.max_len);
+    SamplerConfig sc = { 1.5f, 0, 1.0f };
+    sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
+    // make sure a tool call and a maximum-length trajectory are in the batch
+    int tool_seq[5] = { 1, 3, 7, 8, 2 }, tool_forced[5] = { 0, 0, 1, 1, 0 };
+    t[0]->ntok = 5; t[0]->nact = 3;
+    for (int j = 0; j < 5; j++) { t[0]->tokens[j] = tool_seq[j]; t[0]->forced[j] = (unsigned char)tool_forced[j]; }
+    t[1]->ntok = t[1]->nact = 5;
+    for (int j = 0; j < 5; j++) { t[1]->tokens[j] = j; t[1]->forced[j] = 0; }
+    tt_log_reward(&task, t, N);
+    float dlf[64], dlt[64];
+    for (int loss_kind = 0; loss_kind < 2; loss_kind++) {
+        gpt_zero_grad(policy);
+        chain_loss(policy, &task, t, N, loss_kind, dlf, dlt, 1);
+        // The model runs in float: judge each error against the gradient's scale (max |grad|).
+        double max_grad = 0, fd[24], an[24];
+        for (size_t i = 0; i < lora->num_parameters; i++) max_grad = fmax(max_grad, fabs(lora->grad_memory[i]));
+        for (int probe = 0; probe < 24; probe++) {
+            size_t i = (size_t)rng_below(&rng, (int)lora->num_parameters);
+            float saved = lora->memory[i], h = 1e-2f;
+            lora->memory[i] = saved + h;
+            double up = chain_loss(policy, &task, t, N, loss_kind, dlf, dlt, 0);
+            lora->memory[i] = saved - h;
+            double down = chain_loss(policy, &task, t, N, loss_kind, dlf, dlt, 0);
+            lora->memory[i] = saved;
+            fd[probe] = (up - down) / (2 * h);
+            an[probe] = lora->grad_memory[i];
+            if (getenv("GFN_TEST_VERBOSE")) printf("   %zu fd %.6g an %.6g\n", i, fd[probe], an[probe]);
+        }
+        double worst = 0;
+        for (int probe = 0; probe < 24; probe++)
+            worst = fmax(worst, fabs(fd[probe] - an[probe]) / (1e-2 * max_grad + fabs(fd[probe])));
+        CHECK(worst < 1e-2 && max_grad > 1e-3, "%s chain: LoRA gradient vs finite differences, worst relative error %g (max |grad| %g)",
+              loss_kind ? "TB" : "SubTB", worst, max_grad);
+    }
+    for (int i = 0; i < N; i++) traj_free(t[i]);
+    gpt_free(policy);
+}
+
+// Forced tokens are context: they appear in the trajectory but give no log q term. Checked
+// against log-probabilities summed by hand from one plain forward of the same row.
+static void test_forced_tokens(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 1, 0, 6);
+    Rng rng;
+    rng_seed(&rng, 4);
+    enum { N = 64 };
+    Traj *t[N];
+    int queries[N];
+    for (int i = 0; i < N; i++) { t[i] = traj_new(task.max_len); queries[i] = i % 2; }
+    SamplerConfig sc = { 2.0f, 0, 1.0f };
+    sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
+    int calls = 0, consistent = 1;
+    for (int i = 0; i < N; i++) {
+        int actions = 0;
+        for (int j = 0; j < t[i]->ntok; j++) {
+            if (!t[i]->forced[j]) actions++;
+            if (!t[i]->forced[j] && t[i]->tokens[j] == 3) {
+                calls++;
+                // 7 8 follow (or as much of it as fits before the maximum)
+                if (j + 1 < t[i]->ntok && (t[i]->tokens[j + 1] != 7 || !t[i]->forced[j + 1])) consistent = 0;
+                if (j + 2 < t[i]->ntok && (t[i]->tokens[j + 2] != 8 || !t[i]->forced[j + 2])) consistent = 0;
+            }
+        }
+        if (actions != t[i]->nact) consistent = 0;
+    }
+    CHECK(calls > 5 && consistent, "tool calls %d, forced tokens consistent %d", calls, consistent);
+    // log q by hand: Σ over action tokens of log softmax over allowed (⊤ included), + log q(⊤).
+    int stride = task.max_len + 1, T;
+    float *lf = gfn_malloc(sizeof(float) * N * stride), *lt = gfn_malloc(sizeof(float) * N * stride);
+    policy_logprobs(policy, &task, t, N, stride, lf, lt, &T);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        int row[16], plen;
+        const int *prompt = tt_prompt(&task, t[i]->query, &plen);
+        int n = 0;
+        for (int j = 0; j < plen; j++) row[n++] = prompt[j];
+        for (int j = 0; j < t[i]->ntok; j++) row[n++] = t[i]->tokens[j];
+        float *logits = gpt_forward(policy, row, 1, n);
+        double by_hand = 0, ours = 0;
+        for (int p = plen - 1; p < n; p++) {
+            // the token read at position p is row[p + 1] (or ⊤ at the end)
+            int next = p + 1 < n ? row[p + 1] : TT_TERM;
+            int is_forced = p + 1 < n && t[i]->forced[p + 1 - plen];
+            int next_forced = p + 2 < n && t[i]->forced[p + 2 - plen];
+            if (is_forced) continue;              // no log q for a forced token
+            if (next != TT_TERM && next_forced) {} // action before a tool call: counted below
+            float mx = -INFINITY;
+            double z = 0;
+            for (int v = 0; v < TT_V; v++) if (tt_allowed[v] && logits[p * TT_V + v] > mx) mx = logits[p * TT_V + v];
+            for (int v = 0; v < TT_V; v++) if (tt_allowed[v]) z += exp(logits[p * TT_V + v] - mx);
+            if (p + 1 - plen >= task.max_len) continue;   // ⊤ forced at the maximum: log 1
+            by_hand += logits[p * TT_V + next] - mx - log(z);
+        }
+        for (int k = 0; k < t[i]->nact; k++) ours += lf[i * stride + k];
+        ours += lt[i * stride + t[i]->nact];
+        worst = fmax(worst, fabs(ours - by_hand));
+    }
+    CHECK(worst < 1e-4, "log q(Z ⊤) with forced tokens differs from the hand sum by %g", worst);
+    free(lf); free(lt);
+    for (int i = 0; i < N; i++) traj_free(t[i]);
+    gpt_free(policy);
+}
+
+// The exact distribution of the sampler sums to 1, and the batched KV-cache sampler draws from it.
+static void test_exact_distribution(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 0, 1, 3);
+    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };   // with a non-zero LoRA in both paths
+    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    Rng init;
+    rng_seed(&init, 8);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.5f * rng_normal(&init);
+    int count = enumerate_z(&task, NULL, NULL, 0);
+    CHECK(count == 6 + 36 + 216, "enumerated %d sequences", count);
+    int *z = gfn_malloc(sizeof(int) * (size_t)count * task.max_len), *len = gfn_malloc(sizeof(int) * (size_t)count);
+    enumerate_z(&task, z, len, count);
+    float *log_q = gfn_malloc(sizeof(float) * (size_t)count);
+    for (int query = 0; query < 2; query++) {
+        policy_exact_logq(policy, &task, query, z, len, count, log_q);
+        double total = 0;
+        for (int i = 0; i < count; i++) total += exp(log_q[i]);
+        CHECK(fabs(total - 1) < 1e-4, "query %d: exact q sums to %.7f", query, total);
+        // Sample and compare frequencies (index by the same base-6 order as enumerate_z).
+        enum { N = 50, ROUNDS = 200 };
+        Traj *t[N];
+        int queries[N];
+        for (int i = 0; i < N; i++) { t[i] = traj_new(task.max_len); queries[i] = query; }
+        double *freq = gfn_calloc((size_t)count, sizeof(double));
+        Rng rng;
+        rng_seed(&rng, 77 + query);
+        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        for (int r = 0; r < ROUNDS; r++) {
+            sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
+            for (int i = 0; i < N; i++) {
+                int offset = 0, power = 6, idx = 0;
+                for (int l = 1; l < t[i]->nact; l++) { offset += power; power *= 6; }
+                for (int k = 0; k < t[i]->nact; k++) idx = idx * 6 + t[i]->tokens[k];
+                freq[offset + idx] += 1.0 / (N * ROUNDS);
+            }
+        }
+        double l1 = 0;
+        for (int i = 0; i < count; i++) l1 += fabs(freq[i] - exp(log_q[i]));
+        // 10,000 samples over 258 outcomes: the expected L1 of an exact sampler is about 0.1
+        CHECK(l1 < 0.2, "query %d: sampler vs exact distribution, L1 %g", query, l1);
+        free(freq);
+        for (int i = 0; i < N; i++) traj_free(t[i]);
+    }
+    free(z); free(len); free(log_q);
+    gpt_free(policy);
+}
+
+// A short `toy` run must cut the L1 distance to the exact posterior at least 5x.
+static void test_toy_run(void) {
+    Task *task = task_find("toy");
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1 };
+    GfnError err = { { 0 } };
+    CHECK(task && task->setup(task, &opt, &err) == 0, "toy setup: %s", err.msg);
+    if (!task) return;
+    GPT *policy = copy_model(task->base);
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.steps = 200; cfg.batch = 32; cfg.samples_per_query = 32; cfg.lr = 1e-2f; cfg.warmup = 10;
+    cfg.lora_rank = 8; cfg.lora_alpha = 16; cfg.quiet = 1;
+    float log_z = 0;
+    CHECK(gfn_train(task, policy, &cfg, &log_z, &err) == 0, "toy training: %s", err.msg);
+    char buf[1024];
+    FILE *f = tmpfile();
+    task->evaluate(task, policy, NULL, f, 1);
+    rewind(f);
+    double l1 = -1, l1_base = -1, value;
+    while (fscanf(f, "%1000s %lf", buf, &value) == 2) {
+        if (!strcmp(buf, "l1")) l1 = value;
+        if (!strcmp(buf, "l1_base")) l1_base = value;
+    }
+    fclose(f);
+    CHECK(l1_base >= 0.5 && l1 >= 0 && l1 * 5 <= l1_base, "toy: L1 %g from the base's %g (want >= 5x cut, base >= 0.5)", l1, l1_base);
+    gpt_free(policy);
+    task->cleanup(task);
+}
+
 void test_gfn(void) {
     test_objectives_fd();
     test_objective_identities();
     test_replay_buffer();
+    test_chain_fd();
+    test_forced_tokens();
+    test_exact_distribution();
+    test_toy_run();
 }

@@ -40,8 +40,8 @@ const char *test_data_dir(void) {
 #define SUITES(X) \
     X(util) \
     X(gfn) \
-    X(tokenizer) \
     X(hf) \
+    X(tokenizer) \
     X(arith)
 
 #define DECLARE(name) void test_##name(void);
