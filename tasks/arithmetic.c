@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // ----------------------------------------------------------------------------------------------
 // Questions: generation, text, parsing
@@ -186,6 +187,7 @@ typedef struct {
     int test_start[3], test_count[3];
     int use_fewshot;              // prompt() returns fx instead of x
     int eval_n;
+    int quiet;                    // no evaluation progress line
     // reward scratch, kept between calls
     KVCache *cache;
     int cache_rows, cache_len;
@@ -521,6 +523,7 @@ static int arith_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     ArithState *st = gfn_calloc(1, sizeof(ArithState));
     task->state = st;
     st->eval_n = opt->eval_n > 0 ? opt->eval_n : 100;
+    st->quiet = opt->quiet;
     st->tok = tokenizer_load(tok_path, err);
     if (!st->tok) { arith_cleanup(task); return 1; }
     task->base = gpt_load(model_path, err);
@@ -685,6 +688,7 @@ static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *ou
         for (int start = 0; start < count; start += QB) {
             int nq = count - start < QB ? count - start : QB;
             for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[s] + start + i / ARITH_SAMPLES;
+            if (!st->quiet && isatty(2)) fprintf(stderr, "\revaluating %d operands: %d/%d questions   ", arith_test_ops[s], start, count);
             sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, &rng);
             for (int qi = 0; qi < nq; qi++) {
                 long long votes[ARITH_SAMPLES];
@@ -710,6 +714,7 @@ static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *ou
                 }
             }
         }
+        if (!st->quiet && isatty(2)) fprintf(stderr, "\r%60s\r", "");
         fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], count ? (double)correct / count : 0.0);
         fprintf(out, "n_%d %d\n", arith_test_ops[s], count);
     }
@@ -883,7 +888,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
         }
         text_printf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
     }
-    text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands\n\n");
+    text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
     for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_printf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
 
     // The plot: x = 3, 4, 5 operands, y = accuracy 0..100 %, one polyline per method with ± std bars.

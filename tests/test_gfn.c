@@ -455,7 +455,7 @@ static void test_exact_distribution(void) {
 // A short `toy` run must cut the L1 distance to the exact posterior at least 5x.
 static void test_toy_run(void) {
     Task *task = task_find("toy");
-    TaskOptions opt = { "", "", "", 1, -13.8f, 1 };
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0 };
     GfnError err = { { 0 } };
     CHECK(task && task->setup(task, &opt, &err) == 0, "toy setup: %s", err.msg);
     if (!task) return;
