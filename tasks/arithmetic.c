@@ -270,7 +270,10 @@ void arith_rebuild(Task *task, Traj *t, const int *actions, int nact) {
 // once into row 0 and copied); decoding them gives log p of every Z token and of Y's first token
 // after every state. Then each state (r, i) gets a scratch row: a copy of row r's first
 // (context + ntok_at[i]) positions, fed Y_1..Y_{m-1} to score Y_2..Y_m. The cost is one decode per
-// context token plus (m − 1) per state, against (context + n + m) per state for separate forwards.
+// context token plus (m − 1) per state, against (context + n + m) per state for separate forwards:
+// for 16 sampled trajectories of the test's tiny model, 240 states, about 1.5k decoded tokens
+// against 31.6k (5x faster there). With the plain matmul every decoded token streams all the
+// weights once, so a trajectory of n actions costs about |X| + |Z| + (n + 1)(|Y| − 1) passes.
 
 // Tokens after the prompt at each state i = 0..nact (state i = action i and its inserted tokens).
 static void arith_states(const Traj *t, int *ntok_at) {
