@@ -663,8 +663,9 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
         else s->queries[i] = s->queries[i - 1];
     }
-    // Behaviour policy of this batch: on-policy, tempered, or the replay buffer.
-    float u = rng_uniform(rng);
+    // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
+    // on-policy estimator, so it always samples from the policy itself.
+    float u = cfg->loss == LOSS_REINFORCE ? 0.0f : rng_uniform(rng);
     int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
     if (from_replay) {
         for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
@@ -759,7 +760,8 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         adamw_update(&opt, lora->memory, lora->grad_memory, lr);
         if (cfg->loss == LOSS_TB) {
             for (int q = 0; q < task->num_train; q++) s.d_log_z[q] /= cfg->accum;
-            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z);
+            // log Z follows the same warm-up and decay, at its own (higher) peak rate
+            adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));
         }
         double elapsed = now_seconds() - start;
         if (log) {

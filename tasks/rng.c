@@ -19,6 +19,9 @@
 #include <string.h>
 
 enum { RNG_CHAR_V = 16, RNG_CHAR_TERM = 10 };
+#ifndef RNG_EMBED_SCALE
+#define RNG_EMBED_SCALE 30.0f
+#endif
 static const char rng_chars[RNG_CHAR_V + 1] = "0123456789\n ab,-";
 static const char *const rng_prompt_text = "The following is a random integer drawn uniformly between 0 and 100: ";
 
@@ -74,8 +77,13 @@ static void rng_log_reward(Task *task, Traj *const *t, int n) {
 // most of the time, but not uniformly and not always validly: 55 % numbers 0..100 with
 // p(v) ∝ 1/(v + 3), 30 % numbers 101..999, 15 % 1..4 random symbols; then ⊤.
 static GPT *rng_char_model(const RngState *st, uint64_t seed) {
-    GPTConfig config = { RNG_CHAR_V, 32, 2, 2, 32 };
+    GPTConfig config = { RNG_CHAR_V, 32, 2, 4, 64 };
     GPT *model = gpt_new_random(config, seed);
+    // The head is tied (logits = ln_f(x) · wteᵀ with ln_f normalised), so the logit gaps a
+    // policy can reach are bounded by the embedding norms; GPT-2's 0.02 init leaves a tiny
+    // model unable to reach the e^-14 probabilities that R = 1e-6 asks for. A wider init fixes it.
+    GPTParams *w = gpt_params(model);
+    for (size_t i = 0; i < (size_t)RNG_CHAR_V * config.n_embd; i++) w->wte[i] *= RNG_EMBED_SCALE;
     Rng rng;
     rng_seed(&rng, seed + 1);
     double zipf[101], total = 0;
@@ -209,19 +217,21 @@ static void rng_sampled(Task *task, GPT *model, int n, uint64_t seed, double *va
     for (int i = 0; i < B; i++) traj_free(t[i]);
 }
 
-// Exact metrics (built-in setup: one tokenisation per answer): q of each of the 101 answers.
+// Exact metrics (built-in setup): q of every spelling of each of the 101 answers, "N" and " N".
 static void rng_exact(Task *task, GPT *model, double *valid, double *kl) {
-    int z[101 * 4] = { 0 }, len[101];
-    for (int v = 0; v <= 100; v++) {
-        char s[8];
-        snprintf(s, sizeof s, "%d", v);
-        len[v] = (int)strlen(s);
-        for (int k = 0; k < len[v]; k++) z[v * task->max_len + k] = s[k] - '0';
-    }
-    float log_q[101];
-    policy_exact_logq(model, task, 0, z, len, 101, log_q);
+    int z[202 * 4] = { 0 }, len[202];
+    for (int v = 0; v <= 100; v++)
+        for (int space = 0; space < 2; space++) {
+            char s[8];
+            snprintf(s, sizeof s, space ? " %d" : "%d", v);
+            int i = 2 * v + space;
+            len[i] = (int)strlen(s);
+            for (int k = 0; k < len[i]; k++) z[i * task->max_len + k] = (int)(strchr(rng_chars, s[k]) - rng_chars);
+        }
+    float log_q[202];
+    policy_exact_logq(model, task, 0, z, len, 202, log_q);
     double p[101], total = 0;
-    for (int v = 0; v <= 100; v++) total += p[v] = exp(log_q[v]);
+    for (int v = 0; v <= 100; v++) total += p[v] = exp(log_q[2 * v]) + exp(log_q[2 * v + 1]);
     *valid = total;
     *kl = kl_to_uniform(p, total);
 }

@@ -481,7 +481,39 @@ static void test_toy_run(void) {
     task->cleanup(task);
 }
 
+// The rng task's reward: valid integers 0..100 (no leading zero, one optional leading space).
+static void test_rng_reward(void) {
+    Task *task = task_find("rng");
+    TaskOptions opt = { "", "", "", 1, -13.815511f, 1 };
+    GfnError err = { { 0 } };
+    if (!CHECK(task && task->setup(task, &opt, &err) == 0, "rng setup: %s", err.msg)) return;
+    // symbols: digits are ids 0..9, ' ' is 11, 'a' is 12
+    const int cases[][4] = { { 0 }, { 0, 0 }, { 1, 0, 0 }, { 1, 0, 1 }, { 11, 7 }, { 7, 12 }, { 9, 9 }, { 11, 11, 5 } };
+    const int lens[] = { 1, 2, 3, 3, 2, 2, 2, 3 };
+    const int valid[] = { 1, 0, 1, 0, 1, 0, 1, 0 };
+    int ok = 1;
+    Traj *t = traj_new(task->max_len);
+    for (int c = 0; c < 8; c++) {
+        t->query = 0;
+        t->ntok = t->nact = lens[c];
+        memcpy(t->tokens, cases[c], sizeof(int) * (size_t)lens[c]);
+        memset(t->forced, 0, (size_t)lens[c]);
+        task->log_reward(task, &t, 1);
+        if ((t->log_r[lens[c]] == 0.0f) != valid[c]) { ok = 0; printf("   case %d: log R %g\n", c, t->log_r[lens[c]]); }
+        if (t->log_r[0] == 0.0f) ok = 0;   // the empty answer is invalid
+    }
+    CHECK(ok, "rng rewards of the hand-made answers");
+    // "100" has the valid prefixes "1" and "10"
+    t->ntok = t->nact = 3;
+    t->tokens[0] = 1; t->tokens[1] = 0; t->tokens[2] = 0;
+    task->log_reward(task, &t, 1);
+    CHECK(t->log_r[1] == 0 && t->log_r[2] == 0 && t->log_r[3] == 0, "prefix rewards of 100");
+    traj_free(t);
+    task->cleanup(task);
+}
+
 void test_gfn(void) {
+    test_rng_reward();
     test_objectives_fd();
     test_objective_identities();
     test_replay_buffer();
