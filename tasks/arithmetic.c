@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 // ----------------------------------------------------------------------------------------------
@@ -686,12 +687,22 @@ static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *ou
     char text[512], shown[3][1024];
     int num_shown = 0;
     fprintf(out, "prompt %s\n", prompted ? "3-shot" : "question");
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double t0 = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+    int done_before = 0;
     for (int s = 0; s < 3; s++) {
         int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s], correct = 0;
         for (int start = 0; start < count; start += QB) {
             int nq = count - start < QB ? count - start : QB;
             for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[s] + start + i / ARITH_SAMPLES;
-            if (!st->quiet && isatty(2)) fprintf(stderr, "\revaluating %d operands: %d/%d questions   ", arith_test_ops[s], start, count);
+            if (!st->quiet && isatty(2)) {
+                gettimeofday(&tv, NULL);
+                double elapsed = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec - t0;
+                int done = done_before + start, total = 3 * count;   // sets of equal size
+                fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[s], start, count,
+                        done ? elapsed / done * (total - done) : 0.0);
+            }
             sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, &rng);
             for (int qi = 0; qi < nq; qi++) {
                 long long votes[ARITH_SAMPLES];
@@ -720,6 +731,7 @@ static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *ou
         if (!st->quiet && isatty(2)) fprintf(stderr, "\r%60s\r", "");
         fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], count ? (double)correct / count : 0.0);
         fprintf(out, "n_%d %d\n", arith_test_ops[s], count);
+        done_before += count;
     }
     for (int i = 0; i < num_shown; i++) fprintf(out, "sample %s\n", shown[i]);
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
