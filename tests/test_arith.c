@@ -199,7 +199,8 @@ static void test_task(void) {
        if (make_base_model()) { CHECK(0, "could not make the tiny base model"); return; }
     Task *task = task_find("arithmetic");
     CHECK(task == &task_arithmetic, "arithmetic is not in the registry");
-    TaskOptions opt = { model_path, tok_path, "none", 1, -13.815511f, 1, 4 };
+    TaskOptions opt = { .model_path = model_path, .tokenizer_path = tok_path, .data_path = "none", .seed = 1,
+                        .reward_floor = -13.815511f, .quiet = 1, .eval_n = 4 };
     GfnError err = { { 0 } };
     if (!CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) return;
     CHECK(task->num_train == 1000 && task->num_test == 1500, "train %d, test %d", task->num_train, task->num_test);
@@ -383,7 +384,8 @@ static void test_paper_files(void) {
     if (!data) { test_skip("arith paper files", "no shared data (set GFN_DATA)"); return; }
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/arithmetic", data);
-    TaskOptions opt = { model_path, tok_path, dir, 1, -13.815511f, 1, 4 };
+    TaskOptions opt = { .model_path = model_path, .tokenizer_path = tok_path, .data_path = dir, .seed = 1,
+                        .reward_floor = -13.815511f, .quiet = 1, .eval_n = 4 };
     GfnError err = { { 0 } };
     Task *task = &task_arithmetic;
     if (!CHECK(task->setup(task, &opt, &err) == 0, "setup with %s: %s", dir, err.msg)) return;
