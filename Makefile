@@ -20,7 +20,7 @@ HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
 
-.PHONY: all test bench run data weights clean
+.PHONY: all test bench run reproduce data weights clean
 all: gfn
 
 gfn: $(SRC) $(HDR)
@@ -63,6 +63,52 @@ tests/bench: $(SRC) $(HDR) $(BENCH_SRC)
 
 bench: tests/bench
 	./tests/bench
+
+# ----------------------------------------------------------------------------------------------
+# The arithmetic task (tasks/arithmetic.c). `make run`: GFlowNet fine-tuning (modified SubTB) of
+# the base model, then base (3-shot prompt) vs fine-tuned accuracy on 3/4/5 operands and a few
+# sampled rationales. `make reproduce`: every method x 3 seeds -> results/arithmetic.md + .svg.
+# Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
+MODEL ?= weights/base.ckpt
+TOK ?= weights/tokenizer.bin
+EVAL_N ?= 100
+RUN_STEPS ?= 100
+STEPS ?= 200
+SEEDS ?= 1 2 3
+TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,150
+ARITH = ./gfn train arithmetic -m $(MODEL) -t $(TOK) --eval-n $(EVAL_N)
+
+# One run: $(1) method, $(2) seed, $(3) options, $(4) folder -> $(4)/$(1)_s$(2).txt holding the
+# evaluation lines, the method, seed, wall time and command (read by `gfn report arithmetic`).
+define arith_run
+	@echo "== $(1), seed $(2): $(ARITH) -s $(2) $(3)"
+	@start=$$(date +%s); $(ARITH) -s $(2) $(3) > $(4)/$(1)_s$(2).out && \
+	{ echo "method $(1)"; echo "seed $(2)"; cat $(4)/$(1)_s$(2).out; \
+	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(ARITH) -s $(2) $(3)"; } > $(4)/$(1)_s$(2).txt && \
+	rm -f $(4)/$(1)_s$(2).out
+endef
+
+run: gfn
+	@mkdir -p results/run && rm -f results/run/*.txt
+	$(call arith_run,base,1,--steps 0,results/run)
+	$(call arith_run,subtb,1,--loss subtb --steps $(RUN_STEPS) $(TRAIN_ARGS),results/run)
+	@./gfn report arithmetic results/run results/run > /dev/null
+	@echo; sed -n '/^| method/,/^$$/p' results/run.md
+	@grep '^sample' results/run/subtb_s1.txt | sed 's/^sample /fine-tuned: /'
+
+# Every method for one seed $(1).
+define arith_seed
+$(call arith_run,base,$(1),--steps 0,results/arithmetic)
+$(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
+$(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
+$(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
+$(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
+endef
+
+reproduce: gfn
+	@mkdir -p results/arithmetic && rm -f results/arithmetic/*.txt
+	$(foreach s,$(SEEDS),$(call arith_seed,$(s)))
+	./gfn report arithmetic results/arithmetic results/arithmetic
 
 clean:
 	rm -f gfn tests/run_tests tests/bench

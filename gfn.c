@@ -579,7 +579,7 @@ void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const i
 // ----------------------------------------------------------------------------------------------
 // The task registry: a new task adds its line here (and its file in tasks/).
 
-static Task *const tasks[] = { &task_toy, &task_rng };
+static Task *const tasks[] = { &task_toy, &task_rng, &task_arithmetic };
 
 Task *task_find(const char *name) {
     for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
@@ -743,6 +743,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
     s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
+    for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
     FILE *log = NULL;
@@ -1746,25 +1747,20 @@ static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
     return status;
 }
 
-// One arithmetic question in the paper's format, e.g.
-//   "Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6."
-// (one operand: "Question: 7 = ? Answer: The answer is 7."). *query_len gets the length of the
-// part the test files hold, "Question: ... = ? Answer:".
+// One worked question, written by the arithmetic task's own formatter (tasks/arithmetic.c).
+// The draws per operand (its digit, then an operator, the first one unused) fix the corpus bytes
+// of a seed. *query_len gets the length of the part the test files hold, "Question: ... Answer:".
 static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
-    int count = CORPUS_ARITHMETIC_OPERANDS, operand[6] = {0}, op[6] = {0};
-    for (int i = 0; i < count; i++) { operand[i] = rng_below(rng, 10); op[i] = rng_below(rng, 2) ? '+' : '-'; }
-    size_t n = (size_t)snprintf(buf, cap, "Question: %d", operand[0]);
-    for (int i = 1; i < count; i++) n += (size_t)snprintf(buf + n, cap - n, " %c %d", op[i], operand[i]);
-    n += (size_t)snprintf(buf + n, cap - n, " = ? Answer:");
-    *query_len = n;
-    int value = operand[0];
-    for (int i = 1; i < count; i++) {
-        int next = op[i] == '+' ? value + operand[i] : value - operand[i];
-        n += (size_t)snprintf(buf + n, cap - n, "%s %d %c %d = %d", i > 1 ? "," : "", value, op[i], operand[i], next);
-        value = next;
+    ArithQuestion q = { .n = CORPUS_ARITHMETIC_OPERANDS };
+    for (int i = 0; i < q.n; i++) {
+        q.operand[i] = rng_below(rng, 10);
+        char op = rng_below(rng, 2) ? '+' : '-';
+        if (i > 0) q.op[i - 1] = op;
     }
-    n += (size_t)snprintf(buf + n, cap - n, "%sThe answer is %d.", count > 1 ? ". " : " ", value);
-    return n;
+    arith_text(&q, ARITH_QUERY, buf, cap);
+    *query_len = strlen(buf);
+    arith_text(&q, ARITH_WORKED, buf, cap);
+    return strlen(buf);
 }
 
 static int corpus_arithmetic(TextBuf *out, const char *dir, uint64_t seed, GfnError *err) {
@@ -1967,6 +1963,7 @@ static void usage(FILE *out) {
         "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
         "  pretrain     train a GPT-2 from scratch on a text corpus\n"
         "  corpus       build the pretraining text from the shared data\n"
+        "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
@@ -1975,7 +1972,7 @@ static void train_usage(FILE *out) {
     fprintf(out,
         "usage: gfn train TASK [options]\n"
         "  --loss L            subtb | tb | db | vargrad | sft | reinforce (default subtb)\n"
-        "  --steps N           optimizer steps (200)\n"
+        "  --steps N           optimizer steps (200); 0 evaluates the untuned base model\n"
         "  --batch N           trajectories per micro-batch (16)\n"
         "  --k N               trajectories per query in a batch (16)\n"
         "  --accum N           micro-batches per step, gradients averaged (1)\n"
@@ -1992,6 +1989,7 @@ static void train_usage(FILE *out) {
         "  --lambda F          SubTB lambda (1)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  -s SEED             seed (1)\n"
+        "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
         "  --save PATH         adapter file (saved atomically at the end)\n"
         "  --save-every N      also every N steps\n"
@@ -2021,7 +2019,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0 };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -2063,12 +2061,13 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
         else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
         else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
+        else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
         else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
         else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
     }
-    if (cfg.steps < 1 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
-        fprintf(stderr, "gfn train: --steps, --batch, --accum, --rank and --replay must be at least 1\n");
+    if (cfg.steps < 0 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
+        fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
         return 1;
     }
     if (cfg.loss == LOSS_SFT && !task->demonstration) {
@@ -2079,7 +2078,7 @@ static int cmd_train(int argc, char **argv) {
     if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     GPT *policy = copy_model(task->base);
     float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
-    int status = gfn_train(task, policy, &cfg, log_z, &err);
+    int status = cfg.steps > 0 ? gfn_train(task, policy, &cfg, log_z, &err) : 0;   // 0: the base itself
     if (status) fprintf(stderr, "gfn: %s\n", err.msg);
     else task->evaluate(task, policy, cfg.loss == LOSS_TB ? log_z : NULL, stdout, cfg.seed);
     free(log_z);
@@ -2415,7 +2414,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1 };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0 };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
@@ -2481,6 +2480,15 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "pretrain")) return cmd_pretrain(argc, argv);
     if (!strcmp(argv[1], "corpus")) return cmd_corpus(argc, argv);
+    if (!strcmp(argv[1], "report") && argc == 5 && !strcmp(argv[2], "arithmetic")) {   // report arithmetic DIR OUT
+        char md[4096], svg[4096];
+        GfnError err = { { 0 } };
+        snprintf(md, sizeof md, "%s.md", argv[4]);
+        snprintf(svg, sizeof svg, "%s.svg", argv[4]);
+        if (arith_report(argv[3], md, svg, &err)) { fprintf(stderr, "gfn report: %s\n", err.msg); return 1; }
+        printf("wrote %s and %s\n", md, svg);
+        return 0;
+    }
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc, argv);
     if (!strcmp(argv[1], "score")) return cmd_score(argc, argv);

@@ -349,6 +349,7 @@ typedef struct {
     uint64_t seed;
     float reward_floor;         // log R of an invalid answer (rng: log 1e-6)
     int quiet;
+    int eval_n;                 // --eval-n: test questions per evaluated set (0: the task's default)
 } TaskOptions;
 
 typedef struct Task Task;
@@ -379,6 +380,9 @@ struct Task {
     // Text of a trajectory for logs (may be NULL): writes at most cap bytes, NUL-terminated.
     void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
     void *state;                // the task's own data
+    // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
+    int num_demos;
+    Traj **demos;
 };
 extern Task task_toy, task_rng;
 Task *task_find(const char *name);
@@ -447,6 +451,38 @@ void train_config_default(TrainConfig *cfg);
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
 // A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
 GPT *copy_model(GPT *model);
+
+// 4f. The arithmetic task (tasks/arithmetic.c): questions "Question: 6 - 0 - 4 - 8 = ? Answer:",
+// rationales "6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6", solutions ". The answer is -6.". The generator is
+// public so that the pretraining corpus can write the same text while excluding the test sets.
+extern Task task_arithmetic;
+#define ARITH_MAX_OPERANDS 8
+typedef struct {
+    int n;                                  // operands
+    int operand[ARITH_MAX_OPERANDS];        // one digit each
+    char op[ARITH_MAX_OPERANDS - 1];        // '+' or '-' between operand k and k+1
+} ArithQuestion;
+typedef enum { ARITH_QUERY, ARITH_RATIONALE, ARITH_SOLUTION, ARITH_WORKED } ArithPart;
+int arith_answer(const ArithQuestion *q);
+// X, the rationale (no leading space), Y, or the whole worked line X + " " + rationale + Y.
+void arith_text(const ArithQuestion *q, ArithPart part, char *buf, size_t cap);
+int arith_parse_query(const char *text, ArithQuestion *q);   // 0 on success
+// `count` distinct questions of min_ops..max_ops one-digit operands and + / −, none in
+// exclude[0..num_exclude); the same seed gives the same list. Returns how many were made.
+int arith_generate(uint64_t seed, int min_ops, int max_ops, int count, const ArithQuestion *exclude,
+                   int num_exclude, ArithQuestion *out);
+// The generated test set of one operand count (used when the paper's files are absent).
+int arith_test_questions(int num_operands, int count, ArithQuestion *out);
+// The calculator: text ends with '='; the value of the `a op b` written since the last ','.
+// Returns 1 and *value, or 0 when the text is not exactly int op int (see tasks/arithmetic.c).
+int arith_calculator(const char *text, size_t len, long long *value);
+int arith_last_number(const char *text, size_t len, long long *value);   // the vote of a Z
+// After setup: the reward's context (few-shot prompt + X) and Y of a query, as tokens.
+const int *arith_reward_context(Task *task, int query, int *len, const int **answer, int *answer_len);
+// Rebuilds a trajectory from its actions alone, the calculator inserting its outputs again.
+void arith_rebuild(Task *task, Traj *t, const int *actions, int nact);
+// results/arithmetic.md and .svg from a folder of result files (`gfn report arithmetic DIR`).
+int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
 // 4p. Pretraining (gfn.c): a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`).

@@ -47,7 +47,8 @@ static void toy_sequence(Rng *rng, const float *chain, int *inputs, int *targets
     }
 }
 
-// A tiny GPT pretrained with AdamW for a few hundred steps (about a second).
+// A tiny GPT (2 layers, C = 64; with C = 32 the LoRA policy plateaued at L1 ≈ 0.05) pretrained
+// with AdamW for 300 steps (a few seconds).
 static GPT *toy_base_model(uint64_t seed) {
     GPTConfig config = { TOY_V, 16, 2, 4, 64 };
     GPT *model = gpt_new_random(config, seed);

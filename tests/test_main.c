@@ -45,7 +45,8 @@ const char *test_data_dir(void) {
     X(hf) \
     X(pretrain) \
     X(corpus) \
-    X(gfn)
+    X(gfn) \
+    X(arith)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)

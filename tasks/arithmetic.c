@@ -1,0 +1,948 @@
+// tasks/arithmetic.c — integer arithmetic with a calculator (the paper's §4.3 task).
+//
+//   X = "Question: 6 - 0 - 4 - 8 = ? Answer:"
+//   Z = " 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6"      (the policy writes it; the calculator fills " v")
+//   Y = ". The answer is -6."
+//   log R(z_≤i ⊤) = log p_base(z_≤i Y | few-shot prompt, X)
+// The reward is p(prompt X Z Y) without the factor p(prompt X), which is the same for every Z of
+// a query (it cancels in SubTB and only shifts TB's log Z). Z contains the calculator's outputs as
+// text, so their base-model probabilities are part of the reward; they are never actions.
+//
+// Choices (documented once, here):
+// - ⊤ is the token "." — Y begins with it, so the stop decision is Y's first token and the
+//   paper's "." needs no second meaning. Actions: every token whose bytes are only digits and
+//   " +-=," (no "." so a Z cannot end early by accident; a '=' only as the token's last byte, so
+//   the calculator always fires right after it).
+// - The calculator reads the text after the last ',' (or the start of Z) up to the '=' just
+//   written and accepts exactly  int op int  with op '+' or '-', spaces anywhere between, and an
+//   int an optional '-' glued to 1–9 digits: "-6 - 7 =" gives " -13", "2 - -3 =" gives " 5",
+//   "2--3=" gives " 5". Anything else ("1 + 2 + 3 =", "- 6 - 7 =", "=") inserts nothing: no
+//   silently wrong value as in the official code, where longer chains were misread.
+// - The policy q(Z | X) is prompted with X only (as in the paper); the few-shot prompt is used by
+//   the reward and by the untuned base model's evaluation (a policy without LoRA, i.e.
+//   `--steps 0`), which is the paper's prompted-base baseline.
+// - Data: the paper's files when present (hw = 1000 question/answer pairs for training, the first
+//   10 worked rationales that are not test questions for SFT and replay seeding, the first 3 of
+//   those as the few-shot prompt; tests of 3, 4 and 5 operands); otherwise the same distribution
+//   from arith_generate with fixed seeds, the training questions excluding every test question
+//   (`--data none` forces the generator).
+#include "../gfn.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+// ----------------------------------------------------------------------------------------------
+// Questions: generation, text, parsing
+
+int arith_answer(const ArithQuestion *q) {
+    int v = q->operand[0];
+    for (int k = 1; k < q->n; k++) v = q->op[k - 1] == '+' ? v + q->operand[k] : v - q->operand[k];
+    return v;
+}
+
+// Appends formatted text to buf (always NUL-terminated, truncated at cap).
+static void append(char *buf, size_t cap, size_t *len, const char *s) {
+    for (; *s && *len + 1 < cap; s++) buf[(*len)++] = *s;
+    if (cap) buf[*len < cap ? *len : cap - 1] = 0;
+}
+
+void arith_text(const ArithQuestion *q, ArithPart part, char *buf, size_t cap) {
+    char num[32];
+    size_t len = 0;
+    if (cap) buf[0] = 0;
+    if (part == ARITH_QUERY || part == ARITH_WORKED) {
+        append(buf, cap, &len, "Question:");
+        for (int k = 0; k < q->n; k++) {
+            if (k) { snprintf(num, sizeof num, " %c", q->op[k - 1]); append(buf, cap, &len, num); }
+            snprintf(num, sizeof num, " %d", q->operand[k]);
+            append(buf, cap, &len, num);
+        }
+        append(buf, cap, &len, " = ? Answer:");
+    }
+    if (part == ARITH_RATIONALE || part == ARITH_WORKED) {   // " a op b = v," chained
+        int v = q->operand[0];
+        for (int k = 1; k < q->n; k++) {
+            int next = q->op[k - 1] == '+' ? v + q->operand[k] : v - q->operand[k];
+            snprintf(num, sizeof num, "%s%d %c %d = %d", k > 1 ? ", " : (part == ARITH_WORKED ? " " : ""),
+                     v, q->op[k - 1], q->operand[k], next);
+            append(buf, cap, &len, num);
+            v = next;
+        }
+    }
+    if (part == ARITH_SOLUTION || part == ARITH_WORKED) {
+        snprintf(num, sizeof num, ". The answer is %d.", arith_answer(q));
+        append(buf, cap, &len, num);
+    }
+}
+
+int arith_parse_query(const char *text, ArithQuestion *q) {
+    const char *p = text;
+    if (strncmp(p, "Question: ", 10)) return 1;
+    p += 10;
+    q->n = 0;
+    for (;;) {
+        if (*p < '0' || *p > '9' || q->n == ARITH_MAX_OPERANDS) return 1;
+        q->operand[q->n++] = *p++ - '0';
+        if (!strcmp(p, " = ? Answer:")) return 0;
+        if (p[0] != ' ' || (p[1] != '+' && p[1] != '-') || p[2] != ' ') return 1;
+        if (q->n == ARITH_MAX_OPERANDS) return 1;
+        q->op[q->n - 1] = p[1];
+        p += 3;
+    }
+}
+
+static int same_question(const ArithQuestion *a, const ArithQuestion *b) {
+    if (a->n != b->n) return 0;
+    for (int k = 0; k < a->n; k++) if (a->operand[k] != b->operand[k] || (k && a->op[k - 1] != b->op[k - 1])) return 0;
+    return 1;
+}
+
+static int contains(const ArithQuestion *set, int n, const ArithQuestion *q) {
+    for (int i = 0; i < n; i++) if (same_question(&set[i], q)) return 1;
+    return 0;
+}
+
+// Operand count uniform in [min_ops, max_ops], operands uniform in 0..9, operators + or − with
+// probability ½ each (the paper's distribution); distinct questions, none in `exclude`. Gives up
+// (returns fewer) when 100·count draws in a row fail, i.e. the space is exhausted.
+int arith_generate(uint64_t seed, int min_ops, int max_ops, int count, const ArithQuestion *exclude,
+                   int num_exclude, ArithQuestion *out) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    if (min_ops < 2) min_ops = 2;
+    if (max_ops > ARITH_MAX_OPERANDS) max_ops = ARITH_MAX_OPERANDS;
+    int made = 0;
+    for (long misses = 0; made < count && misses < 100L * count + 1000;) {
+        ArithQuestion q;
+        memset(&q, 0, sizeof q);
+        q.n = min_ops + rng_below(&rng, max_ops - min_ops + 1);
+        for (int k = 0; k < q.n; k++) {
+            q.operand[k] = rng_below(&rng, 10);
+            if (k) q.op[k - 1] = rng_below(&rng, 2) ? '-' : '+';
+        }
+        if (contains(exclude, num_exclude, &q) || contains(out, made, &q)) { misses++; continue; }
+        out[made++] = q;
+        misses = 0;
+    }
+    return made;
+}
+
+// Our own test sets when the paper's files are absent: fixed seeds, 500 distinct questions each.
+enum { ARITH_TEST_SEED = 5000, ARITH_TRAIN_SEED = 7000, ARITH_TEST_SIZE = 500 };
+int arith_test_questions(int num_operands, int count, ArithQuestion *out) {
+    return arith_generate(ARITH_TEST_SEED + (uint64_t)num_operands, num_operands, num_operands, count, NULL, 0, out);
+}
+
+// ----------------------------------------------------------------------------------------------
+// The calculator
+
+// Skips spaces, then reads an int: an optional '-' glued to 1..9 digits.
+static int read_int(const char **p, const char *end, long long *v) {
+    while (*p < end && **p == ' ') (*p)++;
+    int neg = 0, digits = 0;
+    if (*p < end && **p == '-') { neg = 1; (*p)++; }
+    *v = 0;
+    while (*p < end && **p >= '0' && **p <= '9' && digits < 10) { *v = *v * 10 + (**p - '0'); (*p)++; digits++; }
+    if (digits == 0 || digits > 9) return 0;
+    if (neg) *v = -*v;
+    return 1;
+}
+
+int arith_calculator(const char *text, size_t len, long long *value) {
+    if (len == 0 || text[len - 1] != '=') return 0;
+    size_t start = len - 1;
+    while (start > 0 && text[start - 1] != ',') start--;
+    const char *p = text + start, *end = text + len - 1;
+    long long a, b;
+    if (!read_int(&p, end, &a)) return 0;
+    while (p < end && *p == ' ') p++;
+    if (p >= end || (*p != '+' && *p != '-')) return 0;
+    char op = *p++;
+    if (!read_int(&p, end, &b)) return 0;
+    while (p < end && *p == ' ') p++;
+    if (p != end) return 0;
+    *value = op == '+' ? a + b : a - b;
+    return 1;
+}
+
+// ----------------------------------------------------------------------------------------------
+// The task's state
+
+enum { ARITH_NUM_DEMOS = 10, ARITH_SHOTS = 3, ARITH_MAX_LEN = 40, ARITH_SAMPLES = 10, ARITH_CHUNK = 32 };
+static const int arith_test_ops[3] = { 3, 4, 5 };
+
+typedef struct {
+    Tokenizer *tok;
+    int num_queries;              // train, then the three test sets
+    ArithQuestion *questions;     // (num_queries)
+    int **x, *x_len;              // policy prompt X of each query
+    int **fx, *fx_len;            // few-shot prompt + X (the base model's evaluation prompt)
+    int **y, *y_len;              // Y of each query
+    int *fewshot, fewshot_len;    // the 3 worked examples alone
+    int test_start[3], test_count[3];
+    int use_fewshot;              // prompt() returns fx instead of x
+    int eval_n;
+    int quiet;                    // no evaluation progress line
+    // reward scratch, kept between calls
+    KVCache *cache;
+    int cache_rows, cache_len;
+    float *logits;                // (cache_rows, V)
+    float *logp;                  // (V)
+} ArithState;
+
+static const int *arith_prompt(Task *task, int query, int *len) {
+    ArithState *st = task->state;
+    if (st->use_fewshot) { *len = st->fx_len[query]; return st->fx[query]; }
+    *len = st->x_len[query];
+    return st->x[query];
+}
+
+const int *arith_reward_context(Task *task, int query, int *len, const int **answer, int *answer_len) {
+    ArithState *st = task->state;
+    *len = st->fx_len[query];
+    *answer = st->y[query];
+    *answer_len = st->y_len[query];
+    return st->fx[query];
+}
+
+static int *encode(ArithState *st, const char *text, int *len) {
+    size_t n;
+    int *ids = tokenizer_encode(st->tok, text, strlen(text), 0, &n);
+    *len = (int)n;
+    return ids;
+}
+
+// The text of tokens[0..n) into buf (NUL-terminated, truncated at cap); returns its length.
+static size_t tokens_text(ArithState *st, const int *tokens, int n, char *buf, size_t cap) {
+    size_t len = 0;
+    for (int k = 0; k < n; k++) {
+        size_t bl;
+        const unsigned char *b = tokenizer_token_bytes(st->tok, tokens[k], &bl);
+        for (size_t j = 0; j < bl && len + 1 < cap; j++) buf[len++] = (char)b[j];
+    }
+    buf[len] = 0;
+    return len;
+}
+
+// The tool hook: after an action ending in '=', the calculator's " v" as tokens.
+static int arith_tool(Task *task, int query, const int *tokens, int ntok, int *forced, int max_forced) {
+    (void)query;
+    ArithState *st = task->state;
+    size_t bl;
+    const unsigned char *last = tokenizer_token_bytes(st->tok, tokens[ntok - 1], &bl);
+    if (bl == 0 || last[bl - 1] != '=') return 0;
+    char text[1024];
+    size_t len = tokens_text(st, tokens, ntok, text, sizeof text);
+    long long v;
+    if (!arith_calculator(text, len, &v)) return 0;
+    char out[32];
+    snprintf(out, sizeof out, " %lld", v);
+    int n;
+    int *ids = encode(st, out, &n);
+    if (n > max_forced) n = 0;   // no room: insert nothing rather than a truncated number
+    memcpy(forced, ids, sizeof(int) * (size_t)n);
+    free(ids);
+    return n;
+}
+
+void arith_rebuild(Task *task, Traj *t, const int *actions, int nact) {
+    t->ntok = t->nact = 0;
+    int forced[ARITH_MAX_LEN];
+    for (int k = 0; k < nact && t->ntok < task->max_len; k++) {
+        t->tokens[t->ntok] = actions[k];
+        t->forced[t->ntok++] = 0;
+        t->nact++;
+        if (t->ntok >= task->max_len) break;
+        int m = arith_tool(task, t->query, t->tokens, t->ntok, forced, task->max_len - t->ntok);
+        for (int i = 0; i < m; i++) { t->tokens[t->ntok] = forced[i]; t->forced[t->ntok++] = 1; }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// The reward of every prefix, reusing the KV cache of the shared context.
+//
+// Rows 0..n-1 of one cache hold few-shot prompt + X + Z of each trajectory (the prompt prefilled
+// once into row 0 and copied); decoding them gives log p of every Z token and of Y's first token
+// after every state. Then each state (r, i) gets a scratch row: a copy of row r's first
+// (context + ntok_at[i]) positions, fed Y_1..Y_{m-1} to score Y_2..Y_m. The cost is one decode per
+// context token plus (m − 1) per state, against (context + n + m) per state for separate forwards:
+// for 16 sampled trajectories of the test's tiny model, 240 states, about 1.5k decoded tokens
+// against 31.6k (5x faster there). With the plain matmul every decoded token streams all the
+// weights once, so a trajectory of n actions costs about |X| + |Z| + (n + 1)(|Y| − 1) passes.
+
+// Tokens after the prompt at each state i = 0..nact (state i = action i and its inserted tokens).
+static void arith_states(const Traj *t, int *ntok_at) {
+    int k = 0;
+    ntok_at[0] = 0;
+    for (int j = 0; j < t->ntok; j++) {
+        if (!t->forced[j]) k++;
+        if (j + 1 == t->ntok || !t->forced[j + 1]) ntok_at[k] = j + 1;
+    }
+}
+
+static float log_softmax_at(const float *logits, int V, int token, float *logp) {
+    (void)logp;
+    float max = -INFINITY;
+    for (int v = 0; v < V; v++) if (logits[v] > max) max = logits[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - max);
+    return logits[token] - max - (float)log(sum);
+}
+
+static void arith_log_reward(Task *task, Traj *const *t, int n) {
+    ArithState *st = task->state;
+    GPT *base = task->base;
+    int V = gpt_config(base).vocab_size, F = st->fewshot_len;
+    int max_ctx = 0;
+    for (int r = 0; r < n; r++) {
+        int q = t[r]->query, len = st->fx_len[q] + t[r]->ntok + st->y_len[q];
+        if (len > max_ctx) max_ctx = len;
+    }
+    if (max_ctx > gpt_config(base).max_seq_len) {
+        fprintf(stderr, "gfn: arithmetic: a reward context of %d tokens exceeds the model's %d\n", max_ctx, gpt_config(base).max_seq_len);
+        exit(1);
+    }
+    if (!st->cache || st->cache_rows < n + ARITH_CHUNK || st->cache_len < max_ctx) {
+        kv_cache_free(st->cache);
+        free(st->logits);
+        st->cache_rows = n + ARITH_CHUNK;
+        st->cache_len = max_ctx > st->cache_len ? max_ctx + 16 : st->cache_len;
+        st->cache = kv_cache_new(base, st->cache_rows, st->cache_len);
+        st->logits = gfn_malloc(sizeof(float) * (size_t)st->cache_rows * V);   // (rows, V)
+    }
+    KVCache *cache = st->cache;
+    int R = st->cache_rows;
+    int *feed = gfn_malloc(sizeof(int) * (size_t)R), *pos = gfn_malloc(sizeof(int) * (size_t)R);   // (R)
+    int stride = task->max_len + 1;
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)n * stride);         // (n, nact+1)
+    int *state_of = gfn_malloc(sizeof(int) * (size_t)n * stride);        // (n, ntok+1) state ending there, or −1
+    double *lp_z = gfn_calloc((size_t)n * stride, sizeof(double));       // (n, ntok) log p(z_j | context)
+    double *lp_y = gfn_calloc((size_t)n * stride, sizeof(double));       // (n, nact+1) log p(Y | state)
+
+    gpt_prefill(base, cache, st->fewshot, 1, F);
+    for (int r = 1; r < n; r++) kv_cache_copy_row(cache, r, 0, F);
+    int longest = 0;
+    for (int r = 0; r < n; r++) {
+        arith_states(t[r], ntok_at + (size_t)r * stride);
+        int *so = state_of + (size_t)r * stride;
+        for (int j = 0; j <= t[r]->ntok; j++) so[j] = -1;
+        for (int i = 0; i <= t[r]->nact; i++) so[ntok_at[(size_t)r * stride + i]] = i;
+        int len = st->fx_len[t[r]->query] + t[r]->ntok;
+        if (len > longest) longest = len;
+    }
+    // Decode position p of each row: the prompt tail (X), then Z; read the logits from X's last token on.
+    for (int p = F; p < longest; p++) {
+        for (int b = 0; b < R; b++) feed[b] = -1;
+        for (int r = 0; r < n; r++) {
+            int q = t[r]->query, P0 = st->fx_len[q];
+            if (p >= P0 + t[r]->ntok) continue;
+            feed[r] = p < P0 ? st->fx[q][p] : t[r]->tokens[p - P0];
+            pos[r] = p;
+        }
+        gpt_decode_step(base, cache, feed, pos, st->logits);
+        for (int r = 0; r < n; r++) {
+            if (feed[r] < 0) continue;
+            int q = t[r]->query, j = p - st->fx_len[q] + 1;   // tokens of Z before position p + 1
+            if (j < 0) continue;
+            const float *lg = st->logits + (size_t)r * V;
+            if (j < t[r]->ntok) lp_z[(size_t)r * stride + j] = log_softmax_at(lg, V, t[r]->tokens[j], st->logp);
+            int i = state_of[(size_t)r * stride + j];
+            if (i >= 0) lp_y[(size_t)r * stride + i] = log_softmax_at(lg, V, st->y[q][0], st->logp);
+        }
+    }
+    // Y_2..Y_m after every state, ARITH_CHUNK states at a time in rows n..n+CHUNK-1.
+    int total = 0;
+    for (int r = 0; r < n; r++) total += t[r]->nact + 1;
+    int *who = gfn_malloc(sizeof(int) * 2 * (size_t)total);   // (total, 2) trajectory and state
+    for (int r = 0, s = 0; r < n; r++) for (int i = 0; i <= t[r]->nact; i++) { who[2 * s] = r; who[2 * s + 1] = i; s++; }
+    for (int start = 0; start < total; start += ARITH_CHUNK) {
+        int m = total - start < ARITH_CHUNK ? total - start : ARITH_CHUNK, longest_y = 0;
+        for (int c = 0; c < m; c++) {
+            int r = who[2 * (start + c)], i = who[2 * (start + c) + 1];
+            int q = t[r]->query;
+            kv_cache_copy_row(cache, n + c, r, st->fx_len[q] + ntok_at[(size_t)r * stride + i]);
+            if (st->y_len[q] > longest_y) longest_y = st->y_len[q];
+        }
+        for (int k = 0; k + 1 < longest_y; k++) {   // feed Y_{k+1}, score Y_{k+2}
+            for (int b = 0; b < R; b++) feed[b] = -1;
+            for (int c = 0; c < m; c++) {
+                int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query;
+                if (k + 1 >= st->y_len[q]) continue;
+                feed[n + c] = st->y[q][k];
+                pos[n + c] = st->fx_len[q] + ntok_at[(size_t)r * stride + i] + k;
+            }
+            gpt_decode_step(base, cache, feed, pos, st->logits);
+            for (int c = 0; c < m; c++) {
+                if (feed[n + c] < 0) continue;
+                int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query;
+                lp_y[(size_t)r * stride + i] += log_softmax_at(st->logits + (size_t)(n + c) * V, V, st->y[q][k + 1], st->logp);
+            }
+        }
+    }
+    for (int r = 0; r < n; r++) {
+        double prefix = 0;
+        int j = 0;
+        for (int i = 0; i <= t[r]->nact; i++) {
+            for (; j < ntok_at[(size_t)r * stride + i]; j++) prefix += lp_z[(size_t)r * stride + j];
+            t[r]->log_r[i] = (float)(prefix + lp_y[(size_t)r * stride + i]);
+        }
+    }
+    free(feed); free(pos); free(ntok_at); free(state_of); free(lp_z); free(lp_y); free(who);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Setup: data files or generated questions, tokens, the allowed set, the demonstrations
+
+// Reads one of the paper's files into questions (checking num_sol and the texts against ours).
+static int read_questions(const char *path, ArithQuestion **out, int *count, char ***rationales, GfnError *err) {
+    size_t len;
+    unsigned char *text = read_file(path, &len, err);
+    if (!text) return 1;
+    Json *root = json_parse((const char *)text, len, path, err);
+    free(text);
+    if (!root) return 1;
+    if (root->type != JSON_ARRAY || root->len == 0) { gfn_error_set(err, "%s: expected a non-empty JSON array", path); json_free(root); return 1; }
+    *count = (int)root->len;
+    *out = gfn_calloc(root->len, sizeof(ArithQuestion));
+    if (rationales) *rationales = gfn_calloc(root->len, sizeof(char *));
+    int i = 0;
+    for (Json *e = root->child; e; e = e->next, i++) {
+        Json *qs = json_get(e, "str_query"), *sol = json_get(e, "num_sol"), *rat = json_get(e, "str_rationale");
+        char buf[256];
+        if (!qs || qs->type != JSON_STRING || arith_parse_query(qs->string, &(*out)[i])) {
+            gfn_error_set(err, "%s: entry %d: no str_query of the form \"Question: a op b ... = ? Answer:\"", path, i);
+            json_free(root); return 1;
+        }
+        if (!sol || sol->type != JSON_NUMBER || (int)sol->number != arith_answer(&(*out)[i])) {
+            gfn_error_set(err, "%s: entry %d: num_sol missing or not the value of \"%s\"", path, i, qs->string);
+            json_free(root); return 1;
+        }
+        if (rationales) {
+            arith_text(&(*out)[i], ARITH_RATIONALE, buf, sizeof buf);
+            if (!rat || rat->type != JSON_STRING || strcmp(rat->string, buf)) {
+                gfn_error_set(err, "%s: entry %d: str_rationale is not \"%s\"", path, i, buf);
+                json_free(root); return 1;
+            }
+        }
+    }
+    json_free(root);
+    return 0;
+}
+
+static int file_exists(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0;
+}
+
+// The questions: train (0..num_train-1; demonstrations not among them appended), then tests.
+// Returns the demonstrations' indices in demo[0..ARITH_NUM_DEMOS).
+static int arith_questions(Task *task, ArithState *st, const char *data_path, int *demo, GfnError *err) {
+    const char *dir = NULL;
+    char path[4096];
+    if (data_path && !strcmp(data_path, "none")) dir = NULL;   // force the generator
+    else if (data_path && *data_path) dir = data_path;
+    else if (file_exists("../shared/data/arithmetic/1digit_34_op+-_hw.json")) dir = "../shared/data/arithmetic";
+    else if (file_exists("data/arithmetic/1digit_34_op+-_hw.json")) dir = "data/arithmetic";
+    ArithQuestion *train = NULL, *demos = NULL, *tests[3] = { NULL, NULL, NULL };
+    int num_train = 0, num_demos = 0, num_tests[3] = { 0, 0, 0 };
+    if (dir) {
+        snprintf(path, sizeof path, "%s/1digit_34_op+-_hw.json", dir);
+        if (read_questions(path, &train, &num_train, NULL, err)) return 1;
+        snprintf(path, sizeof path, "%s/1digit_34_op+-_train_50_rationales.json", dir);
+        char **unused = NULL;
+        if (read_questions(path, &demos, &num_demos, &unused, err)) { free(train); return 1; }
+        free(unused);
+        for (int s = 0; s < 3; s++) {
+            snprintf(path, sizeof path, "%s/1digit_%d_op+-_test.json", dir, arith_test_ops[s]);
+            if (read_questions(path, &tests[s], &num_tests[s], NULL, err)) {
+                free(train); free(demos); for (int u = 0; u < s; u++) free(tests[u]);
+                return 1;
+            }
+        }
+    } else {
+        for (int s = 0; s < 3; s++) {
+            tests[s] = gfn_calloc(ARITH_TEST_SIZE, sizeof(ArithQuestion));
+            num_tests[s] = arith_test_questions(arith_test_ops[s], ARITH_TEST_SIZE, tests[s]);
+        }
+        int num_excl = num_tests[0] + num_tests[1] + num_tests[2];
+        ArithQuestion *excl = gfn_calloc((size_t)num_excl, sizeof(ArithQuestion));
+        memcpy(excl, tests[0], sizeof(ArithQuestion) * (size_t)num_tests[0]);
+        memcpy(excl + num_tests[0], tests[1], sizeof(ArithQuestion) * (size_t)num_tests[1]);
+        memcpy(excl + num_tests[0] + num_tests[1], tests[2], sizeof(ArithQuestion) * (size_t)num_tests[2]);
+        train = gfn_calloc(1000, sizeof(ArithQuestion));
+        num_train = arith_generate(ARITH_TRAIN_SEED, 3, 4, 1000, excl, num_excl, train);
+        free(excl);
+        num_demos = ARITH_NUM_DEMOS;
+        demos = gfn_calloc(ARITH_NUM_DEMOS, sizeof(ArithQuestion));
+        memcpy(demos, train, sizeof(ArithQuestion) * ARITH_NUM_DEMOS);
+    }
+    // Demonstrations: the first ARITH_NUM_DEMOS that are no test question; appended to train if new.
+    ArithQuestion *chosen = gfn_calloc(ARITH_NUM_DEMOS, sizeof(ArithQuestion));
+    int num_chosen = 0;
+    for (int i = 0; i < num_demos && num_chosen < ARITH_NUM_DEMOS; i++) {
+        int in_test = 0;
+        for (int s = 0; s < 3; s++) in_test |= contains(tests[s], num_tests[s], &demos[i]);
+        if (!in_test) chosen[num_chosen++] = demos[i];
+    }
+    if (num_chosen < ARITH_SHOTS) {
+        gfn_error_set(err, "%s: fewer than %d worked rationales outside the test sets", dir ? dir : "generator", ARITH_SHOTS);
+        return 1;
+    }
+    st->num_queries = num_train + num_chosen + num_tests[0] + num_tests[1] + num_tests[2];
+    st->questions = gfn_calloc((size_t)st->num_queries, sizeof(ArithQuestion));
+    memcpy(st->questions, train, sizeof(ArithQuestion) * (size_t)num_train);
+    int nq = num_train;
+    for (int d = 0; d < num_chosen; d++) {
+        int at = -1;
+        for (int i = 0; i < num_train; i++) if (same_question(&train[i], &chosen[d])) { at = i; break; }
+        if (at < 0) { st->questions[nq] = chosen[d]; at = nq++; }
+        demo[d] = at;
+    }
+    for (int d = num_chosen; d < ARITH_NUM_DEMOS; d++) demo[d] = -1;
+    task->num_train = nq;
+    for (int s = 0; s < 3; s++) {
+        st->test_start[s] = nq;
+        st->test_count[s] = num_tests[s];
+        memcpy(st->questions + nq, tests[s], sizeof(ArithQuestion) * (size_t)num_tests[s]);
+        nq += num_tests[s];
+        free(tests[s]);
+    }
+    st->num_queries = nq;
+    task->num_test = nq - task->num_train;
+    free(train); free(demos); free(chosen);
+    return 0;
+}
+
+static void arith_cleanup(Task *task);
+
+static int arith_setup(Task *task, const TaskOptions *opt, GfnError *err) {
+    const char *model_path = opt->model_path && *opt->model_path ? opt->model_path : "weights/base.ckpt";
+    const char *tok_path = opt->tokenizer_path && *opt->tokenizer_path ? opt->tokenizer_path : "weights/tokenizer.bin";
+    ArithState *st = gfn_calloc(1, sizeof(ArithState));
+    task->state = st;
+    st->eval_n = opt->eval_n > 0 ? opt->eval_n : 100;
+    st->quiet = opt->quiet;
+    st->tok = tokenizer_load(tok_path, err);
+    if (!st->tok) { arith_cleanup(task); return 1; }
+    task->base = gpt_load(model_path, err);
+    if (!task->base) { arith_cleanup(task); return 1; }
+    int V = gpt_config(task->base).vocab_size;
+    if (tokenizer_vocab_size(st->tok) > V) {
+        gfn_error_set(err, "%s: %d token ids, more than the %d of the model %s", tok_path, tokenizer_vocab_size(st->tok), V, model_path);
+        arith_cleanup(task); return 1;
+    }
+    int demo[ARITH_NUM_DEMOS];
+    if (arith_questions(task, st, opt->data_path, demo, err)) { arith_cleanup(task); return 1; }
+
+    // ⊤ = ".", and the allowed actions
+    int n;
+    int *dot = encode(st, ".", &n);
+    task->terminator = dot[0];
+    free(dot);
+    task->allowed = gfn_calloc((size_t)V, 1);
+    for (int v = 0; v < tokenizer_vocab_size(st->tok); v++) {
+        size_t bl;
+        const unsigned char *b = tokenizer_token_bytes(st->tok, v, &bl);
+        int ok = bl > 0 && v != tokenizer_eot_id(st->tok);
+        for (size_t j = 0; j < bl && ok; j++)
+            ok = (b[j] >= '0' && b[j] <= '9') || b[j] == ' ' || b[j] == '+' || b[j] == '-' || b[j] == ',' ||
+                 (b[j] == '=' && j + 1 == bl);
+        task->allowed[v] = (unsigned char)ok;
+    }
+    task->allowed[task->terminator] = 1;
+    task->min_len = 0;
+    task->max_len = ARITH_MAX_LEN;
+
+    // Token sequences: few-shot prompt, and per query X, few-shot + X, Y.
+    char text[4096], line[512];
+    size_t tl = 0;
+    text[0] = 0;
+    for (int s = 0; s < ARITH_SHOTS; s++) {
+        arith_text(&st->questions[demo[s]], ARITH_WORKED, line, sizeof line);
+        append(text, sizeof text, &tl, line);
+        append(text, sizeof text, &tl, "\n");
+    }
+    st->fewshot = encode(st, text, &st->fewshot_len);
+    int Q = st->num_queries;
+    st->x = gfn_calloc((size_t)Q, sizeof(int *)); st->x_len = gfn_calloc((size_t)Q, sizeof(int));
+    st->fx = gfn_calloc((size_t)Q, sizeof(int *)); st->fx_len = gfn_calloc((size_t)Q, sizeof(int));
+    st->y = gfn_calloc((size_t)Q, sizeof(int *)); st->y_len = gfn_calloc((size_t)Q, sizeof(int));
+    for (int q = 0; q < Q; q++) {
+        arith_text(&st->questions[q], ARITH_QUERY, line, sizeof line);
+        st->x[q] = encode(st, line, &st->x_len[q]);
+        st->fx_len[q] = st->fewshot_len + st->x_len[q];
+        st->fx[q] = gfn_malloc(sizeof(int) * (size_t)st->fx_len[q]);
+        memcpy(st->fx[q], st->fewshot, sizeof(int) * (size_t)st->fewshot_len);
+        memcpy(st->fx[q] + st->fewshot_len, st->x[q], sizeof(int) * (size_t)st->x_len[q]);
+        arith_text(&st->questions[q], ARITH_SOLUTION, line, sizeof line);
+        st->y[q] = encode(st, line, &st->y_len[q]);
+    }
+    st->logp = gfn_malloc(sizeof(float) * (size_t)V);
+
+    // Demonstrations as trajectories: each step " a op b =" (", a op b =" after the first) as
+    // actions, the calculator filling in the value — the same path a sampled Z takes.
+    task->demos = gfn_calloc(ARITH_NUM_DEMOS, sizeof(Traj *));
+    task->num_demos = 0;
+    for (int d = 0; d < ARITH_NUM_DEMOS && demo[d] >= 0; d++) {
+        const ArithQuestion *q = &st->questions[demo[d]];
+        int actions[ARITH_MAX_LEN * 2], na = 0, ok = 1, v = q->operand[0];
+        for (int k = 1; k < q->n && ok; k++) {
+            snprintf(line, sizeof line, "%s%d %c %d =", k > 1 ? ", " : " ", v, q->op[k - 1], q->operand[k]);
+            v = q->op[k - 1] == '+' ? v + q->operand[k] : v - q->operand[k];
+            int m, *ids = encode(st, line, &m);
+            for (int j = 0; j < m && ok; j++) {
+                ok = task->allowed[ids[j]] && ids[j] != task->terminator && na < ARITH_MAX_LEN;
+                if (ok) actions[na++] = ids[j];
+            }
+            free(ids);
+        }
+        Traj *t = traj_new(task->max_len);
+        t->query = demo[d];
+        arith_rebuild(task, t, actions, na);
+        tokens_text(st, t->tokens, t->ntok, text, sizeof text);
+        arith_text(q, ARITH_RATIONALE, line, sizeof line);
+        if (!ok || t->nact != na || text[0] != ' ' || strcmp(text + 1, line)) {
+            if (!opt->quiet) fprintf(stderr, "gfn: arithmetic: worked rationale %d does not fit the vocabulary or length; skipped\n", d);
+            traj_free(t);
+            continue;
+        }
+        task->demos[task->num_demos++] = t;
+    }
+    if (task->num_demos) task->log_reward(task, task->demos, task->num_demos);
+    return 0;
+}
+
+static void arith_cleanup(Task *task) {
+    ArithState *st = task->state;
+    if (st) {
+        for (int q = 0; q < st->num_queries; q++) {
+            if (st->x) free(st->x[q]);
+            if (st->fx) free(st->fx[q]);
+            if (st->y) free(st->y[q]);
+        }
+        free(st->x); free(st->x_len); free(st->fx); free(st->fx_len); free(st->y); free(st->y_len);
+        free(st->fewshot); free(st->questions);
+        kv_cache_free(st->cache);
+        free(st->logits); free(st->logp);
+        if (st->tok) tokenizer_free(st->tok);
+        free(st);
+    }
+    task->state = NULL;
+    for (int d = 0; d < task->num_demos; d++) traj_free(task->demos[d]);
+    free(task->demos);
+    task->demos = NULL;
+    task->num_demos = 0;
+    free(task->allowed);
+    task->allowed = NULL;
+    if (task->base) gpt_free(task->base);
+    task->base = NULL;
+}
+
+// SFT's data: one of the 10 worked rationales, whichever query was asked (SFT learns from those
+// ten only, as in the paper; the trajectory keeps its own query).
+static void arith_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+    (void)query;
+    traj_copy(out, task->demos[rng_below(rng, task->num_demos)]);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Evaluation: 10 samples at T = 0.1 with the calculator, majority vote on the last number of Z.
+
+// The last integer of the text (a '-' counts as its sign unless a digit precedes it); 0 if none.
+int arith_last_number(const char *text, size_t len, long long *value) {
+    size_t end = len;
+    while (end > 0 && (text[end - 1] < '0' || text[end - 1] > '9')) end--;
+    if (end == 0) return 0;
+    size_t start = end;
+    while (start > 0 && text[start - 1] >= '0' && text[start - 1] <= '9' && end - start < 9) start--;
+    long long v = 0;
+    for (size_t i = start; i < end; i++) v = v * 10 + (text[i] - '0');
+    if (start > 0 && text[start - 1] == '-' && !(start > 1 && text[start - 2] >= '0' && text[start - 2] <= '9')) v = -v;
+    *value = v;
+    return 1;
+}
+
+static void arith_render(Task *task, const Traj *t, char *buf, size_t cap) {
+    tokens_text(task->state, t->tokens, t->ntok, buf, cap);
+}
+
+static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed) {
+    (void)log_z;
+    ArithState *st = task->state;
+    int prompted = gpt_lora(policy) == NULL;   // the untuned base: the 3-shot prompt
+    st->use_fewshot = prompted;
+    Rng rng;
+    rng_seed(&rng, seed * 7919 + 17);
+    SamplerConfig sc = { 0.1f, 0, 1.0f };
+    enum { QB = 8 };   // questions per sampler batch
+    Traj *t[QB * ARITH_SAMPLES];
+    int queries[QB * ARITH_SAMPLES];
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) t[i] = traj_new(task->max_len);
+    char text[512], shown[3][1024];
+    int num_shown = 0;
+    fprintf(out, "prompt %s\n", prompted ? "3-shot" : "question");
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double t0 = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+    int done_before = 0;
+    for (int s = 0; s < 3; s++) {
+        int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s], correct = 0;
+        for (int start = 0; start < count; start += QB) {
+            int nq = count - start < QB ? count - start : QB;
+            for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[s] + start + i / ARITH_SAMPLES;
+            if (!st->quiet && isatty(2)) {
+                gettimeofday(&tv, NULL);
+                double elapsed = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec - t0;
+                int done = done_before + start, total = 3 * count;   // sets of equal size
+                fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[s], start, count,
+                        done ? elapsed / done * (total - done) : 0.0);
+            }
+            sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, &rng);
+            for (int qi = 0; qi < nq; qi++) {
+                long long votes[ARITH_SAMPLES];
+                int nv = 0, best = -1, best_count = 0;
+                for (int k = 0; k < ARITH_SAMPLES; k++) {
+                    Traj *tr = t[qi * ARITH_SAMPLES + k];
+                    size_t len = tokens_text(st, tr->tokens, tr->ntok, text, sizeof text);
+                    if (arith_last_number(text, len, &votes[nv])) nv++;
+                }
+                for (int a = 0; a < nv; a++) {   // the most frequent; ties to the first reached
+                    int c = 0;
+                    for (int b = 0; b < nv; b++) c += votes[b] == votes[a];
+                    if (c > best_count) { best_count = c; best = a; }
+                }
+                int q = queries[qi * ARITH_SAMPLES];
+                correct += best >= 0 && votes[best] == arith_answer(&st->questions[q]);
+                if (num_shown < 3 && start == 0 && qi == 0) {
+                    char question[256];
+                    arith_text(&st->questions[q], ARITH_QUERY, question, sizeof question);
+                    tokens_text(st, t[qi * ARITH_SAMPLES]->tokens, t[qi * ARITH_SAMPLES]->ntok, text, sizeof text);
+                    snprintf(shown[num_shown++], sizeof shown[0], "%s%s. (vote %lld, answer %d)", question, text,
+                             best >= 0 ? votes[best] : 0LL, arith_answer(&st->questions[q]));
+                }
+            }
+        }
+        if (!st->quiet && isatty(2)) fprintf(stderr, "\r%60s\r", "");
+        fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], count ? (double)correct / count : 0.0);
+        fprintf(out, "n_%d %d\n", arith_test_ops[s], count);
+        done_before += count;
+    }
+    for (int i = 0; i < num_shown; i++) fprintf(out, "sample %s\n", shown[i]);
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
+    st->use_fewshot = 0;
+}
+
+Task task_arithmetic = {
+    .name = "arithmetic",
+    .help = "integer arithmetic with a calculator: Z = worked steps, R = p(3-shot X Z Y); acc on 3/4/5 operands",
+    .setup = arith_setup,
+    .cleanup = arith_cleanup,
+    .prompt = arith_prompt,
+    .tool = arith_tool,
+    .log_reward = arith_log_reward,
+    .evaluate = arith_evaluate,
+    .demonstration = arith_demonstration,
+    .render = arith_render,
+};
+
+// ----------------------------------------------------------------------------------------------
+// The report of `make reproduce`: every result file of a folder (one run each: lines "method M",
+// "seed S", "acc_3 F", "acc_4 F", "acc_5 F", "n_3 N", "wall_s F", "command ...") becomes a
+// Markdown table of mean ± std per method and an SVG of accuracy against the operand count.
+
+enum { REPORT_MAX_METHODS = 16, REPORT_MAX_RUNS = 64 };
+typedef struct {
+    char name[32];
+    int runs;
+    double acc[3][REPORT_MAX_RUNS];
+    double wall;
+    int n_eval;
+    char command[512];
+} MethodRuns;
+
+static const char *const report_order[] = { "base", "sft", "reinforce", "tb", "subtb" };
+static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (secondary source)
+    if (!strcmp(method, "subtb")) return "95.2 / 75.4 / 40.7";
+    if (!strcmp(method, "sft")) return "72.1 / 19.6 / 12.8";
+    if (!strcmp(method, "reinforce")) return "30.6 / 13.7 / 5.6 (PPO)";
+    return "—";
+}
+static const char *report_label(const char *method) {
+    if (!strcmp(method, "base")) return "base model, 3-shot prompt";
+    if (!strcmp(method, "sft")) return "SFT on 10 worked rationales";
+    if (!strcmp(method, "reinforce")) return "reward maximiser (REINFORCE + baseline)";
+    if (!strcmp(method, "tb")) return "GFlowNet, TB";
+    if (!strcmp(method, "subtb")) return "GFlowNet, modified SubTB";
+    return method;
+}
+
+static int report_read(const char *path, MethodRuns *methods, int *num_methods, GfnError *err) {
+    size_t len;
+    unsigned char *text = read_file(path, &len, err);
+    if (!text) return 1;
+    char method[32] = "", command[512] = "";
+    double acc[3] = { NAN, NAN, NAN }, wall = 0;
+    int n_eval = 0;
+    for (char *line = (char *)text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        double v;
+        int k;
+        if (sscanf(line, "method %31s", method) == 1) continue;
+        if (!strncmp(line, "command ", 8)) { snprintf(command, sizeof command, "%s", line + 8); continue; }
+        if (sscanf(line, "wall_s %lf", &v) == 1) { wall = v; continue; }
+        if (sscanf(line, "n_3 %d", &k) == 1) { n_eval = k; continue; }
+        for (int s = 0; s < 3; s++) {
+            char key[16];
+            snprintf(key, sizeof key, "acc_%d %%lf", arith_test_ops[s]);
+            if (sscanf(line, key, &v) == 1) acc[s] = v;
+        }
+    }
+    free(text);
+    if (!method[0]) return 0;   // not a result file
+    if (isnan(acc[0]) || isnan(acc[1]) || isnan(acc[2])) { gfn_error_set(err, "%s: no acc_3, acc_4 and acc_5 lines (did the run fail?)", path); return 1; }
+    int m = 0;
+    while (m < *num_methods && strcmp(methods[m].name, method)) m++;
+    if (m == *num_methods) {
+        if (m == REPORT_MAX_METHODS) { gfn_error_set(err, "%s: more than %d methods", path, REPORT_MAX_METHODS); return 1; }
+        memset(&methods[m], 0, sizeof methods[m]);
+        snprintf(methods[m].name, sizeof methods[m].name, "%s", method);
+        (*num_methods)++;
+    }
+    MethodRuns *mr = &methods[m];
+    if (mr->runs == REPORT_MAX_RUNS) { gfn_error_set(err, "%s: more than %d runs of %s", path, REPORT_MAX_RUNS, method); return 1; }
+    for (int s = 0; s < 3; s++) mr->acc[s][mr->runs] = acc[s];
+    mr->wall += wall;
+    mr->n_eval = n_eval;
+    if (command[0]) snprintf(mr->command, sizeof mr->command, "%s", command);
+    mr->runs++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void mean_std(const double *x, int n, double *mean, double *std) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = n ? s / n : 0;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *std = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+// A growing text buffer for the two outputs.
+typedef struct { char *s; size_t len, cap; } Text;
+static void text_printf(Text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (t->len + (size_t)need + 1 > t->cap) {
+        t->cap = 2 * (t->len + (size_t)need + 1);
+        char *grown = realloc(t->s, t->cap);
+        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        t->s = grown;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)need;
+}
+
+int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err) {
+    DIR *d = opendir(dir);
+    if (!d) { gfn_error_set(err, "%s: cannot open the results folder", dir); return 1; }
+    char *names[1024];
+    int num_names = 0;
+    for (struct dirent *e; (e = readdir(d)) && num_names < 1024;) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && !strcmp(e->d_name + l - 4, ".txt")) {
+            names[num_names] = gfn_malloc(strlen(dir) + l + 2);
+            sprintf(names[num_names++], "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, (size_t)num_names, sizeof(char *), cmp_str);
+    MethodRuns *found = gfn_calloc(REPORT_MAX_METHODS, sizeof(MethodRuns)), *methods = gfn_calloc(REPORT_MAX_METHODS, sizeof(MethodRuns));
+    int num_found = 0, status = 0;
+    for (int i = 0; i < num_names; i++) {
+        if (!status) status = report_read(names[i], found, &num_found, err);
+        free(names[i]);
+    }
+    if (!status && num_found == 0) { gfn_error_set(err, "%s: no result files (*.txt with a \"method\" line)", dir); status = 1; }
+    if (status) { free(found); free(methods); return 1; }
+    int nm = 0;   // the known methods in their order, then the others as found
+    for (size_t o = 0; o < sizeof report_order / sizeof *report_order; o++)
+        for (int m = 0; m < num_found; m++) if (!strcmp(found[m].name, report_order[o])) methods[nm++] = found[m];
+    for (int m = 0; m < num_found; m++) {
+        int known = 0;
+        for (size_t o = 0; o < sizeof report_order / sizeof *report_order; o++) known |= !strcmp(found[m].name, report_order[o]);
+        if (!known) methods[nm++] = found[m];
+    }
+    free(found);
+
+    Text md = { NULL, 0, 0 };
+    text_printf(&md, "# Integer arithmetic with a calculator\n\n"
+                     "Test accuracy (%%), mean ± std over seeds; 10 samples at T = 0.1 with the calculator, majority vote on\n"
+                     "the last number of Z. 3 and 4 operands are in distribution, 5 operands out of distribution.\n"
+                     "The paper's figures are for GPT-J 6B (PAPER.md, secondary source); ours come from our own base model.\n\n"
+                     "| method | runs | test questions per set | 3 operands | 4 operands | 5 operands | paper 3 / 4 / 5 | wall time per run (s) |\n"
+                     "|---|---|---|---|---|---|---|---|\n");
+    for (int m = 0; m < nm; m++) {
+        MethodRuns *mr = &methods[m];
+        text_printf(&md, "| %s | %d | %d |", report_label(mr->name), mr->runs, mr->n_eval);
+        for (int s = 0; s < 3; s++) {
+            double mean, std;
+            mean_std(mr->acc[s], mr->runs, &mean, &std);
+            text_printf(&md, " %.1f ± %.1f |", 100 * mean, 100 * std);
+        }
+        text_printf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
+    }
+    text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
+    for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_printf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
+
+    // The plot: x = 3, 4, 5 operands, y = accuracy 0..100 %, one polyline per method with ± std bars.
+    static const char *const colors[] = { "#777777", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2" };
+    const int W = 560, H = 360, left = 60, right = 200, top = 20, bottom = 50;
+    Text svg = { NULL, 0, 0 };
+    text_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    text_printf(&svg, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+    #define PX(s) (left + (s) * (W - left - right) / 2.0)
+    #define PY(a) (top + (1.0 - (a)) * (H - top - bottom))
+    for (int g = 0; g <= 100; g += 20) {
+        text_printf(&svg, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n", left, PY(g / 100.0), W - right, PY(g / 100.0));
+        text_printf(&svg, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d</text>\n", left - 6, PY(g / 100.0) + 4, g);
+    }
+    for (int s = 0; s < 3; s++)
+        text_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", PX(s), H - bottom + 18, arith_test_ops[s]);
+    text_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">operands (5 = out of distribution)</text>\n", PX(1), H - 10);
+    text_printf(&svg, "<text x=\"14\" y=\"%.1f\" transform=\"rotate(-90 14 %.1f)\" text-anchor=\"middle\">test accuracy (%%)</text>\n", PY(0.5), PY(0.5));
+    for (int m = 0; m < nm; m++) {
+        const char *c = colors[m % 8];
+        double mean[3], std[3];
+        for (int s = 0; s < 3; s++) mean_std(methods[m].acc[s], methods[m].runs, &mean[s], &std[s]);
+        text_printf(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", c);
+        for (int s = 0; s < 3; s++) text_printf(&svg, "%s%.1f,%.1f", s ? " " : "", PX(s), PY(mean[s]));
+        text_printf(&svg, "\"/>\n");
+        for (int s = 0; s < 3; s++) {
+            text_printf(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(s), PY(mean[s]), c);
+            if (std[s] > 0)
+                text_printf(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n",
+                            PX(s), PY(fmin(1, mean[s] + std[s])), PX(s), PY(fmax(0, mean[s] - std[s])), c);
+        }
+        text_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
+                          "<text x=\"%d\" y=\"%d\">%s</text>\n",
+                    W - right + 12, top + 10 + 18 * m, W - right + 32, top + 10 + 18 * m, c, W - right + 38, top + 14 + 18 * m, methods[m].name);
+    }
+    #undef PX
+    #undef PY
+    text_printf(&svg, "</svg>\n");
+    status = write_file_atomic(md_path, md.s, md.len, err) || write_file_atomic(svg_path, svg.s, svg.len, err);
+    free(md.s); free(svg.s); free(methods);
+    return status;
+}
