@@ -249,7 +249,8 @@ void adamw_free(AdamW *opt);
 void adamw_update(AdamW *opt, float *params, const float *grads, float lr);
 // Scales grads so their global L2 norm is at most max_norm; returns the norm before clipping.
 float clip_grad_norm(float *grads, size_t n, float max_norm);
-// Linear warm-up over `warmup` steps, then cosine decay to lr_min at `total`.
+// Linear warm-up over `warmup` steps, then cosine decay to lr_min at `total`. step counts from 0:
+// lr_max·(step+1)/warmup while step < warmup, lr_min from step = total on.
 float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);
 
 // ----------------------------------------------------------------------------------------------

@@ -168,14 +168,20 @@ unsigned char *read_file(const char *path, size_t *len, GfnError *err) {
     return buf;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err) {
+// Atomic writes come in two halves so that big files can be streamed (a checkpoint is too large
+// to build in memory a second time): atomic_begin creates PATH.tmp; atomic_finish flushes, closes
+// and renames it over PATH, or removes it when the writer reports a failure (ok == 0).
+static FILE *atomic_begin(const char *path, char **tmp, GfnError *err) {
     size_t plen = strlen(path);
-    char *tmp = gfn_malloc(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { gfn_error_set(err, "%s: cannot create: %s", tmp, strerror(errno)); free(tmp); return 1; }
-    int ok = fwrite(data, 1, len, f) == len;
+    *tmp = gfn_malloc(plen + 5);
+    memcpy(*tmp, path, plen);
+    memcpy(*tmp + plen, ".tmp", 5);
+    FILE *f = fopen(*tmp, "wb");
+    if (!f) { gfn_error_set(err, "%s: cannot create: %s", *tmp, strerror(errno)); free(*tmp); *tmp = NULL; }
+    return f;
+}
+
+static int atomic_finish(FILE *f, char *tmp, const char *path, int ok, GfnError *err) {
     ok = (fflush(f) == 0) && ok;
     ok = (fclose(f) == 0) && ok;
     if (!ok) { gfn_error_set(err, "%s: write failed (disk full?)", tmp); remove(tmp); free(tmp); return 1; }
@@ -185,6 +191,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
     }
     free(tmp);
     return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err) {
+    char *tmp;
+    FILE *f = atomic_begin(path, &tmp, err);
+    if (!f) return 1;
+    return atomic_finish(f, tmp, path, fwrite(data, 1, len, f) == len, err);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -393,9 +406,6 @@ Json *json_at(const Json *array, size_t index) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// The model follows (engine work).
-
-// ----------------------------------------------------------------------------------------------
 // GPT-2: parameters
 //
 // The 16 tensors live one after another in a single block of floats (params_memory), in the order
@@ -424,14 +434,16 @@ typedef struct {
     float *ln1_mean;    // (L, B, T)
     float *ln1_rstd;    // (L, B, T)
     float *qkv;         // (L, B, T, 3C)   q, k, v
-    float *att;         // (L, B, NH, T, T) softmax probabilities; row t uses columns 0..t
+    float *att;         // (L, B, NH, T(T+1)/2) causal softmax probabilities, row t (t+1 long)
+                        // at offset t(t+1)/2: the masked half is never stored
     float *atty;        // (L, B, T, C)    attention output, input of attn.c_proj
     float *residual2;   // (L, B, T, C)    residual stream after the attention block
     float *ln2;         // (L, B, T, C)
     float *ln2_mean;    // (L, B, T)
     float *ln2_rstd;    // (L, B, T)
     float *fch;         // (L, B, T, 4C)   c_fc output
-    float *fch_gelu;    // (L, B, T, 4C)   its GELU, input of mlp.c_proj
+    float *fch_gelu;    // (B, T, 4C)      its GELU, input of mlp.c_proj: one layer at a time,
+                        //                 recomputed by the backward (cheaper than L copies)
     float *residual3;   // (L, B, T, C)    residual stream after the MLP block
     float *lnf;         // (B, T, C)
     float *lnf_mean;    // (B, T)
@@ -463,7 +475,8 @@ struct GPT {
     int *inputs;                     // (B, T) token ids of the last forward
     size_t inputs_capacity;
     int B, T;                        // of the last forward (0 before any)
-    const LoRA *forward_lora;        // the adapter the last forward used
+    int lora_generation;             // counts attaches and detaches
+    int forward_lora_generation;     // ... as of the last forward, whose layout the backward needs
 };
 
 static float **tensor_slot(GPTParams *p, int i) {
@@ -751,18 +764,20 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
     }
 }
 
+#define TRI(t) ((size_t)(t) * ((size_t)(t) + 1) / 2)   // entries of a causal triangle of t rows
+
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
 //   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
 // O(T²·hs) per head, forward and backward.
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    // out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C)
+    // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for schedule(static)
     for (int bht = 0; bht < B * NH * T; bht++) {
         int t = bht % T, h = (bht / T) % NH, b = bht / (T * NH);
         const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        float *a = att + ((size_t)b * NH + h) * TRI(T) + TRI(t);
         float max = -INFINITY;
         for (int t2 = 0; t2 <= t; t2++) {
             const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
@@ -794,7 +809,7 @@ static void attention_backward(float *dqkv, float *datt_row, const float *dout, 
         int b = bh / NH, h = bh % NH;
         float *da = datt_row + (size_t)bh * T;
         for (int t = 0; t < T; t++) {
-            const float *a = att + ((size_t)bh * T + t) * T;
+            const float *a = att + (size_t)bh * TRI(T) + TRI(t);
             const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
             const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
             float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
@@ -913,9 +928,9 @@ static void activations_layout(GPT *model, int B, int T) {
     Activations *a = &model->acts;
     struct { float **slot; size_t n; } plan[] = {
         { &a->encoded, N * C }, { &a->ln1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
-        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * T * T }, { &a->atty, L * N * C },
+        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * TRI(T) }, { &a->atty, L * N * C },
         { &a->residual2, L * N * C }, { &a->ln2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
-        { &a->fch, L * N * 4 * C }, { &a->fch_gelu, L * N * 4 * C }, { &a->residual3, L * N * C },
+        { &a->fch, L * N * 4 * C }, { &a->fch_gelu, N * 4 * C }, { &a->residual3, L * N * C },
         { &a->lnf, N * C }, { &a->lnf_mean, N }, { &a->lnf_rstd, N }, { &a->logits, N * V }, { &a->losses, N },
         { &a->lora_u[0], L * N * r }, { &a->lora_u[1], L * N * r }, { &a->lora_u[2], L * N * r },
         { &a->lora_u[3], L * N * r }, { &a->dresidual, N * C }, { &a->dC, N * C }, { &a->d4C, N * 4 * C },
@@ -952,7 +967,7 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
     activations_layout(model, B, T);
     model->B = B;
     model->T = T;
-    model->forward_lora = model->lora;
+    model->forward_lora_generation = model->lora_generation;
     memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
     Activations *a = &model->acts;
     GPTParams *p = &model->params;
@@ -962,8 +977,8 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
-        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *residual3 = a->residual3 + l * NC;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
@@ -1028,7 +1043,7 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
 void gpt_backward(GPT *model, const float *dlogits) {
     GPTConfig c = model->config;
     int B = model->B, T = model->T, L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
-    if (N == 0 || model->forward_lora != model->lora) {
+    if (N == 0 || model->forward_lora_generation != model->lora_generation) {
         fprintf(stderr, "gfn: gpt_backward: needs a forward with the same adapter first\n");
         exit(1);
     }
@@ -1047,12 +1062,13 @@ void gpt_backward(GPT *model, const float *dlogits) {
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * T * T, *residual2 = a->residual2 + l * NC;
-        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu + l * 4 * NC;
+        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
+        float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
 
         // x += mlp(ln_2(x)): dresidual holds d x_out, which also flows straight to x_in
+        gelu_forward(fch_gelu, fch, 4 * NC);
         memset(a->d4C, 0, 4 * NC * sizeof(float));
         linear_backward(model, LORA_MLP_PROJ, l, a->d4C, a->dresidual, fch_gelu, lora_u[LORA_MLP_PROJ], a->dlora, N);
         gelu_backward(a->d4C, fch, 4 * NC);
@@ -1113,6 +1129,7 @@ LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const i
         for (size_t i = 0; i < a_size[t]; i++) lora->A[t][i] = (2.0f * rng_uniform(&rng) - 1.0f) * bound;
     }
     model->lora = lora;
+    model->lora_generation++;
     return lora;
 }
 
@@ -1124,6 +1141,7 @@ void gpt_lora_detach(GPT *model) {
     free(model->lora->grad_memory);
     free(model->lora);
     model->lora = NULL;
+    model->lora_generation++;
 }
 
 void gpt_lora_merge(GPT *model) {
@@ -1170,7 +1188,7 @@ struct KVCache {
 KVCache *kv_cache_new(const GPT *model, int B, int max_len) {
     GPTConfig c = model->config;
     if (B < 1 || max_len < 1) { fprintf(stderr, "gfn: kv_cache_new: B=%d max_len=%d\n", B, max_len); exit(1); }
-    if (max_len > c.max_seq_len) max_len = c.max_seq_len;
+    if (max_len > c.max_seq_len) max_len = c.max_seq_len;   // positions past maxT have no wpe row
     KVCache *kv = gfn_calloc(1, sizeof(KVCache));
     kv->B = B; kv->max_len = max_len; kv->L = c.n_layer; kv->C = c.n_embd; kv->NH = c.n_head; kv->V = c.vocab_size;
     size_t BC = (size_t)B * c.n_embd, cache = (size_t)c.n_layer * B * max_len * c.n_embd;
@@ -1385,19 +1403,27 @@ float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
 #define CKPT_HEADER 64
 
 int gpt_save(const GPT *model, const char *path, GfnError *err) {
-    size_t n = model->num_parameters, len = CKPT_HEADER + n * 4;
-    unsigned char *buf = gfn_calloc(len, 1);
-    memcpy(buf, CKPT_MAGIC, 8);
-    put_le_u32(buf + 8, CKPT_VERSION);
-    put_le_u32(buf + 12, 0);
+    unsigned char header[CKPT_HEADER] = { 0 };
+    memcpy(header, CKPT_MAGIC, 8);
+    put_le_u32(header + 8, CKPT_VERSION);
+    put_le_u32(header + 12, 0);
     const GPTConfig *c = &model->config;
     int fields[5] = { c->vocab_size, c->max_seq_len, c->n_layer, c->n_head, c->n_embd };
-    for (int i = 0; i < 5; i++) put_le_u32(buf + 16 + 4 * i, (uint32_t)fields[i]);
-    #pragma omp parallel for schedule(static)
-    for (long long i = 0; i < (long long)n; i++) put_le_f32(buf + CKPT_HEADER + 4 * i, model->params_memory[i]);
-    int rc = write_file_atomic(path, buf, len, err);
+    for (int i = 0; i < 5; i++) put_le_u32(header + 16 + 4 * i, (uint32_t)fields[i]);
+    char *tmp;
+    FILE *f = atomic_begin(path, &tmp, err);
+    if (!f) return 1;
+    int ok = fwrite(header, 1, CKPT_HEADER, f) == CKPT_HEADER;
+    // Streamed in 1 MiB pieces, so saving never holds a second copy of the weights.
+    enum { CHUNK = 1 << 18 };
+    unsigned char *buf = gfn_malloc(4 * CHUNK);
+    for (size_t done = 0; ok && done < model->num_parameters; done += CHUNK) {
+        size_t count = model->num_parameters - done < CHUNK ? model->num_parameters - done : CHUNK;
+        for (size_t i = 0; i < count; i++) put_le_f32(buf + 4 * i, model->params_memory[done + i]);
+        ok = fwrite(buf, 4, count, f) == count;
+    }
     free(buf);
-    return rc;
+    return atomic_finish(f, tmp, path, ok, err);
 }
 
 static GPT *gpt_load_checkpoint(const char *path, GfnError *err) {

@@ -6,7 +6,8 @@
 #include <string.h>
 
 // Benches: each tests/bench_*.c file defines `void bench_NAME(void)` and adds a line here.
-#define BENCHES(X)
+#define BENCHES(X) \
+    X(model)
 
 #define DECLARE(name) void bench_##name(void);
 BENCHES(DECLARE)

@@ -41,7 +41,8 @@ const char *test_data_dir(void) {
     X(util) \
     X(gfn) \
     X(hf) \
-    X(tokenizer)
+    X(tokenizer) \
+    X(model)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
