@@ -7,7 +7,8 @@
 
 // Benches: each tests/bench_*.c file defines `void bench_NAME(void)` and adds a line here.
 #define BENCHES(X) \
-    X(model)
+    X(model) \
+    X(tokenizer)
 
 #define DECLARE(name) void bench_##name(void);
 BENCHES(DECLARE)

@@ -517,10 +517,24 @@ static void test_bad_files(void) {
     expect_load_error(d4, "no encoder.json", "missing encoder.json");
 }
 
+static void remove_tmp_files(void) {
+    static const char *const files[] = { "corpus.txt", "a.tok", "b.tok", "c.tok", "tiny.txt", "good.tok", "bad.tok" };
+    static const char *const dirs[] = { "gpt2_good", "gpt2_garbled", "gpt2_badmerge", "gpt2_badid", "gpt2_noencoder" };
+    char path[300];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(tmp_path(files[i]));
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(path, sizeof path, "%s/encoder.json", tmp_path(dirs[i])); remove(path);
+        snprintf(path, sizeof path, "%s/vocab.bpe", tmp_path(dirs[i])); remove(path);
+        rmdir(tmp_path(dirs[i]));
+    }
+    rmdir(TMP_DIR);
+}
+
 void test_tokenizer(void) {
     mkdir(TMP_DIR, 0755);
     test_gpt2_reference();
     test_training();
     test_special_and_round_trips();
     test_bad_files();
+    remove_tmp_files();
 }
