@@ -1965,7 +1965,8 @@ static void usage(FILE *out) {
         "  corpus       build the pretraining text from the shared data\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
-        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
+        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
+        "  score        log-probabilities of token-id sequences under a model (and adapter)\n");
 }
 
 static void train_usage(FILE *out) {

@@ -6,6 +6,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 // A random batch of trajectories with lengths 0..maxn (per-state arrays of stride maxn + 1).
 typedef struct {
@@ -513,6 +516,12 @@ static void test_rng_reward(void) {
 }
 
 void test_gfn(void) {
+    // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
+    // machine costs several times the work. Run this suite on one thread, then restore.
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
     test_rng_reward();
     test_objectives_fd();
     test_objective_identities();
@@ -521,4 +530,7 @@ void test_gfn(void) {
     test_forced_tokens();
     test_exact_distribution();
     test_toy_run();
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
 }
