@@ -39,23 +39,26 @@ data:
 	@if [ -d "$(SHARED_DATA)" ]; then mkdir -p data && cp -R $(SHARED_DATA)/. data/ && chmod -R u+w data && echo "data/ copied from $(SHARED_DATA)"; \
 	else echo "no $(SHARED_DATA): tests that need the datasets will skip"; fi
 
-# The base model: corpus (gfn.c's recipe; held-out sets listed there) -> BPE tokenizer with 4096
-# ids -> GPT-2 pretrained from scratch (4 layers, 4 heads, width 256, context 128: 4.2M
-# parameters; 3000 steps of 16 x 128 tokens, about 1.5 passes over its 4.1M tokens). Outputs go to
-# weights/ (ignored by git). An interrupted run continues from weights/gpt.bin.state to the same
-# bits (delete that file to start over with other flags). Check tokens/s with a short run first
-# and set PRETRAIN_STEPS to fit the time you have.
-WEIGHTS ?= weights
-PRETRAIN_STEPS ?= 3000
-PRETRAIN_FLAGS ?= --layers 4 --heads 4 --dim 256 --ctx 128 --batch 16 --steps $(PRETRAIN_STEPS) --warmup 100 \
-	--lr 1e-3 --min-lr 1e-4 --weight-decay 0.1 --clip 1 --val-frac 0.01 --eval-every 250 --eval-chunks 64 \
-	--save-every 100 --seed 1337
+# The base model, shipped in weights/: corpus (gfn.c's recipe; held-out sets listed there) ->
+# BPE tokenizer with 4096 ids -> GPT-2 pretrained from scratch (4 layers, 8 heads, width 256,
+# context 256: 4.27M parameters; 1800 steps of 8 x 256 tokens, about one pass over its 3.8M
+# tokens). Work files (corpus, token cache, training state, log) go to weights/build/ (ignored);
+# the result is copied to weights/base.ckpt (fp16) and weights/tokenizer.bin. An interrupted run
+# continues from weights/build/base.ckpt.state (delete it to start over with other flags).
+WEIGHTS_BUILD ?= weights/build
+PRETRAIN_THREADS ?= 2
+PRETRAIN_FLAGS ?= --layers 4 --heads 8 --dim 256 --ctx 256 --batch 8 --steps 1800 --warmup 100 \
+	--lr 0.002 --min-lr 0.0001 --weight-decay 0.1 --clip 1 --val-frac 0.05 --eval-every 200 --eval-chunks 32 \
+	--save-every 50 --seed 1337 --threads $(PRETRAIN_THREADS)
 weights: gfn
-	mkdir -p $(WEIGHTS)
-	./gfn corpus -d $(SHARED_DATA) -o $(WEIGHTS)/corpus.txt --seed 1
-	./gfn tokenizer train -i $(WEIGHTS)/corpus.txt -V 4096 -o $(WEIGHTS)/tokenizer.bin
-	./gfn pretrain -t $(WEIGHTS)/tokenizer.bin -i $(WEIGHTS)/corpus.txt -o $(WEIGHTS)/gpt.bin $(PRETRAIN_FLAGS) \
-		--log $(WEIGHTS)/pretrain.jsonl --eval-file $(SHARED_DATA)/stories/storycloze_val_5sent.txt $(if $(wildcard $(WEIGHTS)/gpt.bin.state),--resume $(WEIGHTS)/gpt.bin.state)
+	mkdir -p $(WEIGHTS_BUILD)
+	./gfn corpus -d $(SHARED_DATA) -o $(WEIGHTS_BUILD)/corpus.txt --seed 1
+	./gfn tokenizer train -i $(WEIGHTS_BUILD)/corpus.txt -V 4096 -o $(WEIGHTS_BUILD)/tokenizer.bin
+	./gfn pretrain -t $(WEIGHTS_BUILD)/tokenizer.bin -i $(WEIGHTS_BUILD)/corpus.txt -o $(WEIGHTS_BUILD)/base.ckpt $(PRETRAIN_FLAGS) \
+		--log $(WEIGHTS_BUILD)/pretrain.jsonl --eval-file $(SHARED_DATA)/stories/storycloze_val_5sent.txt \
+		$(if $(wildcard $(WEIGHTS_BUILD)/base.ckpt.state),--resume $(WEIGHTS_BUILD)/base.ckpt.state)
+	cp $(WEIGHTS_BUILD)/tokenizer.bin weights/tokenizer.bin
+	./gfn convert --fp16 $(WEIGHTS_BUILD)/base.ckpt weights/base.ckpt
 
 # Speed and memory figures of this machine (see tests/bench_*.c).
 tests/bench: $(SRC) $(HDR) $(BENCH_SRC)
