@@ -927,69 +927,120 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
 
 #define TRI(t) ((size_t)(t) * ((size_t)(t) + 1) / 2)   // entries of a causal triangle of t rows
 
+// exp(x) in plain float arithmetic that the compiler vectorises (libm's expf is a call per
+// element): x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-7 polynomial (Cephes' expf
+// coefficients, ~1 ulp), 2^n assembled in the exponent bits. x is clamped to [-87, 88], where
+// 2^n stays a normal float; below, the true value is < 2e-38 and is returned as ~1.6e-38.
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round(x / ln2): 1.5·2^23
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;               // ln2 split in two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t bits = (uint32_t)((int)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return p * two_n;
+}
+
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
 //   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
-// O(T²·hs) per head, forward and backward.
+// O(T²·hs) per head, forward and backward. One thread owns a whole (b, h): it copies the head's
+// keys (forward) or values (backward) transposed to (hs, T), so that a query's dot products with
+// all keys become hs contiguous axpys over the keys; every inner loop then runs over a contiguous
+// axis without a reduction chain, which the compiler vectorises.
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel for schedule(static)
-    for (int bht = 0; bht < B * NH * T; bht++) {
-        int t = bht % T, h = (bht / T) % NH, b = bht / (T * NH);
-        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float *a = att + ((size_t)b * NH + h) * TRI(T) + TRI(t);
-        float max = -INFINITY;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-            float s = 0.0f;
-            for (int i = 0; i < hs; i++) s += q[i] * k[i];
-            a[t2] = s * scale;
-            if (a[t2] > max) max = a[t2];
+    #pragma omp parallel if ((double)B * NH * T * T * hs >= 50000.0)
+    {
+        float *kT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's keys
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            int b = bh / NH, h = bh % NH;
+            const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q at +0, k at +C, v at +2C
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hs; i++) kT[(size_t)i * T + t] = x[(size_t)t * 3 * C + C + i];
+            for (int t = 0; t < T; t++) {
+                const float *q = x + (size_t)t * 3 * C;            // (hs)
+                float *a = att + (size_t)bh * TRI(T) + TRI(t);     // (t+1)
+                for (int t2 = 0; t2 <= t; t2++) a[t2] = 0.0f;
+                for (int i = 0; i < hs; i++) {                     // a[t2] = Σ_i q[i] · k_t2[i]
+                    const float *k = kT + (size_t)i * T;
+                    float qi = q[i];
+                    for (int t2 = 0; t2 <= t; t2++) a[t2] += qi * k[t2];
+                }
+                float max = -INFINITY, sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
+                for (int t2 = 0; t2 <= t; t2++) a[t2] = exp_approx(a[t2] - max);
+                for (int t2 = 0; t2 <= t; t2++) sum += a[t2];
+                for (int t2 = 0; t2 <= t; t2++) a[t2] /= sum;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;   // (hs)
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = x + (size_t)t2 * 3 * C + 2 * C;
+                    float p = a[t2];
+                    for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                }
+            }
         }
-        float sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
-        float *o = out + ((size_t)b * T + t) * C + h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            a[t2] /= sum;
-            const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-            for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
-        }
+        free(kT);
     }
 }
 
 static void attention_backward(float *dqkv, float *datt_row, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int NH) {
     // dqkv (B, T, 3C) +=, datt_row (B, NH, T) scratch, dout (B, T, C). Keys and values collect
-    // gradients from every later query, so a thread owns a whole (b, h).
+    // gradients from every later query, so a thread owns a whole (b, h): no two threads write
+    // the same element, and each sums in a fixed order.
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        float *da = datt_row + (size_t)bh * T;
-        for (int t = 0; t < T; t++) {
-            const float *a = att + (size_t)bh * TRI(T) + TRI(t);
-            const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
-            const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-            float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
-            float dot = 0.0f;  // Σ_t2 att · datt, for the softmax backward
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                float s = 0.0f;
-                for (int i = 0; i < hs; i++) { s += dy[i] * v[i]; dv[i] += a[t2] * dy[i]; }
-                da[t2] = s;
-                dot += a[t2] * s;
-            }
-            for (int t2 = 0; t2 <= t; t2++) {
-                float dscore = a[t2] * (da[t2] - dot) * scale;  // softmax backward, then the 1/√hs
-                const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                for (int i = 0; i < hs; i++) { dq[i] += dscore * k[i]; dk[i] += dscore * q[i]; }
+    #pragma omp parallel if ((double)B * NH * T * T * hs >= 50000.0)
+    {
+        float *vT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's values
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            int b = bh / NH, h = bh % NH;
+            const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q, k, v of head h
+            float *dx = dqkv + (size_t)b * T * 3 * C + h * hs;       // (T, 3C) rows: dq, dk, dv
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hs; i++) vT[(size_t)i * T + t] = x[(size_t)t * 3 * C + 2 * C + i];
+            float *da = datt_row + (size_t)bh * T;   // (T) d att of one query row, then d score
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (size_t)bh * TRI(T) + TRI(t);   // (t+1)
+                const float *dy = dout + ((size_t)b * T + t) * C + h * hs;   // (hs)
+                // out_t = Σ_t2 a[t2] v_t2:  da[t2] = dy · v_t2,  dv_t2 += a[t2] · dy
+                for (int t2 = 0; t2 <= t; t2++) da[t2] = 0.0f;
+                for (int i = 0; i < hs; i++) {
+                    const float *v = vT + (size_t)i * T;
+                    float dyi = dy[i];
+                    for (int t2 = 0; t2 <= t; t2++) da[t2] += dyi * v[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float *dv = dx + (size_t)t2 * 3 * C + 2 * C, p = a[t2];
+                    for (int i = 0; i < hs; i++) dv[i] += p * dy[i];
+                }
+                // softmax backward, then the 1/√hs: dscore = a · (da − Σ a·da) / √hs
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) dot += a[t2] * da[t2];
+                for (int t2 = 0; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
+                // score = q_t · k_t2:  dq_t += dscore · k_t2,  dk_t2 += dscore · q_t
+                const float *q = x + (size_t)t * 3 * C;
+                float *dq = dx + (size_t)t * 3 * C;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = x + (size_t)t2 * 3 * C + C;
+                    float *dk = dx + (size_t)t2 * 3 * C + C, ds = da[t2];
+                    for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
+                }
             }
         }
+        free(vT);
     }
 }
 
@@ -1428,7 +1479,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
                 a[t2] = s * scale;
                 if (a[t2] > max) max = a[t2];
             }
-            for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
+            for (int t2 = 0; t2 <= t; t2++) { a[t2] = exp_approx(a[t2] - max); sum += a[t2]; }
             float *o = kv->atty + (size_t)i * C + h * hs;
             for (int j = 0; j < hs; j++) o[j] = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) {
