@@ -1044,23 +1044,28 @@ static void attention_backward(float *dqkv, float *datt_row, const float *dout, 
     }
 }
 
-// GELU, tanh approximation (HF "gelu_new"): y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+// GELU, tanh approximation (HF "gelu_new"): y = ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³).
+// Computed through the identity ½(1 + tanh u) = σ(2u) = 1 / (1 + e^(−2u)), so y = x · σ(2u):
+// one exp_approx (vectorised, unlike libm's tanhf) and no cancellation for negative x.
+// Derivative: ½(1 + tanh u) = s and ½(1 − tanh² u) = 2s(1 − s) with s = σ(2u), so
+//   gelu'(x) = s + 2x · s(1 − s) · √(2/π)(1 + 3 · 0.044715x²).
 #define GELU_SCALE 0.7978845608028654f  // √(2/π)
-static void gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static)
+void gelu_forward(float *out, const float *inp, size_t N) {
+    // out (N), inp (N)
+    #pragma omp parallel for schedule(static) if (N >= 4096)
     for (long long i = 0; i < (long long)N; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + exp_approx(-2.0f * u));
     }
 }
 
-static void gelu_backward(float *d, const float *inp, size_t N) {
+void gelu_backward(float *d, const float *inp, size_t N) {
     // d (N) *= gelu'(inp), in place
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N >= 4096)
     for (long long i = 0; i < (long long)N; i++) {
-        float x = inp[i], th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        d[i] *= grad;
+        float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float e = exp_approx(-2.0f * u), s = 1.0f / (1.0f + e);   // 1 − s = e · s, without cancellation
+        d[i] *= s + 2.0f * x * (e * s * s) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     }
 }
 
