@@ -848,10 +848,15 @@ void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const fl
 // or the rows of a decode step). Every loop gives each output element to one thread, which sums
 // in a fixed order: results are bit-identical from run to run and for any thread count.
 
+// A loop opens a parallel region only when it has at least this many flops of work: below it,
+// waking the other threads (and, on a busy machine, waiting for one that has lost its core)
+// costs more than the loop.
+#define PARALLEL_MIN_WORK 50000.0
+
 // Encoder: out[b,t] = wte[id] + wpe[t].
 static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
     // out (B, T, C), inp (B, T), wte (V, C), wpe (maxT, C)
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
     for (int bt = 0; bt < B * T; bt++) {
         const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
         float *o = out + (size_t)bt * C;
@@ -862,12 +867,12 @@ static void encoder_forward(float *out, const int *inp, const float *wte, const 
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
     // dout (B, T, C). A token may repeat, so dwte is split by channel: each thread owns columns.
     if (dwte) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
         for (int c = 0; c < C; c++)
             for (int bt = 0; bt < B * T; bt++) dwte[(size_t)inp[bt] * C + c] += dout[(size_t)bt * C + c];
     }
     if (dwpe) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int b = 0; b < B; b++)
                 for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[((size_t)b * T + t) * C + c];
@@ -878,7 +883,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C) {
     // out (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (8.0 * N * C >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float m = 0.0f, v = 0.0f;
@@ -896,32 +901,37 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, const float *mean, const float *rstd, int N, int C) {
     // dinp (N, C) +=; with n = (x − mean)·rstd and g = dout·w:  dx = rstd · (g − mean(g) − n · mean(g·n))
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
-        float m = mean[i], s = rstd[i], g_mean = 0.0f, gn_mean = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float g = d[c] * weight[c];
-            g_mean += g;
-            gn_mean += g * (x[c] - m) * s;
-        }
-        g_mean /= (float)C;
-        gn_mean /= (float)C;
-        float *dx = dinp + (size_t)i * C;
-        for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gn_mean);
-    }
-    if (!dweight && !dbias) return;
-    // dweight (C) += Σ_i dout·n, dbias (C) += Σ_i dout: each thread owns channels
-    #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float dw = 0.0f, db = 0.0f;
+    // One parallel region for both loops (rows, then channels).
+    #pragma omp parallel if (12.0 * N * C >= PARALLEL_MIN_WORK)
+    {
+        #pragma omp for schedule(static)
         for (int i = 0; i < N; i++) {
-            float d = dout[(size_t)i * C + c];
-            dw += d * (inp[(size_t)i * C + c] - mean[i]) * rstd[i];
-            db += d;
+            const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+            float m = mean[i], s = rstd[i], g_mean = 0.0f, gn_mean = 0.0f;
+            for (int c = 0; c < C; c++) {
+                float g = d[c] * weight[c];
+                g_mean += g;
+                gn_mean += g * (x[c] - m) * s;
+            }
+            g_mean /= (float)C;
+            gn_mean /= (float)C;
+            float *dx = dinp + (size_t)i * C;
+            for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gn_mean);
         }
-        if (dweight) dweight[c] += dw;
-        if (dbias) dbias[c] += db;
+        // dweight (C) += Σ_i dout·n, dbias (C) += Σ_i dout: each thread owns channels
+        if (dweight || dbias) {
+            #pragma omp for schedule(static) nowait
+            for (int c = 0; c < C; c++) {
+                float dw = 0.0f, db = 0.0f;
+                for (int i = 0; i < N; i++) {
+                    float d = dout[(size_t)i * C + c];
+                    dw += d * (inp[(size_t)i * C + c] - mean[i]) * rstd[i];
+                    db += d;
+                }
+                if (dweight) dweight[c] += dw;
+                if (dbias) dbias[c] += db;
+            }
+        }
     }
 }
 
@@ -958,7 +968,7 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
     // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel if ((double)B * NH * T * T * hs >= 50000.0)
+    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
     {
         float *kT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's keys
         #pragma omp for schedule(static)
@@ -1001,7 +1011,7 @@ static void attention_backward(float *dqkv, float *datt_row, const float *dout, 
     // the same element, and each sums in a fixed order.
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel if ((double)B * NH * T * T * hs >= 50000.0)
+    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
     {
         float *vT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's values
         #pragma omp for schedule(static)
@@ -1052,7 +1062,7 @@ static void attention_backward(float *dqkv, float *datt_row, const float *dout, 
 #define GELU_SCALE 0.7978845608028654f  // √(2/π)
 void gelu_forward(float *out, const float *inp, size_t N) {
     // out (N), inp (N)
-    #pragma omp parallel for schedule(static) if (N >= 4096)
+    #pragma omp parallel for schedule(static) if (20.0 * N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) {
         float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
         out[i] = x / (1.0f + exp_approx(-2.0f * u));
@@ -1061,7 +1071,7 @@ void gelu_forward(float *out, const float *inp, size_t N) {
 
 void gelu_backward(float *d, const float *inp, size_t N) {
     // d (N) *= gelu'(inp), in place
-    #pragma omp parallel for schedule(static) if (N >= 4096)
+    #pragma omp parallel for schedule(static) if (20.0 * N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) {
         float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
         float e = exp_approx(-2.0f * u), s = 1.0f / (1.0f + e);   // 1 − s = e · s, without cancellation
@@ -1071,7 +1081,7 @@ void gelu_backward(float *d, const float *inp, size_t N) {
 
 // Residual connection: out += inp. Its backward is the identity (the gradient passes through).
 static void residual_add(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((double)N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) out[i] += inp[i];
 }
 
@@ -1080,7 +1090,7 @@ static void residual_add(float *out, const float *inp, size_t N) {
 static void lora_forward(float *y, float *u, const float *x, const float *A, const float *Bm, float s,
                          int N, int in, int r, int out) {
     matmul_forward(u, x, A, NULL, N, in, r);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (2.0 * N * r * out >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         float *ui = u + (size_t)i * r, *yi = y + (size_t)i * out;
         for (int j = 0; j < r; j++) {
@@ -1230,7 +1240,7 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
     float inv_count = count ? 1.0f / (float)count : 0.0f;
     // log p(y) = logit_y − logsumexp(logits), with the max subtracted so exp never overflows;
     // d(mean loss)/d logit_v = (softmax_v − [v = y]) / count.
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (4.0 * N * V >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         const float *row = logits + (size_t)i * V;
         float *drow = dlogits ? dlogits + (size_t)i * V : NULL;
@@ -1372,7 +1382,7 @@ void gpt_lora_merge(GPT *model) {
             float *W = *tensor_slot(&model->params, modules[t].weight) + (size_t)l * in * out;
             const float *A = lora->A[t] + (size_t)l * in * r, *Bm = lora->B[t] + (size_t)l * r * out;
             // W (in, out) += s · A (in, r) · B (r, out)
-            #pragma omp parallel for schedule(static)
+            #pragma omp parallel for schedule(static) if (2.0 * in * r * out >= PARALLEL_MIN_WORK)
             for (int i = 0; i < in; i++)
                 for (int j = 0; j < r; j++) {
                     float a = lora->scale * A[(size_t)i * r + j];
@@ -1440,7 +1450,7 @@ static float *kv_at(const KVCache *kv, float *base, int l, int row, int pos) {
 
 void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos, float *logits) {
     GPTParams *p = &model->params;
-    int C = kv->C, NH = kv->NH, V = kv->V, hs = C / NH, M = 0;
+    int C = kv->C, NH = kv->NH, V = kv->V, hs = C / NH, M = 0, max_pos = 0;
     for (int b = 0; b < kv->B; b++) {
         if (tokens[b] < 0) continue;
         if (tokens[b] >= V || pos[b] < 0 || pos[b] >= kv->max_len) {
@@ -1449,6 +1459,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
             exit(1);
         }
         kv->rows[M++] = b;
+        if (pos[b] > max_pos) max_pos = pos[b];
     }
     if (M == 0) return;
     size_t r = model->lora ? (size_t)model->lora->rank : 0;
@@ -1472,7 +1483,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
             memcpy(kv_at(kv, kv->v, l, b, pos[b]), kv->qkv + (size_t)i * 3 * C + 2 * C, (size_t)C * sizeof(float));
         }
         // the new query attends to this row's positions 0..pos (same arithmetic as attention_forward)
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if (4.0 * M * C * (max_pos + 1) >= PARALLEL_MIN_WORK)
         for (int ih = 0; ih < M * NH; ih++) {
             int i = ih / NH, h = ih % NH, b = kv->rows[i], t = pos[b];
             const float *q = kv->qkv + (size_t)i * 3 * C + h * hs;
@@ -1558,7 +1569,7 @@ void adamw_update(AdamW *opt, float *params, const float *grads, float lr) {
     float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
     float bc1 = (float)(1.0 - pow(b1, opt->step)), bc2 = (float)(1.0 - pow(b2, opt->step));
     float *m = opt->m, *v = opt->v;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (10.0 * opt->n >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)opt->n; i++) {
         float g = grads[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
@@ -1574,7 +1585,7 @@ float clip_grad_norm(float *grads, size_t n, float max_norm) {
     enum { CHUNK = 1 << 16 };
     long long chunks = (long long)((n + CHUNK - 1) / CHUNK);
     double *partial = gfn_malloc((size_t)(chunks ? chunks : 1) * sizeof(double));
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (chunks > 1)
     for (long long k = 0; k < chunks; k++) {
         size_t begin = (size_t)k * CHUNK, end = begin + CHUNK < n ? begin + CHUNK : n;
         double s = 0.0;
@@ -1587,7 +1598,7 @@ float clip_grad_norm(float *grads, size_t n, float max_norm) {
     float norm = (float)sqrt(total);
     if (norm > max_norm) {
         float scale = max_norm / (norm + 1e-6f);   // as torch.nn.utils.clip_grad_norm_
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)n >= PARALLEL_MIN_WORK)
         for (long long i = 0; i < (long long)n; i++) grads[i] *= scale;
     }
     return norm;
