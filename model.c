@@ -941,10 +941,16 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
 // element): x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-7 polynomial (Cephes' expf
 // coefficients, ~1 ulp), 2^n assembled in the exponent bits. x is clamped to [-87, 88], where
 // 2^n stays a normal float; below, the true value is < 2e-38 and is returned as ~1.6e-38.
+// The clamp compares bit patterns: integer selects are if-converted, while float compares
+// (which may trap) would stay branches and stop the vectoriser. NaN clamps to 88.
 static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round(x / ln2): 1.5·2^23
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;               // ln2 split in two parts
+    union { float value; uint32_t bits; } c = { x }, t, two_n;
+    c.bits = (int32_t)c.bits > 0x42B00000 ? 0x42B00000u : c.bits;   // x > 88: 88 (0x42B00000)
+    c.bits = c.bits > 0xC2AE0000u ? 0xC2AE0000u : c.bits;            // x < -87: -87 (0xC2AE0000)
+    x = c.value;
+    t.value = x * 1.44269504088896341f + 12582912.0f;   // round(x / ln2) in the low bits: 1.5·2^23
+    float n = t.value - 12582912.0f;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;   // ln2 split in two parts
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -952,10 +958,8 @@ static inline float exp_approx(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int)n + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return p * two_n;
+    two_n.bits = (t.bits - 0x4B400000u + 127u) << 23;   // 2^n: n + 127 in the exponent field
+    return p * two_n.value;
 }
 
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
