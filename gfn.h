@@ -177,6 +177,10 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
 void gpt_backward(GPT *model, const float *dlogits);
 const float *gpt_dinput(const GPT *model);
 void gpt_zero_grad(GPT *model);           // model and LoRA grads
+// GPT-2's tanh GELU (HF "gelu_new") on N floats, exposed for its accuracy test:
+// out = gelu(inp);  d *= gelu'(inp) in place.
+void gelu_forward(float *out, const float *inp, size_t N);
+void gelu_backward(float *d, const float *inp, size_t N);
 
 // LoRA on the model: attach (PEFT init from seed: A Kaiming-uniform, B zero), detach, merge.
 LoRA *gpt_lora_attach(GPT *model, int rank, float alpha, int use_rslora, const int targeted[LORA_NUM_TARGETS], uint64_t seed);

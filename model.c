@@ -857,10 +857,15 @@ void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const fl
 // or the rows of a decode step). Every loop gives each output element to one thread, which sums
 // in a fixed order: results are bit-identical from run to run and for any thread count.
 
+// A loop opens a parallel region only when it has at least this many flops of work: below it,
+// waking the other threads (and, on a busy machine, waiting for one that has lost its core)
+// costs more than the loop.
+#define PARALLEL_MIN_WORK 50000.0
+
 // Encoder: out[b,t] = wte[id] + wpe[t].
 static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
     // out (B, T, C), inp (B, T), wte (V, C), wpe (maxT, C)
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
     for (int bt = 0; bt < B * T; bt++) {
         const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
         float *o = out + (size_t)bt * C;
@@ -871,12 +876,12 @@ static void encoder_forward(float *out, const int *inp, const float *wte, const 
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
     // dout (B, T, C). A token may repeat, so dwte is split by channel: each thread owns columns.
     if (dwte) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
         for (int c = 0; c < C; c++)
             for (int bt = 0; bt < B * T; bt++) dwte[(size_t)inp[bt] * C + c] += dout[(size_t)bt * C + c];
     }
     if (dwpe) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int b = 0; b < B; b++)
                 for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[((size_t)b * T + t) * C + c];
@@ -887,7 +892,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C) {
     // out (N, C), mean (N), rstd (N), inp (N, C), weight (C), bias (C)
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (8.0 * N * C >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
         float m = 0.0f, v = 0.0f;
@@ -905,126 +910,191 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, const float *mean, const float *rstd, int N, int C) {
     // dinp (N, C) +=; with n = (x − mean)·rstd and g = dout·w:  dx = rstd · (g − mean(g) − n · mean(g·n))
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
-        float m = mean[i], s = rstd[i], g_mean = 0.0f, gn_mean = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float g = d[c] * weight[c];
-            g_mean += g;
-            gn_mean += g * (x[c] - m) * s;
-        }
-        g_mean /= (float)C;
-        gn_mean /= (float)C;
-        float *dx = dinp + (size_t)i * C;
-        for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gn_mean);
-    }
-    if (!dweight && !dbias) return;
-    // dweight (C) += Σ_i dout·n, dbias (C) += Σ_i dout: each thread owns channels
-    #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float dw = 0.0f, db = 0.0f;
+    // One parallel region for both loops (rows, then channels).
+    #pragma omp parallel if (12.0 * N * C >= PARALLEL_MIN_WORK)
+    {
+        #pragma omp for schedule(static)
         for (int i = 0; i < N; i++) {
-            float d = dout[(size_t)i * C + c];
-            dw += d * (inp[(size_t)i * C + c] - mean[i]) * rstd[i];
-            db += d;
+            const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+            float m = mean[i], s = rstd[i], g_mean = 0.0f, gn_mean = 0.0f;
+            for (int c = 0; c < C; c++) {
+                float g = d[c] * weight[c];
+                g_mean += g;
+                gn_mean += g * (x[c] - m) * s;
+            }
+            g_mean /= (float)C;
+            gn_mean /= (float)C;
+            float *dx = dinp + (size_t)i * C;
+            for (int c = 0; c < C; c++) dx[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gn_mean);
         }
-        if (dweight) dweight[c] += dw;
-        if (dbias) dbias[c] += db;
+        // dweight (C) += Σ_i dout·n, dbias (C) += Σ_i dout: each thread owns channels
+        if (dweight || dbias) {
+            #pragma omp for schedule(static) nowait
+            for (int c = 0; c < C; c++) {
+                float dw = 0.0f, db = 0.0f;
+                for (int i = 0; i < N; i++) {
+                    float d = dout[(size_t)i * C + c];
+                    dw += d * (inp[(size_t)i * C + c] - mean[i]) * rstd[i];
+                    db += d;
+                }
+                if (dweight) dweight[c] += dw;
+                if (dbias) dbias[c] += db;
+            }
+        }
     }
 }
 
 #define TRI(t) ((size_t)(t) * ((size_t)(t) + 1) / 2)   // entries of a causal triangle of t rows
 
+// exp(x) in plain float arithmetic that the compiler vectorises (libm's expf is a call per
+// element): x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-7 polynomial (Cephes' expf
+// coefficients, ~1 ulp), 2^n assembled in the exponent bits. x is clamped to [-87, 88], where
+// 2^n stays a normal float; below, the true value is < 2e-38 and is returned as ~1.6e-38.
+// The clamp compares bit patterns: integer selects are if-converted, while float compares
+// (which may trap) would stay branches and stop the vectoriser. NaN clamps to 88.
+static inline float exp_approx(float x) {
+    union { float value; uint32_t bits; } c = { x }, t, two_n;
+    c.bits = (int32_t)c.bits > 0x42B00000 ? 0x42B00000u : c.bits;   // x > 88: 88 (0x42B00000)
+    c.bits = c.bits > 0xC2AE0000u ? 0xC2AE0000u : c.bits;            // x < -87: -87 (0xC2AE0000)
+    x = c.value;
+    t.value = x * 1.44269504088896341f + 12582912.0f;   // round(x / ln2) in the low bits: 1.5·2^23
+    float n = t.value - 12582912.0f;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;   // ln2 split in two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    two_n.bits = (t.bits - 0x4B400000u + 127u) << 23;   // 2^n: n + 127 in the exponent field
+    return p * two_n.value;
+}
+
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
 //   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
-// O(T²·hs) per head, forward and backward.
+// O(T²·hs) per head, forward and backward. One thread owns a whole (b, h): it copies the head's
+// keys (forward) or values (backward) transposed to (hs, T), so that a query's dot products with
+// all keys become hs contiguous axpys over the keys; every inner loop then runs over a contiguous
+// axis without a reduction chain, which the compiler vectorises.
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel for schedule(static)
-    for (int bht = 0; bht < B * NH * T; bht++) {
-        int t = bht % T, h = (bht / T) % NH, b = bht / (T * NH);
-        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float *a = att + ((size_t)b * NH + h) * TRI(T) + TRI(t);
-        float max = -INFINITY;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-            float s = 0.0f;
-            for (int i = 0; i < hs; i++) s += q[i] * k[i];
-            a[t2] = s * scale;
-            if (a[t2] > max) max = a[t2];
+    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
+    {
+        float *kT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's keys
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            int b = bh / NH, h = bh % NH;
+            const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q at +0, k at +C, v at +2C
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hs; i++) kT[(size_t)i * T + t] = x[(size_t)t * 3 * C + C + i];
+            for (int t = 0; t < T; t++) {
+                const float *q = x + (size_t)t * 3 * C;            // (hs)
+                float *a = att + (size_t)bh * TRI(T) + TRI(t);     // (t+1)
+                for (int t2 = 0; t2 <= t; t2++) a[t2] = 0.0f;
+                for (int i = 0; i < hs; i++) {                     // a[t2] = Σ_i q[i] · k_t2[i]
+                    const float *k = kT + (size_t)i * T;
+                    float qi = q[i];
+                    for (int t2 = 0; t2 <= t; t2++) a[t2] += qi * k[t2];
+                }
+                float max = -INFINITY, sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
+                for (int t2 = 0; t2 <= t; t2++) a[t2] = exp_approx(a[t2] - max);
+                for (int t2 = 0; t2 <= t; t2++) sum += a[t2];
+                for (int t2 = 0; t2 <= t; t2++) a[t2] /= sum;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;   // (hs)
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = x + (size_t)t2 * 3 * C + 2 * C;
+                    float p = a[t2];
+                    for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                }
+            }
         }
-        float sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
-        float *o = out + ((size_t)b * T + t) * C + h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            a[t2] /= sum;
-            const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-            for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
-        }
+        free(kT);
     }
 }
 
 static void attention_backward(float *dqkv, float *datt_row, const float *dout, const float *qkv, const float *att,
                                int B, int T, int C, int NH) {
     // dqkv (B, T, 3C) +=, datt_row (B, NH, T) scratch, dout (B, T, C). Keys and values collect
-    // gradients from every later query, so a thread owns a whole (b, h).
+    // gradients from every later query, so a thread owns a whole (b, h): no two threads write
+    // the same element, and each sums in a fixed order.
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        float *da = datt_row + (size_t)bh * T;
-        for (int t = 0; t < T; t++) {
-            const float *a = att + (size_t)bh * TRI(T) + TRI(t);
-            const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
-            const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-            float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
-            float dot = 0.0f;  // Σ_t2 att · datt, for the softmax backward
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                float s = 0.0f;
-                for (int i = 0; i < hs; i++) { s += dy[i] * v[i]; dv[i] += a[t2] * dy[i]; }
-                da[t2] = s;
-                dot += a[t2] * s;
-            }
-            for (int t2 = 0; t2 <= t; t2++) {
-                float dscore = a[t2] * (da[t2] - dot) * scale;  // softmax backward, then the 1/√hs
-                const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                for (int i = 0; i < hs; i++) { dq[i] += dscore * k[i]; dk[i] += dscore * q[i]; }
+    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
+    {
+        float *vT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's values
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            int b = bh / NH, h = bh % NH;
+            const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q, k, v of head h
+            float *dx = dqkv + (size_t)b * T * 3 * C + h * hs;       // (T, 3C) rows: dq, dk, dv
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hs; i++) vT[(size_t)i * T + t] = x[(size_t)t * 3 * C + 2 * C + i];
+            float *da = datt_row + (size_t)bh * T;   // (T) d att of one query row, then d score
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (size_t)bh * TRI(T) + TRI(t);   // (t+1)
+                const float *dy = dout + ((size_t)b * T + t) * C + h * hs;   // (hs)
+                // out_t = Σ_t2 a[t2] v_t2:  da[t2] = dy · v_t2,  dv_t2 += a[t2] · dy
+                for (int t2 = 0; t2 <= t; t2++) da[t2] = 0.0f;
+                for (int i = 0; i < hs; i++) {
+                    const float *v = vT + (size_t)i * T;
+                    float dyi = dy[i];
+                    for (int t2 = 0; t2 <= t; t2++) da[t2] += dyi * v[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float *dv = dx + (size_t)t2 * 3 * C + 2 * C, p = a[t2];
+                    for (int i = 0; i < hs; i++) dv[i] += p * dy[i];
+                }
+                // softmax backward, then the 1/√hs: dscore = a · (da − Σ a·da) / √hs
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) dot += a[t2] * da[t2];
+                for (int t2 = 0; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
+                // score = q_t · k_t2:  dq_t += dscore · k_t2,  dk_t2 += dscore · q_t
+                const float *q = x + (size_t)t * 3 * C;
+                float *dq = dx + (size_t)t * 3 * C;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = x + (size_t)t2 * 3 * C + C;
+                    float *dk = dx + (size_t)t2 * 3 * C + C, ds = da[t2];
+                    for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
+                }
             }
         }
+        free(vT);
     }
 }
 
-// GELU, tanh approximation (HF "gelu_new"): y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+// GELU, tanh approximation (HF "gelu_new"): y = ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³).
+// Computed through the identity ½(1 + tanh u) = σ(2u) = 1 / (1 + e^(−2u)), so y = x · σ(2u):
+// one exp_approx (vectorised, unlike libm's tanhf) and no cancellation for negative x.
+// Derivative: ½(1 + tanh u) = s and ½(1 − tanh² u) = 2s(1 − s) with s = σ(2u), so
+//   gelu'(x) = s + 2x · s(1 − s) · √(2/π)(1 + 3 · 0.044715x²).
 #define GELU_SCALE 0.7978845608028654f  // √(2/π)
-static void gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static)
+void gelu_forward(float *out, const float *inp, size_t N) {
+    // out (N), inp (N)
+    #pragma omp parallel for schedule(static) if (20.0 * N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + exp_approx(-2.0f * u));
     }
 }
 
-static void gelu_backward(float *d, const float *inp, size_t N) {
+void gelu_backward(float *d, const float *inp, size_t N) {
     // d (N) *= gelu'(inp), in place
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (20.0 * N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) {
-        float x = inp[i], th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        d[i] *= grad;
+        float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float e = exp_approx(-2.0f * u), s = 1.0f / (1.0f + e);   // 1 − s = e · s, without cancellation
+        d[i] *= s + 2.0f * x * (e * s * s) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     }
 }
 
 // Residual connection: out += inp. Its backward is the identity (the gradient passes through).
 static void residual_add(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((double)N >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)N; i++) out[i] += inp[i];
 }
 
@@ -1033,7 +1103,7 @@ static void residual_add(float *out, const float *inp, size_t N) {
 static void lora_forward(float *y, float *u, const float *x, const float *A, const float *Bm, float s,
                          int N, int in, int r, int out) {
     matmul_forward(u, x, A, NULL, N, in, r);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (2.0 * N * r * out >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         float *ui = u + (size_t)i * r, *yi = y + (size_t)i * out;
         for (int j = 0; j < r; j++) {
@@ -1183,7 +1253,7 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
     float inv_count = count ? 1.0f / (float)count : 0.0f;
     // log p(y) = logit_y − logsumexp(logits), with the max subtracted so exp never overflows;
     // d(mean loss)/d logit_v = (softmax_v − [v = y]) / count.
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (4.0 * N * V >= PARALLEL_MIN_WORK)
     for (int i = 0; i < N; i++) {
         const float *row = logits + (size_t)i * V;
         float *drow = dlogits ? dlogits + (size_t)i * V : NULL;
@@ -1325,7 +1395,7 @@ void gpt_lora_merge(GPT *model) {
             float *W = *tensor_slot(&model->params, modules[t].weight) + (size_t)l * in * out;
             const float *A = lora->A[t] + (size_t)l * in * r, *Bm = lora->B[t] + (size_t)l * r * out;
             // W (in, out) += s · A (in, r) · B (r, out)
-            #pragma omp parallel for schedule(static)
+            #pragma omp parallel for schedule(static) if (2.0 * in * r * out >= PARALLEL_MIN_WORK)
             for (int i = 0; i < in; i++)
                 for (int j = 0; j < r; j++) {
                     float a = lora->scale * A[(size_t)i * r + j];
@@ -1393,7 +1463,7 @@ static float *kv_at(const KVCache *kv, float *base, int l, int row, int pos) {
 
 void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos, float *logits) {
     GPTParams *p = &model->params;
-    int C = kv->C, NH = kv->NH, V = kv->V, hs = C / NH, M = 0;
+    int C = kv->C, NH = kv->NH, V = kv->V, hs = C / NH, M = 0, max_pos = 0;
     for (int b = 0; b < kv->B; b++) {
         if (tokens[b] < 0) continue;
         if (tokens[b] >= V || pos[b] < 0 || pos[b] >= kv->max_len) {
@@ -1402,6 +1472,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
             exit(1);
         }
         kv->rows[M++] = b;
+        if (pos[b] > max_pos) max_pos = pos[b];
     }
     if (M == 0) return;
     size_t r = model->lora ? (size_t)model->lora->rank : 0;
@@ -1425,7 +1496,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
             memcpy(kv_at(kv, kv->v, l, b, pos[b]), kv->qkv + (size_t)i * 3 * C + 2 * C, (size_t)C * sizeof(float));
         }
         // the new query attends to this row's positions 0..pos (same arithmetic as attention_forward)
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if (4.0 * M * C * (max_pos + 1) >= PARALLEL_MIN_WORK)
         for (int ih = 0; ih < M * NH; ih++) {
             int i = ih / NH, h = ih % NH, b = kv->rows[i], t = pos[b];
             const float *q = kv->qkv + (size_t)i * 3 * C + h * hs;
@@ -1437,7 +1508,7 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
                 a[t2] = s * scale;
                 if (a[t2] > max) max = a[t2];
             }
-            for (int t2 = 0; t2 <= t; t2++) { a[t2] = expf(a[t2] - max); sum += a[t2]; }
+            for (int t2 = 0; t2 <= t; t2++) { a[t2] = exp_approx(a[t2] - max); sum += a[t2]; }
             float *o = kv->atty + (size_t)i * C + h * hs;
             for (int j = 0; j < hs; j++) o[j] = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) {
@@ -1511,7 +1582,7 @@ void adamw_update(AdamW *opt, float *params, const float *grads, float lr) {
     float b1 = opt->beta1, b2 = opt->beta2, eps = opt->eps, wd = opt->weight_decay;
     float bc1 = (float)(1.0 - pow(b1, opt->step)), bc2 = (float)(1.0 - pow(b2, opt->step));
     float *m = opt->m, *v = opt->v;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (10.0 * opt->n >= PARALLEL_MIN_WORK)
     for (long long i = 0; i < (long long)opt->n; i++) {
         float g = grads[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
@@ -1527,7 +1598,7 @@ float clip_grad_norm(float *grads, size_t n, float max_norm) {
     enum { CHUNK = 1 << 16 };
     long long chunks = (long long)((n + CHUNK - 1) / CHUNK);
     double *partial = gfn_malloc((size_t)(chunks ? chunks : 1) * sizeof(double));
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (chunks > 1)
     for (long long k = 0; k < chunks; k++) {
         size_t begin = (size_t)k * CHUNK, end = begin + CHUNK < n ? begin + CHUNK : n;
         double s = 0.0;
@@ -1540,7 +1611,7 @@ float clip_grad_norm(float *grads, size_t n, float max_norm) {
     float norm = (float)sqrt(total);
     if (norm > max_norm) {
         float scale = max_norm / (norm + 1e-6f);   // as torch.nn.utils.clip_grad_norm_
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((double)n >= PARALLEL_MIN_WORK)
         for (long long i = 0; i < (long long)n; i++) grads[i] *= scale;
     }
     return norm;

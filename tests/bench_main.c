@@ -9,6 +9,7 @@
 #define BENCHES(X) \
     X(matmul) \
     X(model) \
+    X(pretrain) \
     X(tokenizer)
 
 #define DECLARE(name) void bench_##name(void);

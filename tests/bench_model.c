@@ -268,3 +268,42 @@ void bench_model(void) {
     printf("bench lora_step_speedup %.2f\n", full_step / lora_step);
     printf("bench lora_step_peak_mb %.0f\n", peak_lora);
 }
+
+// ----------------------------------------------------------------------------------------------
+// pretrain: the shipped base model's training step (L6 NH8 C256 V4096, B=16 T=256: 4096 tokens),
+// with wall time and this process's CPU time (user + system) per step, `./tests/bench pretrain`
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + 1e-6 * (double)usage.ru_utime.tv_usec +
+           (double)usage.ru_stime.tv_sec + 1e-6 * (double)usage.ru_stime.tv_usec;
+}
+
+void bench_pretrain(void) {
+    static const GPTConfig base_config = { 4096, 256, 6, 8, 256 };
+    enum { B = 16, T = 256, STEPS = 3 };
+    Trainer tr;
+    trainer_init(&tr, base_config, B, T, 0);
+    double tokens = (double)B * T, best_tok_s = 0.0;
+    printf("pretrain config (L6 NH8 C256 V4096) B=%d T=%d, best of %d steps after a warm-up\n", B, T, STEPS);
+    printf("  %7s %12s %12s %14s\n", "threads", "train tok/s", "step ms", "cpu ms/step");
+    for (int ti = 0; ti < NUM_THREAD_COUNTS; ti++) {
+        set_threads(thread_counts[ti]);
+        train_step(&tr);
+        double best = 1e30, cpu0 = cpu_seconds();
+        for (int s = 0; s < STEPS; s++) {
+            double t0 = now_seconds();
+            train_step(&tr);
+            double t = now_seconds() - t0;
+            if (t < best) best = t;
+        }
+        double cpu = (cpu_seconds() - cpu0) / STEPS;
+        best_tok_s = tokens / best;
+        printf("  %7d %12.0f %12.1f %14.1f\n", thread_counts[ti], best_tok_s, 1e3 * best, 1e3 * cpu);
+        fflush(stdout);
+    }
+    set_threads(MOST_THREADS);
+    trainer_free(&tr);
+    printf("bench base_train_tok_s %.1f\n", best_tok_s);
+}

@@ -581,7 +581,45 @@ static void test_reference(void) {
     gpt_free(model);
 }
 
+// GELU against the tanh formula evaluated in double (libm's exp), on a dense sweep: the float version goes
+// through σ(2u) and a polynomial exp, so check it stays within a few float roundings everywhere.
+static void test_gelu(void) {
+    enum { N = 400001 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float)), *d = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -20.0f + 40.0f * (float)i / (float)(N - 1);   // step 1e-4
+    x[0] = -1e4f; x[1] = -300.0f; x[2] = 1e4f; x[3] = 300.0f; x[4] = 0.0f; x[5] = 1e-30f; x[6] = -1e-30f;
+    for (int i = 0; i < N; i++) d[i] = 1.0f;
+    gelu_forward(y, x, N);
+    gelu_backward(d, x, N);
+    double worst_rel = 0.0, worst_abs = 0.0, worst_grad = 0.0;
+    for (int i = 0; i < N; i++) {
+        double xd = x[i], s = 0.7978845608028654, a = 0.044715;
+        // 1 + tanh u and 1 − tanh² u from e^(2u) in double: 1 + tanh(u) itself would cancel
+        // catastrophically for x < −7 even in double
+        double e = exp(2.0 * s * (xd + a * xd * xd * xd));
+        double one_plus_th = isinf(e) ? 2.0 : 2.0 * e / (1.0 + e);
+        double one_minus_th2 = isinf(e) ? 0.0 : 4.0 * e / ((1.0 + e) * (1.0 + e));
+        double ref = 0.5 * xd * one_plus_th;
+        double grad = 0.5 * one_plus_th + 0.5 * xd * one_minus_th2 * s * (1.0 + 3.0 * a * xd * xd);
+        double err = fabs((double)y[i] - ref);
+        if (err > worst_abs) worst_abs = err;
+        // u = √(2/π)(x + 0.044715x³) is rounded to float before e^(−2u), which multiplies its
+        // relative error by |2u| for negative x: allow for that conditioning, nothing more
+        double u = s * (xd + a * xd * xd * xd), cond = fabs(u) > 1.0 ? fabs(u) : 1.0;
+        if (fabs(ref) >= 1e-30 && err / fabs(ref) / cond > worst_rel) worst_rel = err / fabs(ref) / cond;
+        double gerr = fabs((double)d[i] - grad) / (fabs(grad) > 1.0 ? fabs(grad) : 1.0);
+        if (gerr > worst_grad) worst_grad = gerr;
+    }
+    printf("   gelu over [-20, 20] step 1e-4 and extremes: max rel err / max(1, |u|) %.2g, max abs err %.2g, grad err %.2g\n",
+           worst_rel, worst_abs, worst_grad);
+    CHECK(worst_rel < 1e-6, "gelu: relative error %g against the double tanh formula", worst_rel);
+    CHECK(worst_abs < 1e-6, "gelu: absolute error %g", worst_abs);
+    CHECK(worst_grad < 1e-6, "gelu': error %g (relative, floor 1) against the double formula", worst_grad);
+    free(x); free(y); free(d);
+}
+
 void test_model(void) {
+    test_gelu();
     test_reference();
     test_gradients();
     test_lora();
