@@ -1961,12 +1961,14 @@ static void usage(FILE *out) {
         "  sample       generate from a model (+ adapter) for a prompt, or from a task's policy\n"
         "  tasks        list the tasks\n"
         "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
+        "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n"
         "  pretrain     train a GPT-2 from scratch on a text corpus\n"
         "  corpus       build the pretraining text from the shared data\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
-        "  score        log-probabilities of token-id sequences under a model (and adapter)\n");
+        "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
+        "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n");
 }
 
 static void train_usage(FILE *out) {
@@ -2354,6 +2356,37 @@ static int cmd_score(int argc, char **argv) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// `gfn convert`: a model from one format to another (our checkpoint in f32 or f16, HF directory).
+
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    int fp16 = 0, hf = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: gfn convert IN OUT [--fp16 | --hf]\n"
+                   "  IN       a gfn checkpoint or a Hugging Face GPT-2 directory (config.json + model.safetensors)\n"
+                   "  OUT      a gfn checkpoint (f32), written atomically\n"
+                   "  --fp16   write the checkpoint with f16 tensors (half the size; loads as f32)\n"
+                   "  --hf     write OUT as a Hugging Face directory instead (config.json + model.safetensors, F32)\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--fp16")) fp16 = 1;
+        else if (!strcmp(argv[i], "--hf")) hf = 1;
+        else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else { fprintf(stderr, "gfn convert: unexpected argument '%s'\n", argv[i]); return 1; }
+    }
+    if (!in || !out || (fp16 && hf)) { fprintf(stderr, "usage: gfn convert IN OUT [--fp16 | --hf]\n"); return 1; }
+    GfnError err;
+    GPT *model = gpt_load(in, &err);
+    if (!model) { fprintf(stderr, "gfn convert: %s\n", err.msg); return 1; }
+    int rc = hf ? gpt_save_hf(model, out, &err) : fp16 ? gpt_save_f16(model, out, &err) : gpt_save(model, out, &err);
+    if (rc) fprintf(stderr, "gfn convert: %s\n", err.msg);
+    gpt_free(model);
+    return rc ? 1 : 0;
+}
+
+// ----------------------------------------------------------------------------------------------
 // `gfn sample`: generations of a model (with an adapter) for a prompt, or of a task's policy.
 typedef struct { int *prompt; int prompt_len; Tokenizer *tok; } TextTask;
 
@@ -2493,6 +2526,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc, argv);
     if (!strcmp(argv[1], "score")) return cmd_score(argc, argv);
+    if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
     fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

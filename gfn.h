@@ -152,6 +152,8 @@ GPT *gpt_new_random(GPTConfig config, uint64_t seed);   // GPT-2 init: N(0, 0.02
                                                          // projections N(0, 0.02/√(2L)), LN 1/0
 GPT *gpt_load(const char *path, GfnError *err);
 int gpt_save(const GPT *model, const char *path, GfnError *err);   // atomic
+// The same with f16 tensors (half the size; shipped weights): loads back as f32 rounded to f16.
+int gpt_save_f16(const GPT *model, const char *path, GfnError *err);
 void gpt_free(GPT *model);
 GPTConfig gpt_config(const GPT *model);
 GPTParams *gpt_params(GPT *model);

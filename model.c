@@ -1637,17 +1637,18 @@ float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
 //          36  28 bytes  zero (reserved); the header is 64 bytes
 //          64  the 16 tensors in gpt_tensor_names order, C-order, each value in dtype
 // The file size must be exactly 64 + num_parameters × (4 or 2): a truncated or padded file is
-// refused before anything is read. gpt_save writes f32.
+// refused before anything is read. gpt_save writes f32, gpt_save_f16 f16.
 
 #define CKPT_MAGIC "GFNCKPT1"
 #define CKPT_VERSION 1
 #define CKPT_HEADER 64
 
-int gpt_save(const GPT *model, const char *path, GfnError *err) {
+// Writes the checkpoint with tensors in f32 (dtype 0) or f16 (dtype 1, rounded to nearest even).
+static int checkpoint_write(const GPT *model, const char *path, int dtype, GfnError *err) {
     unsigned char header[CKPT_HEADER] = { 0 };
     memcpy(header, CKPT_MAGIC, 8);
     put_le_u32(header + 8, CKPT_VERSION);
-    put_le_u32(header + 12, 0);
+    put_le_u32(header + 12, (uint32_t)dtype);
     const GPTConfig *c = &model->config;
     int fields[5] = { c->vocab_size, c->max_seq_len, c->n_layer, c->n_head, c->n_embd };
     for (int i = 0; i < 5; i++) put_le_u32(header + 16 + 4 * i, (uint32_t)fields[i]);
@@ -1657,15 +1658,28 @@ int gpt_save(const GPT *model, const char *path, GfnError *err) {
     int ok = fwrite(header, 1, CKPT_HEADER, f) == CKPT_HEADER;
     // Streamed in 1 MiB pieces, so saving never holds a second copy of the weights.
     enum { CHUNK = 1 << 18 };
+    size_t bytes_per = dtype ? 2 : 4;
     unsigned char *buf = gfn_malloc(4 * CHUNK);
     for (size_t done = 0; ok && done < model->num_parameters; done += CHUNK) {
         size_t count = model->num_parameters - done < CHUNK ? model->num_parameters - done : CHUNK;
-        for (size_t i = 0; i < count; i++) put_le_f32(buf + 4 * i, model->params_memory[done + i]);
-        ok = fwrite(buf, 4, count, f) == count;
+        const float *p = model->params_memory + done;
+        if (dtype) {
+            for (size_t i = 0; i < count; i++) {
+                uint16_t h = float_to_half(p[i]);
+                buf[2 * i] = (unsigned char)h;
+                buf[2 * i + 1] = (unsigned char)(h >> 8);
+            }
+        } else {
+            for (size_t i = 0; i < count; i++) put_le_f32(buf + 4 * i, p[i]);
+        }
+        ok = fwrite(buf, bytes_per, count, f) == count;
     }
     free(buf);
     return atomic_finish(f, tmp, path, ok, err);
 }
+
+int gpt_save(const GPT *model, const char *path, GfnError *err) { return checkpoint_write(model, path, 0, err); }
+int gpt_save_f16(const GPT *model, const char *path, GfnError *err) { return checkpoint_write(model, path, 1, err); }
 
 static GPT *gpt_load_checkpoint(const char *path, GfnError *err) {
     struct stat st;

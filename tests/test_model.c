@@ -375,6 +375,23 @@ static void test_checkpoint(void) {
     CHECK(!memcmp(gpt_params_memory(back), gpt_params_memory(model), gpt_num_parameters(model) * sizeof(float)),
           "parameters round trip bit-exact");
     gpt_free(back);
+    // f16 storage: every value comes back as its nearest half, and the file is half the size.
+    const char *path16 = "tests_tmp_model16.ckpt";
+    CHECK(gpt_save_f16(model, path16, &err) == 0, "save f16: %s", err.msg);
+    back = gpt_load(path16, &err);
+    CHECK(back != NULL, "load f16: %s", back ? "" : err.msg);
+    if (back) {
+        const float *orig = gpt_params_memory(model), *half = gpt_params_memory(back);
+        size_t wrong = 0;
+        for (size_t i = 0; i < gpt_num_parameters(model); i++) wrong += half[i] != half_to_float(float_to_half(orig[i]));
+        CHECK(wrong == 0, "%zu f16 values differ from their rounding", wrong);
+        gpt_free(back);
+    }
+    size_t saved16_len;
+    unsigned char *file16 = read_file(path16, &saved16_len, &err);
+    CHECK(file16 && saved16_len == 64 + 2 * gpt_num_parameters(model) && le_u32(file16 + 12) == 1, "f16 file layout");
+    free(file16);
+    remove(path16);
 
     size_t len;
     unsigned char *file = read_file(path, &len, &err);
