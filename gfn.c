@@ -161,15 +161,22 @@ float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm) {
 // mean R of the other samples of the same query (0 when alone), the surrogate
 //   L = −(1/N) Σ_Z (R(Z) − b_Z) log q(Z ⊤)
 // has the policy gradient as its gradient: dL/d lf_k = dL/d lt_n = −(R − b_Z) / N.
+// Rewards are measured relative to the best sample of their query, R = exp(lr_n − max lr_n):
+// a positive factor per query, so each query's gradient keeps its direction, but a task whose
+// rewards are likelihoods (arithmetic: log R ≈ −20 to −50) no longer has all R underflow to 0.
 float loss_reinforce(const TrajBatch *b, float *d_pf, float *d_pterm) {
     zero_grads(b, d_pf, d_pterm);
     double loss = 0;
     for (int r = 0; r < b->n; r++) {
-        double reward = exp(b->log_r[(size_t)r * b->stride + b->len[r]]), others = 0;
+        double best = -INFINITY;
+        for (int o = 0; o < b->n; o++)
+            if (b->group[o] == b->group[r] && b->log_r[(size_t)o * b->stride + b->len[o]] > best)
+                best = b->log_r[(size_t)o * b->stride + b->len[o]];
+        double reward = exp(b->log_r[(size_t)r * b->stride + b->len[r]] - best), others = 0;
         int count = 0;
         for (int o = 0; o < b->n; o++)
             if (o != r && b->group[o] == b->group[r]) {
-                others += exp(b->log_r[(size_t)o * b->stride + b->len[o]]);
+                others += exp(b->log_r[(size_t)o * b->stride + b->len[o]] - best);
                 count++;
             }
         double advantage = reward - (count ? others / count : 0.0);

@@ -318,7 +318,8 @@ float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm);
 float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out);
 // Maximum likelihood of the given trajectories: mean of −log q(Z ⊤).
 float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm);
-// REINFORCE with the leave-one-out mean reward of the group as baseline: reward = exp(log R).
+// REINFORCE with the leave-one-out mean reward of the group as baseline: reward = exp(log R −
+// the group's max log R) (relative rewards, so likelihood rewards do not underflow).
 float loss_reinforce(const TrajBatch *b, float *d_pf, float *d_pterm);
 
 // 4b. Trajectories and the replay buffer.
