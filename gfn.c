@@ -1407,8 +1407,6 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     model = gpt_new_random(mc, cfg->seed);
     size_t P = gpt_num_parameters(model);
     float *params = gpt_params_memory(model);
-    gpt_grads(model);
-    float *grads = gpt_grads_memory(model);
     // AdamW with β = (0.9, 0.95), ε = 1e-8; the decay applies to every parameter (one block).
     adamw_init(&opt, P, cfg->lr, 0.9f, 0.95f, 1e-8f, cfg->weight_decay);
     Rng rng;
@@ -1443,13 +1441,8 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     while (step < cfg->steps && !(cfg->stop_after && step >= cfg->stop_after)) {
         double t_step = now_seconds();
         for (int b = 0; b < B; b++) sample_window(&split, &rng, inputs + (size_t)b * T, targets + (size_t)b * T);
-        gpt_zero_grad(model);
-        float *logits = gpt_forward(model, inputs, B, T);
-        float loss = gpt_cross_entropy(model, targets, NULL, logits);   // logits become dlogits
-        gpt_backward(model, logits);
-        float norm = clip_grad_norm(grads, P, cfg->clip > 0 ? cfg->clip : INFINITY);
-        float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->min_lr);
-        adamw_update(&opt, params, grads, lr);
+        float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->min_lr), norm;
+        float loss = gpt_train_step(model, &opt, inputs, targets, B, T, lr, cfg->clip > 0 ? cfg->clip : INFINITY, &norm);
         step++;
         double now = now_seconds();
         train_seconds += now - t_step;

@@ -255,6 +255,11 @@ void adamw_free(AdamW *opt);
 void adamw_update(AdamW *opt, float *params, const float *grads, float lr);
 // Scales grads so their global L2 norm is at most max_norm; returns the norm before clipping.
 float clip_grad_norm(float *grads, size_t n, float max_norm);
+// One supervised step: zero grads, forward, mean cross-entropy, backward, clip to max_norm
+// (INFINITY: none), AdamW at lr over the LoRA adapter if one is attached, else the whole model.
+// Returns the loss; *grad_norm (may be NULL) gets the norm before clipping.
+float gpt_train_step(GPT *model, AdamW *opt, const int *inputs, const int *targets, int B, int T, float lr,
+                     float max_norm, float *grad_norm);
 // Linear warm-up over `warmup` steps, then cosine decay to lr_min at `total`. step counts from 0:
 // lr_max·(step+1)/warmup while step < warmup, lr_min from step = total on.
 float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);

@@ -1626,6 +1626,25 @@ float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min) {
     return lr_min + 0.5f * (lr_max - lr_min) * (float)(1.0 + cos(3.14159265358979323846 * progress));
 }
 
+// One supervised step: zero the grads, forward, mean cross-entropy (targets < 0 ignored),
+// backward, clip the global norm to max_norm (INFINITY: no clipping), AdamW at lr. It trains the
+// LoRA adapter when one is attached (opt sized for it), else every parameter of the model.
+float gpt_train_step(GPT *model, AdamW *opt, const int *inputs, const int *targets, int B, int T, float lr,
+                     float max_norm, float *grad_norm) {
+    LoRA *lora = model->lora;
+    float *params = lora ? lora->memory : gpt_params_memory(model);
+    float *grads = lora ? lora->grad_memory : gpt_grads_memory(model);
+    size_t n = lora ? lora->num_parameters : gpt_num_parameters(model);
+    gpt_zero_grad(model);
+    float *logits = gpt_forward(model, inputs, B, T);
+    float loss = gpt_cross_entropy(model, targets, NULL, logits);   // logits become dlogits
+    gpt_backward(model, logits);
+    float norm = clip_grad_norm(grads, n, max_norm);
+    if (grad_norm) *grad_norm = norm;
+    adamw_update(opt, params, grads, lr);
+    return loss;
+}
+
 // ----------------------------------------------------------------------------------------------
 // Checkpoints
 //

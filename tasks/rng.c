@@ -119,11 +119,7 @@ static GPT *rng_char_model(const RngState *st, uint64_t seed) {
                 targets[b * T + t] = (t >= st->prompt_len - 1 && t + 1 < n) ? seq[t + 1] : -1;
             }
         }
-        gpt_zero_grad(model);
-        float *logits = gpt_forward(model, inputs, B, T);
-        gpt_cross_entropy(model, targets, NULL, logits);
-        gpt_backward(model, logits);
-        adamw_update(&opt, gpt_params_memory(model), gpt_grads_memory(model), lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f));
+        gpt_train_step(model, &opt, inputs, targets, B, T, lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f), INFINITY, NULL);
     }
     adamw_free(&opt);
     return model;

@@ -66,11 +66,7 @@ static GPT *toy_base_model(uint64_t seed) {
     adamw_init(&opt, gpt_num_parameters(model), 3e-3f, 0.9f, 0.999f, 1e-8f, 0.0f);
     for (int step = 0; step < STEPS; step++) {
         for (int b = 0; b < B; b++) toy_sequence(&rng, chain, inputs + b * TOY_SEQ, targets + b * TOY_SEQ);
-        gpt_zero_grad(model);
-        float *logits = gpt_forward(model, inputs, B, TOY_SEQ);
-        gpt_cross_entropy(model, targets, NULL, logits);
-        gpt_backward(model, logits);
-        adamw_update(&opt, gpt_params_memory(model), gpt_grads_memory(model), lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f));
+        gpt_train_step(model, &opt, inputs, targets, B, TOY_SEQ, lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f), INFINITY, NULL);
     }
     adamw_free(&opt);
     return model;

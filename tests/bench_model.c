@@ -178,12 +178,7 @@ static void trainer_free(Trainer *tr) {
 
 static void train_step(void *p) {
     Trainer *tr = p;
-    gpt_zero_grad(tr->model);
-    float *logits = gpt_forward(tr->model, tr->inputs, tr->B, tr->T);
-    gpt_cross_entropy(tr->model, tr->targets, NULL, logits);   // dlogits in place
-    gpt_backward(tr->model, logits);
-    clip_grad_norm(tr->grads, tr->opt.n, 1.0f);
-    adamw_update(&tr->opt, tr->params, tr->grads, 1e-4f);
+    gpt_train_step(tr->model, &tr->opt, tr->inputs, tr->targets, tr->B, tr->T, 1e-4f, 1.0f, NULL);
 }
 
 static void forward_pass(void *p) {

@@ -123,11 +123,7 @@ static int make_base_model(void) {
             int at = rng_below(&rng, (int)(n - T - 1));
             for (int t = 0; t < T; t++) { inputs[b * T + t] = ids[at + t]; targets[b * T + t] = ids[at + t + 1]; }
         }
-        gpt_zero_grad(model);
-        float *logits = gpt_forward(model, inputs, B, T);
-        gpt_cross_entropy(model, targets, NULL, logits);
-        gpt_backward(model, logits);
-        adamw_update(&opt, gpt_params_memory(model), gpt_grads_memory(model), lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f));
+        gpt_train_step(model, &opt, inputs, targets, B, T, lr_schedule(step, 20, STEPS, 3e-3f, 3e-4f), INFINITY, NULL);
     }
     adamw_free(&opt);
     free(ids);
