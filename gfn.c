@@ -2224,7 +2224,10 @@ static int cmd_tokenizer(int argc, char **argv) {
 static void score_usage(FILE *out) {
     fprintf(out,
         "usage: gfn score -m MODEL [-a ADAPTER] --ids FILE\n"
-        "Scores each sequence of FILE under the model: for a line of T token ids it prints\n"
+        "       gfn score -m MODEL [-a ADAPTER] -t TOKENIZER --text FILE\n"
+        "With --text: the whole file, tokenized, in windows of the model's context; prints\n"
+        "  FILE: X nats/token, Y bits/byte   (bits/byte: total nats / ln 2 / the file's bytes)\n"
+        "With --ids: scores each sequence of FILE under the model: for a line of T token ids it prints\n"
         "  loss X                      the mean of -log p(id[t+1] | id[0..t]) over t = 0..T-2\n"
         "  logprobs v1 ... v(T-1)      each log p(id[t+1] | id[0..t]), 9 significant digits\n"
         "options:\n"
@@ -2234,6 +2237,7 @@ static void score_usage(FILE *out) {
         "  --ids FILE             one sequence per line: at least 2 whitespace-separated token ids,\n"
         "                         each in [0, vocab size), at most the model's context length;\n"
         "                         blank lines are skipped\n"
+        "  -t TOKENIZER --text FILE   bits/byte of a text file (our tokenizer file or a GPT-2 vocab dir)\n"
         "  -h, --help             this help\n");
 }
 
@@ -2313,18 +2317,24 @@ static IdLine *read_id_lines(const char *path, GPTConfig config, int *count, Gfn
 }
 
 static int cmd_score(int argc, char **argv) {
-    const char *model_path = NULL, *adapter_path = NULL, *ids_path = NULL;
+    const char *model_path = NULL, *adapter_path = NULL, *ids_path = NULL, *tok_path = NULL, *text_path = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { score_usage(stdout); return 0; }
         const char **slot = !strcmp(a, "-m") || !strcmp(a, "--model") ? &model_path
                           : !strcmp(a, "-a") || !strcmp(a, "--adapter") ? &adapter_path
+                          : !strcmp(a, "-t") ? &tok_path
+                          : !strcmp(a, "--text") ? &text_path
                           : !strcmp(a, "--ids") ? &ids_path : NULL;
         if (!slot) { fprintf(stderr, "gfn score: unknown option '%s'\n", a); score_usage(stderr); return 1; }
         if (i + 1 >= argc) { fprintf(stderr, "gfn score: %s needs a value\n", a); return 1; }
         *slot = argv[++i];
     }
-    if (!model_path || !ids_path) { fprintf(stderr, "gfn score: -m MODEL and --ids FILE are required\n"); score_usage(stderr); return 1; }
+    if (!model_path || (!ids_path == !text_path) || (text_path && !tok_path)) {
+        fprintf(stderr, "gfn score: -m MODEL and either --ids FILE or -t TOKENIZER --text FILE are required\n");
+        score_usage(stderr);
+        return 1;
+    }
     GfnError err;
     GPT *model = gpt_load(model_path, &err);
     if (!model) { fprintf(stderr, "gfn score: %s\n", err.msg); return 1; }
@@ -2332,6 +2342,16 @@ static int cmd_score(int argc, char **argv) {
         fprintf(stderr, "gfn score: %s\n", err.msg);
         gpt_free(model);
         return 1;
+    }
+    if (text_path) {
+        Tokenizer *tok = tokenizer_load(tok_path, &err);
+        double bpb = 0, npt = 0;
+        int failed = !tok || evaluate_file(model, tok, text_path, 8, gpt_config(model).max_seq_len, &bpb, &npt, &err);
+        if (failed) fprintf(stderr, "gfn score: %s\n", err.msg);
+        else printf("%s: %.4f nats/token, %.4f bits/byte\n", text_path, npt, bpb);
+        tokenizer_free(tok);
+        gpt_free(model);
+        return failed;
     }
     int count = 0;
     IdLine *lines = read_id_lines(ids_path, gpt_config(model), &count, &err);

@@ -46,7 +46,8 @@ const char *test_data_dir(void) {
     X(pretrain) \
     X(corpus) \
     X(gfn) \
-    X(arith)
+    X(arith) \
+    X(weights)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
