@@ -74,8 +74,8 @@ bench: tests/bench
 # Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
-EVAL_N ?= 100
-RUN_STEPS ?= 100
+EVAL_N ?= 50
+RUN_STEPS ?= 60
 STEPS ?= 200
 SEEDS ?= 1 2 3
 TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,150

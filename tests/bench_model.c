@@ -276,12 +276,12 @@ static double cpu_seconds(void) {
 }
 
 void bench_pretrain(void) {
-    static const GPTConfig base_config = { 4096, 256, 6, 8, 256 };
-    enum { B = 16, T = 256, STEPS = 3 };
+    static const GPTConfig base_config = { 4096, 256, 4, 8, 256 };   // the shipped model (make weights)
+    enum { B = 8, T = 256, STEPS = 3 };
     Trainer tr;
     trainer_init(&tr, base_config, B, T, 0);
     double tokens = (double)B * T, best_tok_s = 0.0;
-    printf("pretrain config (L6 NH8 C256 V4096) B=%d T=%d, best of %d steps after a warm-up\n", B, T, STEPS);
+    printf("pretrain config (L4 NH8 C256 V4096, as weights/base.ckpt) B=%d T=%d, best of %d steps after a warm-up\n", B, T, STEPS);
     printf("  %7s %12s %12s %14s\n", "threads", "train tok/s", "step ms", "cpu ms/step");
     for (int ti = 0; ti < NUM_THREAD_COUNTS; ti++) {
         set_threads(thread_counts[ti]);
