@@ -48,6 +48,8 @@ uint16_t float_to_half(float f);          // round to nearest even
 
 // Whole-file read; returns NULL and sets err on failure. *len gets the size in bytes.
 unsigned char *read_file(const char *path, size_t *len, GfnError *err);
+// The shared datasets folder: $GFN_DATA, ./data or ../shared/data; NULL when absent.
+const char *gfn_data_dir(void);
 // Atomic write: write to PATH.tmp, flush, close, rename over PATH. Never a half-written file.
 int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err);
 

@@ -200,6 +200,16 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
     return atomic_finish(f, tmp, path, fwrite(data, 1, len, f) == len, err);
 }
 
+// The shared datasets folder: $GFN_DATA, ./data (made by `make data`) or ../shared/data, the
+// first that is a directory; NULL when none is (a fresh clone elsewhere).
+const char *gfn_data_dir(void) {
+    const char *candidates[] = { getenv("GFN_DATA"), "data", "../shared/data" };
+    struct stat st;
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+        if (candidates[i] && stat(candidates[i], &st) == 0 && S_ISDIR(st.st_mode)) return candidates[i];
+    return NULL;
+}
+
 // ----------------------------------------------------------------------------------------------
 // JSON reader: recursive descent over the text, nodes allocated one by one and linked as a tree.
 

@@ -13,18 +13,9 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// The data dir as the tests find it: $GFN_DATA, ./data or ../shared/data.
-static const char *bench_data_dir(void) {
-    static const char *candidates[] = { NULL, "data", "../shared/data" };
-    struct stat st;
-    candidates[0] = getenv("GFN_DATA");
-    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
-        if (candidates[i] && stat(candidates[i], &st) == 0 && S_ISDIR(st.st_mode)) return candidates[i];
-    return NULL;
-}
 
 void bench_tokenizer(void) {
-    const char *dir = bench_data_dir();
+    const char *dir = gfn_data_dir();
     char corpus[512], vocab[512];
     struct stat st;
     snprintf(corpus, sizeof corpus, "%s/corpora/brown.txt", dir ? dir : ".");

@@ -27,14 +27,7 @@ void test_skip(const char *name, const char *why) {
     printf("SKIP %s: %s\n", name, why);
 }
 
-const char *test_data_dir(void) {
-    static const char *candidates[] = { NULL, "data", "../shared/data" };
-    struct stat st;
-    candidates[0] = getenv("GFN_DATA");
-    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
-        if (candidates[i] && stat(candidates[i], &st) == 0 && S_ISDIR(st.st_mode)) return candidates[i];
-    return NULL;
-}
+const char *test_data_dir(void) { return gfn_data_dir(); }
 
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
