@@ -187,8 +187,23 @@ static void forward_pass(void *p) {
 }
 
 // Peak resident memory (MB) of a separate process that only builds the 124M model and runs
-// two training steps (full, or LoRA). Forked before this process allocates anything big, so
-// the child's ru_maxrss is its own; it reports it back through a pipe.
+// two training steps (full, or LoRA). The child re-executes this program (fork alone is not
+// enough: libgomp's thread pool does not survive a fork, so OpenMP in a forked child hangs once
+// the parent has used it), finds GFN_BENCH_PEAK=mode,fd in its environment, does the work and
+// writes its own ru_maxrss into the pipe. Linux: /proc/self/exe, ru_maxrss in kilobytes.
+static void peak_child(const char *spec) {
+    int lora = 0, fd = -1;
+    if (sscanf(spec, "%d,%d", &lora, &fd) != 2) _exit(2);
+    set_threads(MOST_THREADS);
+    Trainer tr;
+    trainer_init(&tr, gpt2_124m, 4, 64, lora);
+    for (int i = 0; i < 2; i++) train_step(&tr);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    double mb = (double)usage.ru_maxrss / 1024.0;
+    _exit(write(fd, &mb, sizeof mb) == (ssize_t)sizeof mb ? 0 : 1);
+}
+
 static double training_process_peak_mb(int lora) {
     int fds[2];
     if (pipe(fds) != 0) return -1;
@@ -197,15 +212,11 @@ static double training_process_peak_mb(int lora) {
     if (pid < 0) return -1;
     if (pid == 0) {
         close(fds[0]);
-        set_threads(MOST_THREADS);
-        Trainer tr;
-        trainer_init(&tr, gpt2_124m, 4, 64, lora);
-        for (int i = 0; i < 2; i++) train_step(&tr);
-        struct rusage usage;
-        getrusage(RUSAGE_SELF, &usage);
-        double mb = (double)usage.ru_maxrss / 1024.0;   // Linux reports kilobytes
-        ssize_t written = write(fds[1], &mb, sizeof mb);
-        _exit(written == (ssize_t)sizeof mb ? 0 : 1);
+        char spec[64];
+        snprintf(spec, sizeof spec, "%d,%d", lora, fds[1]);
+        setenv("GFN_BENCH_PEAK", spec, 1);
+        execl("/proc/self/exe", "bench", "model", (char *)NULL);
+        _exit(127);
     }
     close(fds[1]);
     double mb = -1;
@@ -217,6 +228,8 @@ static double training_process_peak_mb(int lora) {
 }
 
 void bench_model(void) {
+    const char *peak_spec = getenv("GFN_BENCH_PEAK");
+    if (peak_spec) peak_child(peak_spec);   // we are a re-executed child: never returns
     double peak_full = training_process_peak_mb(0), peak_lora = training_process_peak_mb(1);
 
     static const struct { const char *name; int big, B, T; } rows[] = {
