@@ -41,13 +41,13 @@ data:
 
 # The base model, shipped in weights/: corpus (gfn.c's recipe; held-out sets listed there) ->
 # BPE tokenizer with 4096 ids -> GPT-2 pretrained from scratch (4 layers, 8 heads, width 256,
-# context 256: 4.27M parameters; 1800 steps of 8 x 256 tokens, about one pass over its 3.8M
+# context 256: 4.27M parameters; 3000 steps of 8 x 256 tokens, about 1.5 passes over its 4.1M
 # tokens). Work files (corpus, token cache, training state, log) go to weights/build/ (ignored);
 # the result is copied to weights/base.ckpt (fp16) and weights/tokenizer.bin. An interrupted run
 # continues from weights/build/base.ckpt.state (delete it to start over with other flags).
 WEIGHTS_BUILD ?= weights/build
 PRETRAIN_THREADS ?= 2
-PRETRAIN_FLAGS ?= --layers 4 --heads 8 --dim 256 --ctx 256 --batch 8 --steps 1800 --warmup 100 \
+PRETRAIN_FLAGS ?= --layers 4 --heads 8 --dim 256 --ctx 256 --batch 8 --steps 3000 --warmup 100 \
 	--lr 0.002 --min-lr 0.0001 --weight-decay 0.1 --clip 1 --val-frac 0.05 --eval-every 200 --eval-chunks 32 \
 	--save-every 50 --seed 1337 --threads $(PRETRAIN_THREADS)
 weights: gfn

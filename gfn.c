@@ -1522,18 +1522,21 @@ done:
 //                                  to one of the first 1000 (the continuation task's train/val)
 //   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
 //   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
-//                                  document: two one-digit operands, + and -, worked in the
-//                                  paper's format ("Question: 9 + 4 = ? Answer: 9 + 4 = 13. The
-//                                  answer is 13."). Only single steps, never a chain: the base
-//                                  model learns the format, the calculator call and that the
-//                                  answer repeats the last computed value (so the reward prefers
-//                                  correct rationales), but must not already solve 3-5 operands
-//                                  by chaining — that is the headroom the fine-tuning must close.
+//                                  document: 2 or 3 one-digit operands (even odds), + and -,
+//                                  worked in the paper's format ("Question: 9 + 4 - 7 = ? Answer:
+//                                  9 + 4 = 13, 13 - 7 = 6. The answer is 6."), never a question of
+//                                  a test file. Chains of two steps teach the format, the
+//                                  calculator call and that the answer is the rationale's last
+//                                  value (so that the reward prefers correct rationales; single
+//                                  steps alone did not: the answer could be read off the question).
+//                                  Never 4 or 5 operands: chaining further is the headroom the
+//                                  fine-tuning must close.
 
 #define CORPUS_ROC_HELD_OUT 100
 #define CORPUS_OWT_HELD_OUT 1000
-#define CORPUS_ARITHMETIC 20000
-#define CORPUS_ARITHMETIC_OPERANDS 2
+#define CORPUS_ARITHMETIC 30000
+#define CORPUS_ARITHMETIC_MIN_OPERANDS 2
+#define CORPUS_ARITHMETIC_MAX_OPERANDS 3
 
 typedef struct { char *data; size_t len, cap; } TextBuf;
 
@@ -1748,10 +1751,11 @@ static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
 }
 
 // One worked question, written by the arithmetic task's own formatter (tasks/arithmetic.c).
-// The draws per operand (its digit, then an operator, the first one unused) fix the corpus bytes
-// of a seed. *query_len gets the length of the part the test files hold, "Question: ... Answer:".
+// The draws (the operand count, then per operand its digit and an operator, the first one unused)
+// fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold, "Question: ... Answer:".
 static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
-    ArithQuestion q = { .n = CORPUS_ARITHMETIC_OPERANDS };
+    ArithQuestion q = { .n = CORPUS_ARITHMETIC_MIN_OPERANDS +
+                             (int)rng_below(rng, CORPUS_ARITHMETIC_MAX_OPERANDS - CORPUS_ARITHMETIC_MIN_OPERANDS + 1) };
     for (int i = 0; i < q.n; i++) {
         q.operand[i] = rng_below(rng, 10);
         char op = rng_below(rng, 2) ? '+' : '-';

@@ -360,10 +360,11 @@ void test_corpus(void) {
     CHECK(rows[0] == 2000 && found[0] == 0, "SUBJ: %d of %d test sentences in the corpus", found[0], rows[0]);
     CHECK(rows[1] == 8000 && found[1] == 8000, "SUBJ: %d of %d train sentences in the corpus", found[1], rows[1]);
 
-    // Arithmetic: 20000 generated questions, none from a test file, answers right.
+    // Arithmetic: 30000 generated questions of 2 or 3 operands (never 4 or 5: the fine-tuning's
+    // headroom), none from a test file, answers right.
     const char *tests[4] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
                              "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
-    int questions = 0, wrong = 0;
+    int questions = 0, wrong = 0, by_operands[8] = {0};
     leaked = 0;
     for (size_t i = 0; i < lines.n; i++) {
         const char *q = lines.lines[i];
@@ -372,7 +373,9 @@ void test_corpus(void) {
         // Evaluate the question left to right and compare with the stated answer.
         const char *p = q + 10;
         int value = *p++ - '0';
-        while (*p == ' ' && (p[1] == '+' || p[1] == '-')) { value += (p[1] == '+' ? 1 : -1) * (p[3] - '0'); p += 4; }
+        int operands = 1;
+        while (*p == ' ' && (p[1] == '+' || p[1] == '-')) { value += (p[1] == '+' ? 1 : -1) * (p[3] - '0'); p += 4; operands++; }
+        by_operands[operands < 8 ? operands : 7]++;
         const char *ans = strstr(q, "The answer is ");
         if (!ans || atoi(ans + 14) != value) wrong++;
     }
@@ -394,7 +397,10 @@ void test_corpus(void) {
         json_free(root);
         free(text);
     }
-    CHECK(questions == 20000 && wrong == 0, "%d arithmetic lines, %d with a wrong answer", questions, wrong);
+    CHECK(questions == 30000 && wrong == 0, "%d arithmetic lines, %d with a wrong answer", questions, wrong);
+    CHECK(by_operands[2] > 10000 && by_operands[3] > 10000 && by_operands[2] + by_operands[3] == questions,
+          "arithmetic lines by operand count: 2: %d, 3: %d, other: %d", by_operands[2], by_operands[3],
+          questions - by_operands[2] - by_operands[3]);
     CHECK(leaked == 0, "%d test questions in the corpus", leaked);
 
     free(lines.lines);
