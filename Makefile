@@ -64,7 +64,7 @@ weights: gfn
 tests/bench: $(SRC) $(HDR) $(BENCH_SRC)
 	$(CC) $(CFLAGS) $(WARN) -DGFN_NO_MAIN -o $@ $(SRC) $(BENCH_SRC) $(LDFLAGS) $(LDLIBS)
 
-bench: tests/bench
+bench: tests/bench gfn
 	./tests/bench
 
 # ----------------------------------------------------------------------------------------------
@@ -75,21 +75,22 @@ bench: tests/bench
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
 EVAL_N ?= 50
-RUN_STEPS ?= 60
+RUN_STEPS ?= 200
 STEPS ?= 200
 SEEDS ?= 1 2 3
 TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,150
 ARITH = ./gfn train arithmetic -m $(MODEL) -t $(TOK) --eval-n $(EVAL_N)
 
-# One run: $(1) method, $(2) seed, $(3) options, $(4) folder -> $(4)/$(1)_s$(2).txt holding the
+# One run: $(1) method, $(2) seed, $(3) command, $(4) folder -> $(4)/$(1)_s$(2).txt holding the
 # evaluation lines, the method, seed, wall time and command (read by `gfn report arithmetic`).
-define arith_run
-	@echo "== $(1), seed $(2): $(ARITH) -s $(2) $(3)"
-	@start=$$(date +%s); $(ARITH) -s $(2) $(3) > $(4)/$(1)_s$(2).out && \
+define one_run
+	@echo "== $(1), seed $(2): $(3)"
+	@start=$$(date +%s); $(3) > $(4)/$(1)_s$(2).out && \
 	{ echo "method $(1)"; echo "seed $(2)"; cat $(4)/$(1)_s$(2).out; \
-	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(ARITH) -s $(2) $(3)"; } > $(4)/$(1)_s$(2).txt && \
+	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(3)"; } > $(4)/$(1)_s$(2).txt && \
 	rm -f $(4)/$(1)_s$(2).out
 endef
+arith_run = $(call one_run,$(1),$(2),$(ARITH) -s $(2) $(3),$(4))
 
 run: gfn
 	@mkdir -p results/run && rm -f results/run/*.txt
@@ -108,9 +109,17 @@ $(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS),results/arithm
 $(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
 endef
 
+# The random-integer task on the same base model ("\n" ends an answer: the corpus puts short
+# answers at the end of lines, never of documents), one seed.
+RNG = ./gfn train rng -m $(MODEL) -t $(TOK) --stop newline --batch 32 --rank 8 --alpha 16 --warmup 10 --lr 1e-2
+RNG_STEPS ?= 300
+
 reproduce: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/*.txt
 	$(foreach s,$(SEEDS),$(call arith_seed,$(s)))
+	$(call one_run,rng-base,1,$(RNG) -s 1 --steps 0,results/arithmetic)
+	$(call one_run,rng-reinforce,1,$(RNG) -s 1 --loss reinforce --steps $(RNG_STEPS),results/arithmetic)
+	$(call one_run,rng-tb,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS),results/arithmetic)
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
 clean:

@@ -1522,21 +1522,21 @@ done:
 //                                  to one of the first 1000 (the continuation task's train/val)
 //   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
 //   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
-//                                  document: 2 or 3 one-digit operands (even odds), + and -,
+//                                  document: 2, 3 or 4 one-digit operands (40/40/20%), + and -,
 //                                  worked in the paper's format ("Question: 9 + 4 - 7 = ? Answer:
 //                                  9 + 4 = 13, 13 - 7 = 6. The answer is 6."), never a question of
-//                                  a test file. Chains of two steps teach the format, the
-//                                  calculator call and that the answer is the rationale's last
-//                                  value (so that the reward prefers correct rationales; single
-//                                  steps alone did not: the answer could be read off the question).
-//                                  Never 4 or 5 operands: chaining further is the headroom the
-//                                  fine-tuning must close.
+//                                  a test file. Chains teach the format, the calculator call and
+//                                  that the answer is the rationale's last value, so the reward
+//                                  prefers correct rationales (single steps alone did not: the
+//                                  answer could be read off the question). Chains of 3 steps are
+//                                  there, rarer, because a model that never saw one finds the
+//                                  3rd step as unlikely as a wrong answer: its reward did not
+//                                  prefer a correct 4-operand rationale to one cut a step short.
+//                                  Never 5 operands: the out-of-distribution test.
 
 #define CORPUS_ROC_HELD_OUT 100
 #define CORPUS_OWT_HELD_OUT 1000
 #define CORPUS_ARITHMETIC 30000
-#define CORPUS_ARITHMETIC_MIN_OPERANDS 2
-#define CORPUS_ARITHMETIC_MAX_OPERANDS 3
 
 typedef struct { char *data; size_t len, cap; } TextBuf;
 
@@ -1754,8 +1754,8 @@ static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
 // The draws (the operand count, then per operand its digit and an operator, the first one unused)
 // fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold, "Question: ... Answer:".
 static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
-    ArithQuestion q = { .n = CORPUS_ARITHMETIC_MIN_OPERANDS +
-                             (int)rng_below(rng, CORPUS_ARITHMETIC_MAX_OPERANDS - CORPUS_ARITHMETIC_MIN_OPERANDS + 1) };
+    static const int operands[5] = { 2, 2, 3, 3, 4 };   // 40% 2, 40% 3, 20% 4 operands
+    ArithQuestion q = { .n = operands[rng_below(rng, 5)] };
     for (int i = 0; i < q.n; i++) {
         q.operand[i] = rng_below(rng, 10);
         char op = rng_below(rng, 2) ? '+' : '-';
@@ -1995,6 +1995,7 @@ static void train_usage(FILE *out) {
         "  --replay N          replay buffer size per query (50)\n"
         "  --lambda F          SubTB lambda (1)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
+        "  --stop eot|newline  rng with -m: the terminator (eot)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -2026,7 +2027,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -2042,6 +2043,7 @@ static int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "-m")) topt.model_path = v;
         else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
         else if (!strcmp(a, "--data")) topt.data_path = v;
+        else if (!strcmp(a, "--stop")) topt.stop = v;
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;
         else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
@@ -2472,7 +2474,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0 };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }

@@ -364,6 +364,7 @@ typedef struct {
     float reward_floor;         // log R of an invalid answer (rng: log 1e-6)
     int quiet;
     int eval_n;                 // --eval-n: test questions per evaluated set (0: the task's default)
+    const char *stop;           // --stop: rng's terminator with a tokenizer, "eot" or "newline" (NULL: eot)
 } TaskOptions;
 
 typedef struct Task Task;

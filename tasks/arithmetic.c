@@ -755,6 +755,8 @@ Task task_arithmetic = {
 // The report of `make reproduce`: every result file of a folder (one run each: lines "method M",
 // "seed S", "acc_3 F", "acc_4 F", "acc_5 F", "n_3 N", "wall_s F", "command ...") becomes a
 // Markdown table of mean ± std per method and an SVG of accuracy against the operand count.
+// Files of the random-integer task run on the same base model ("method rng-M", lines "valid F",
+// "kl_uniform F") make a second table.
 
 enum { REPORT_MAX_METHODS = 16, REPORT_MAX_RUNS = 64 };
 typedef struct {
@@ -763,10 +765,12 @@ typedef struct {
     double acc[3][REPORT_MAX_RUNS];
     double wall;
     int n_eval;
+    int rng;                      // a random-integer run: acc[0] = valid fraction, acc[1] = KL to uniform
     char command[512];
 } MethodRuns;
 
-static const char *const report_order[] = { "base", "sft", "reinforce", "tb", "subtb" };
+static const char *const report_order[] = { "base", "sft", "reinforce", "tb", "subtb",
+                                            "rng-base", "rng-reinforce", "rng-tb", "rng-subtb" };
 static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (secondary source)
     if (!strcmp(method, "subtb")) return "95.2 / 75.4 / 40.7";
     if (!strcmp(method, "sft")) return "72.1 / 19.6 / 12.8";
@@ -779,6 +783,10 @@ static const char *report_label(const char *method) {
     if (!strcmp(method, "reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "tb")) return "GFlowNet, TB";
     if (!strcmp(method, "subtb")) return "GFlowNet, modified SubTB";
+    if (!strcmp(method, "rng-base")) return "base model";
+    if (!strcmp(method, "rng-reinforce")) return "reward maximiser (REINFORCE + baseline)";
+    if (!strcmp(method, "rng-tb")) return "GFlowNet, TB";
+    if (!strcmp(method, "rng-subtb")) return "GFlowNet, modified SubTB";
     return method;
 }
 
@@ -787,7 +795,7 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     unsigned char *text = read_file(path, &len, err);
     if (!text) return 1;
     char method[32] = "", command[512] = "";
-    double acc[3] = { NAN, NAN, NAN }, wall = 0;
+    double acc[3] = { NAN, NAN, NAN }, wall = 0, valid = NAN, kl = NAN;
     int n_eval = 0;
     for (char *line = (char *)text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
@@ -798,6 +806,8 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
         if (!strncmp(line, "command ", 8)) { snprintf(command, sizeof command, "%s", line + 8); continue; }
         if (sscanf(line, "wall_s %lf", &v) == 1) { wall = v; continue; }
         if (sscanf(line, "n_3 %d", &k) == 1) { n_eval = k; continue; }
+        if (sscanf(line, "valid %lf", &v) == 1) { valid = v; continue; }
+        if (sscanf(line, "kl_uniform %lf", &v) == 1) { kl = v; continue; }
         for (int s = 0; s < 3; s++) {
             char key[16];
             snprintf(key, sizeof key, "acc_%d %%lf", arith_test_ops[s]);
@@ -806,6 +816,9 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     }
     free(text);
     if (!method[0]) return 0;   // not a result file
+    int rng = !strncmp(method, "rng-", 4);
+    if (rng && isnan(valid)) { gfn_error_set(err, "%s: no valid line (did the run fail?)", path); return 1; }
+    if (rng) { acc[0] = valid; acc[1] = kl; acc[2] = 0; }
     if (isnan(acc[0]) || isnan(acc[1]) || isnan(acc[2])) { gfn_error_set(err, "%s: no acc_3, acc_4 and acc_5 lines (did the run fail?)", path); return 1; }
     int m = 0;
     while (m < *num_methods && strcmp(methods[m].name, method)) m++;
@@ -816,6 +829,7 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
         (*num_methods)++;
     }
     MethodRuns *mr = &methods[m];
+    mr->rng = rng;
     if (mr->runs == REPORT_MAX_RUNS) { gfn_error_set(err, "%s: more than %d runs of %s", path, REPORT_MAX_RUNS, method); return 1; }
     for (int s = 0; s < 3; s++) mr->acc[s][mr->runs] = acc[s];
     mr->wall += wall;
@@ -895,6 +909,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
                      "|---|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < nm; m++) {
         MethodRuns *mr = &methods[m];
+        if (mr->rng) continue;
         text_printf(&md, "| %s | %d | %d |", report_label(mr->name), mr->runs, mr->n_eval);
         for (int s = 0; s < 3; s++) {
             double mean, std;
@@ -903,8 +918,47 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
         }
         text_printf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
     }
+    // The target, checked on the table's own numbers: on 5 operands (mean over seeds)
+    // GFlowNet > SFT > reward maximiser with GFlowNet >= 2x SFT, and GFlowNet above the base on
+    // every operand count.
+    double mean5[5] = { NAN, NAN, NAN, NAN, NAN }, base_mean[3] = { NAN, NAN, NAN }, gfn_mean[3] = { NAN, NAN, NAN };
+    for (int m = 0; m < nm; m++)
+        for (int o = 0; o < 5; o++)
+            if (!strcmp(methods[m].name, report_order[o])) {
+                double sd;
+                mean_std(methods[m].acc[2], methods[m].runs, &mean5[o], &sd);
+                for (int k = 0; k < 3; k++) {
+                    if (o == 0) mean_std(methods[m].acc[k], methods[m].runs, &base_mean[k], &sd);
+                    if (o == 4) mean_std(methods[m].acc[k], methods[m].runs, &gfn_mean[k], &sd);
+                }
+            }
+    if (!isnan(mean5[1]) && !isnan(mean5[2]) && !isnan(mean5[4])) {
+        int order = mean5[4] > mean5[1] && mean5[1] > mean5[2], twice = mean5[4] >= 2 * mean5[1], above = 1;
+        for (int k = 0; k < 3; k++) above &= !isnan(base_mean[k]) && gfn_mean[k] > base_mean[k];
+        text_printf(&md, "\nTarget on 5 operands (mean over seeds): GFlowNet (modified SubTB) > SFT > reward maximiser: "
+                         "%.1f vs %.1f vs %.1f — **%s**; GFlowNet at least 2x SFT: **%s**; GFlowNet above the untuned base "
+                         "on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[4], 100 * mean5[1], 100 * mean5[2],
+                    order ? "met" : "not met", twice ? "met" : "not met", above ? "met" : "not met");
+    }
     text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
     for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_printf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
+    int rng_runs = 0;
+    for (int m = 0; m < nm; m++) rng_runs += methods[m].rng;
+    if (rng_runs) {
+        text_printf(&md, "\n## Random integer (paper §2) on the same base model\n\n"
+                         "Valid: the fraction of samples that are an integer 0–100 followed by the terminator; KL: KL(sampled ‖ uniform\n"
+                         "over 0–100) in nats, from 10,000 samples (the paper: base GPT-2 50.5 %% valid, PPO 95.8 %% but far from uniform,\n"
+                         "GFlowNet 100 %% valid with KL ≈ 1e-4). inf: some of the 101 integers never sampled.\n\n"
+                         "| method | runs | valid %% | KL to uniform | wall time per run (s) |\n|---|---|---|---|---|\n");
+        for (int m = 0; m < nm; m++) {
+            MethodRuns *mr = &methods[m];
+            if (!mr->rng) continue;
+            double v, vs, k, ks;
+            mean_std(mr->acc[0], mr->runs, &v, &vs);
+            mean_std(mr->acc[1], mr->runs, &k, &ks);
+            text_printf(&md, "| %s | %d | %.1f ± %.1f | %.3f ± %.3f | %.0f |\n", report_label(mr->name), mr->runs, 100 * v, 100 * vs, k, ks, mr->wall / mr->runs);
+        }
+    }
 
     // The plot: x = 3, 4, 5 operands, y = accuracy 0..100 %, one polyline per method with ± std bars.
     static const char *const colors[] = { "#777777", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2" };
@@ -923,6 +977,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
     text_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">operands (5 = out of distribution)</text>\n", PX(1), H - 10);
     text_printf(&svg, "<text x=\"14\" y=\"%.1f\" transform=\"rotate(-90 14 %.1f)\" text-anchor=\"middle\">test accuracy (%%)</text>\n", PY(0.5), PY(0.5));
     for (int m = 0; m < nm; m++) {
+        if (methods[m].rng) continue;
         const char *c = colors[m % 8];
         double mean[3], std[3];
         for (int s = 0; s < 3; s++) mean_std(methods[m].acc[s], methods[m].runs, &mean[s], &std[s]);

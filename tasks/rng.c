@@ -5,7 +5,7 @@
 //
 // Two setups:
 //  - with -m MODEL -t TOKENIZER: any GPT-2 style base model; the prompt is the paper's text,
-//    ⊤ is <|endoftext|>, every token may be written, Z is at most 6 tokens, and a token's
+//    ⊤ is <|endoftext|> (or "\n" with --stop newline), every token may be written, Z is at most 6 tokens, and a token's
 //    text comes from the tokenizer (so multi-digit tokens count).
 //  - without them (the default, for tests and benchmarks before pretrained weights exist): a
 //    tiny GPT over a fixed 16-symbol vocabulary, digits 0-9 (ids 0..9), ⊤ (10), and
@@ -149,7 +149,21 @@ static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
         size_t n;
         st->prompt = tokenizer_encode(st->tok, rng_prompt_text, strlen(rng_prompt_text), 0, &n);
         st->prompt_len = (int)n;
-        task->terminator = tokenizer_eot_id(st->tok);
+        // ⊤: end-of-text as in the paper (GPT-2 ends documents there), or "\n" for a model whose
+        // corpus puts a short answer at the end of a line rather than of a document (ours).
+        if (!opt->stop || !strcmp(opt->stop, "eot")) task->terminator = tokenizer_eot_id(st->tok);
+        else if (!strcmp(opt->stop, "newline")) {
+            int *ids = tokenizer_encode(st->tok, "\n", 1, 0, &n);
+            task->terminator = n == 1 ? ids[0] : -1;
+            free(ids);
+        } else {
+            gfn_error_set(err, "rng: --stop %s: want eot or newline", opt->stop);
+            return 1;
+        }
+        if (task->terminator < 0 || task->terminator >= V) {
+            gfn_error_set(err, "%s: no single token for the terminator %s", opt->tokenizer_path, opt->stop ? opt->stop : "eot");
+            return 1;
+        }
         task->max_len = 6;
         task->allowed = gfn_calloc((size_t)V, 1);
         for (int v = 0; v < tokenizer_vocab_size(st->tok); v++) task->allowed[v] = 1;

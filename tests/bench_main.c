@@ -10,7 +10,8 @@
     X(matmul) \
     X(model) \
     X(pretrain) \
-    X(tokenizer)
+    X(tokenizer) \
+    X(gfn)
 
 #define DECLARE(name) void bench_##name(void);
 BENCHES(DECLARE)

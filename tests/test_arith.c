@@ -349,6 +349,14 @@ static void test_report(void) {
                 runs[i].method, runs[i].seed, runs[i].a3, runs[i].a4, runs[i].a5, runs[i].method, runs[i].seed);
         fclose(f);
     }
+    for (int seed = 1; seed <= 2; seed++) {   // random-integer runs: a second table, not in the plot
+        snprintf(path, sizeof path, "%s/rng-tb_%d.txt", dir, seed);
+        f = fopen(path, "w");
+        if (!f) { CHECK(0, "cannot write %s", path); return; }
+        fprintf(f, "method rng-tb\nseed %d\nvalid %.4f\nkl_uniform %.4f\nwall_s 12\ncommand ./gfn train rng -s %d\n",
+                seed, seed == 1 ? 0.99 : 0.97, seed == 1 ? 0.05 : 0.03, seed);
+        fclose(f);
+    }
     f = fopen("tests_tmp_arith_results/notes.md", "w");   // not a .txt: ignored
     if (f) { fputs("method bogus\n", f); fclose(f); }
     GfnError err = { { 0 } };
@@ -360,6 +368,11 @@ static void test_report(void) {
         CHECK(strstr(md, "| GFlowNet, modified SubTB | 2 | 100 | 85.0 ± 7.1 | 60.0 ± 14.1 | 30.0 ± 14.1 | 95.2 / 75.4 / 40.7 | 12 |") != NULL, "subtb row:\n%s", md);
         CHECK(strstr(md, "| base model, 3-shot prompt | 1 | 100 | 10.0 ± 0.0 | 5.0 ± 0.0 | 0.0 ± 0.0 |") != NULL, "base row:\n%s", md);
         CHECK(strstr(md, "bogus") == NULL && strstr(md, "`./gfn train arithmetic --loss sft -s 1`"), "commands:\n%s", md);
+        // subtb 30% > sft 10% > (no reinforce run): the ordering cannot be judged without all three
+        CHECK(strstr(md, "Target on 5 operands") == NULL, "target line without a reward maximiser:\n%s", md);
+        // rng-tb: valid 98.0 ± 1.4 (sample std of 0.99, 0.97), KL 0.040 ± 0.014, after the arithmetic table
+        char *rng_row = strstr(md, "| GFlowNet, TB | 2 | 98.0 ± 1.4 | 0.040 ± 0.014 | 12 |");
+        CHECK(rng_row && rng_row > strstr(md, "## Random integer"), "rng row:\n%s", md);
         char *b = strstr(md, "base model"), *s = strstr(md, "SFT on"), *g = strstr(md, "GFlowNet, modified");
         CHECK(b && s && g && b < s && s < g, "method order");
         int polylines = 0;
@@ -367,6 +380,15 @@ static void test_report(void) {
         CHECK(polylines == 3 && strstr(svg, "<svg") == svg && strstr(svg, "</svg>\n"), "svg: %d polylines", polylines);
     }
     free(md); free(svg);
+    // With a reward maximiser run too, the report judges the target on its own numbers.
+    f = fopen("tests_tmp_arith_results/reinforce_1.txt", "w");
+    if (f) { fputs("method reinforce\nseed 1\nacc_3 0.2\nacc_4 0.1\nacc_5 0.05\nn_3 100\nwall_s 1\n", f); fclose(f); }
+    CHECK(arith_report(dir, "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) == 0, "report: %s", err.msg);
+    md = (char *)read_file("tests_tmp_arith_report.md", &len, &err);
+    CHECK(md && strstr(md, "30.0 vs 10.0 vs 5.0 — **met**; GFlowNet at least 2x SFT: **met**; GFlowNet above the untuned base on 3, 4 and 5 operands: **met**"),
+          "target line:\n%s", md ? md : err.msg);
+    free(md);
+    remove("tests_tmp_arith_results/reinforce_1.txt");
     // A result file without accuracies is an error naming it.
     f = fopen("tests_tmp_arith_results/broken.txt", "w");
     if (f) { fputs("method tb\nseed 1\n", f); fclose(f); }
