@@ -956,7 +956,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
             double v, vs, k, ks;
             mean_std(mr->acc[0], mr->runs, &v, &vs);
             mean_std(mr->acc[1], mr->runs, &k, &ks);
-            text_printf(&md, "| %s | %d | %.1f ± %.1f | %.3f ± %.3f | %.0f |\n", report_label(mr->name), mr->runs, 100 * v, 100 * vs, k, ks, mr->wall / mr->runs);
+            text_printf(&md, "| %s | %d | %.2f ± %.2f | %.3f ± %.3f | %.0f |\n", report_label(mr->name), mr->runs, 100 * v, 100 * vs, k, ks, mr->wall / mr->runs);
         }
     }
 

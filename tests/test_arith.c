@@ -370,8 +370,8 @@ static void test_report(void) {
         CHECK(strstr(md, "bogus") == NULL && strstr(md, "`./gfn train arithmetic --loss sft -s 1`"), "commands:\n%s", md);
         // subtb 30% > sft 10% > (no reinforce run): the ordering cannot be judged without all three
         CHECK(strstr(md, "Target on 5 operands") == NULL, "target line without a reward maximiser:\n%s", md);
-        // rng-tb: valid 98.0 ± 1.4 (sample std of 0.99, 0.97), KL 0.040 ± 0.014, after the arithmetic table
-        char *rng_row = strstr(md, "| GFlowNet, TB | 2 | 98.0 ± 1.4 | 0.040 ± 0.014 | 12 |");
+        // rng-tb: valid 98.00 ± 1.41 (sample std of 0.99, 0.97), KL 0.040 ± 0.014, after the arithmetic table
+        char *rng_row = strstr(md, "| GFlowNet, TB | 2 | 98.00 ± 1.41 | 0.040 ± 0.014 | 12 |");
         CHECK(rng_row && rng_row > strstr(md, "## Random integer"), "rng row:\n%s", md);
         char *b = strstr(md, "base model"), *s = strstr(md, "SFT on"), *g = strstr(md, "GFlowNet, modified");
         CHECK(b && s && g && b < s && s < g, "method order");
