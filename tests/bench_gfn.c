@@ -49,7 +49,7 @@ static double metric(const Metrics *m, const char *name) {
 }
 
 #define TOY_FLAGS "--rank 8 --alpha 16 --warmup 10 --on-policy 0.5 --tempered 0.25 --temp-lo 0.8 --temp-hi 1.5 --lr 1e-2"
-#define RNG_FLAGS "--batch 32 --rank 8 --alpha 16 --warmup 10 --lr 1e-2"
+#define RNG_FLAGS "--batch 32 --rank 8 --alpha 16 --warmup 10 --lr 1e-2 --on-policy 0.5 --tempered 0.25 --temp-lo 0.8 --temp-hi 1.5"
 
 void bench_gfn(void) {
     static const struct { const char *loss, *args; } toy[] = {
@@ -77,7 +77,7 @@ void bench_gfn(void) {
     static const struct { const char *method, *args; } rng[] = {
         { "base",      "--steps 0" },
         { "reinforce", "--loss reinforce --steps 400" },
-        { "tb",        "--loss tb --steps 1500" },
+        { "tb",        "--loss tb --steps 3000" },
         { "subtb",     "--loss subtb --steps 2500" },
     };
     printf("rng (built-in character-level base): valid fraction and KL to uniform over 0-100, sampled (10000)\n"
