@@ -1752,7 +1752,8 @@ static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
 
 // One worked question, written by the arithmetic task's own formatter (tasks/arithmetic.c).
 // The draws (the operand count, then per operand its digit and an operator, the first one unused)
-// fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold, "Question: ... Answer:".
+// fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold,
+// "Question: ... Answer:".
 static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
     static const int operands[5] = { 2, 2, 3, 3, 4 };   // 40% 2, 40% 3, 20% 4 operands
     ArithQuestion q = { .n = operands[rng_below(rng, 5)] };
