@@ -20,7 +20,7 @@ HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
 
-.PHONY: all test bench run reproduce data weights clean
+.PHONY: all test bench run reproduce reproduce-rng data weights clean
 all: gfn
 
 gfn: $(SRC) $(HDR)
@@ -69,17 +69,20 @@ bench: tests/bench gfn
 
 # ----------------------------------------------------------------------------------------------
 # The arithmetic task (tasks/arithmetic.c). `make run`: GFlowNet fine-tuning (modified SubTB) of
-# the base model, then base (3-shot prompt) vs fine-tuned accuracy on 3/4/5 operands and a few
-# sampled rationales. `make reproduce`: every method x 3 seeds -> results/arithmetic.md + .svg.
+# the base model, then base vs fine-tuned accuracy on 3/4/5 operands and a few sampled
+# rationales. `make reproduce`: every method x 3 seeds -> results/arithmetic.md + .svg. Every
+# policy, tuned or not, sees the reward's 3-shot prompt before the question (--prompt fewshot);
+# results/arithmetic/NOTES.md says why and what the bare question gave.
 # Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
-EVAL_N ?= 50
-RUN_STEPS ?= 200
-STEPS ?= 200
+RUN_EVAL_N ?= 50
+EVAL_N ?= 100
+RUN_STEPS ?= 120
+STEPS ?= 120
 SEEDS ?= 1 2 3
-TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,150
-ARITH = ./gfn train arithmetic -m $(MODEL) -t $(TOK) --eval-n $(EVAL_N)
+TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,100 --prompt fewshot
+ARITH = ./gfn train arithmetic -m $(MODEL) -t $(TOK)
 
 # One run: $(1) method, $(2) seed, $(3) command, $(4) folder -> $(4)/$(1)_s$(2).txt holding the
 # evaluation lines, the method, seed, wall time and command (read by `gfn report arithmetic`).
@@ -90,7 +93,7 @@ define one_run
 	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(3)"; } > $(4)/$(1)_s$(2).txt && \
 	rm -f $(4)/$(1)_s$(2).out
 endef
-arith_run = $(call one_run,$(1),$(2),$(ARITH) -s $(2) $(3),$(4))
+arith_run = $(call one_run,$(1),$(2),$(ARITH) --eval-n $(if $(filter results/run,$(4)),$(RUN_EVAL_N),$(EVAL_N)) -s $(2) $(3),$(4))
 
 run: gfn
 	@mkdir -p results/run && rm -f results/run/*.txt
@@ -103,6 +106,7 @@ run: gfn
 # Every method for one seed $(1).
 define arith_seed
 $(call arith_run,base,$(1),--steps 0,results/arithmetic)
+$(call arith_run,base-question,$(1),--steps 0 --prompt question,results/arithmetic)
 $(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
 $(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
 $(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
@@ -114,12 +118,23 @@ endef
 RNG = ./gfn train rng -m $(MODEL) -t $(TOK) --stop newline --batch 32 --rank 8 --alpha 16 --warmup 10 --lr 1e-2
 RNG_STEPS ?= 300
 
+define rng_runs
+$(call one_run,rng-base,1,$(RNG) -s 1 --steps 0,results/arithmetic)
+$(call one_run,rng-reinforce,1,$(RNG) -s 1 --loss reinforce --steps $(RNG_STEPS),results/arithmetic)
+$(call one_run,rng-tb,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS),results/arithmetic)
+$(call one_run,rng-tb-seeded,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS) --seed-answers 1,results/arithmetic)
+endef
+
 reproduce: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/*.txt
 	$(foreach s,$(SEEDS),$(call arith_seed,$(s)))
-	$(call one_run,rng-base,1,$(RNG) -s 1 --steps 0,results/arithmetic)
-	$(call one_run,rng-reinforce,1,$(RNG) -s 1 --loss reinforce --steps $(RNG_STEPS),results/arithmetic)
-	$(call one_run,rng-tb,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS),results/arithmetic)
+	$(rng_runs)
+	./gfn report arithmetic results/arithmetic results/arithmetic
+
+# The random-integer runs alone (the arithmetic ones kept), then the report again.
+reproduce-rng: gfn
+	@mkdir -p results/arithmetic && rm -f results/arithmetic/rng-*.txt
+	$(rng_runs)
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
 clean:

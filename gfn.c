@@ -454,11 +454,10 @@ static int sample_token(const float *logits, const unsigned char *mask, int V, c
 
 void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
                          const SamplerConfig *cfg, Rng *rng) {
-    int V = gpt_config(policy).vocab_size, min_plen = 1 << 30, max_plen = 0;
+    int V = gpt_config(policy).vocab_size, max_plen = 0;
     for (int b = 0; b < n; b++) {
         int plen;
         task->prompt(task, queries[b], &plen);
-        if (plen < min_plen) min_plen = plen;
         if (plen > max_plen) max_plen = plen;
     }
     int cache_len = max_plen + task->max_len + 1;
@@ -473,21 +472,32 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
     unsigned char *mask = gfn_malloc((size_t)V);
     int *forced = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 1));
 
-    // Prefill the common part of the prompts; the rest of each prompt goes through the queue.
-    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)min_plen);  // (n, min_plen)
+    // The prompts' longest common prefix (a few-shot prompt, "Question: ", or the whole prompt of
+    // a one-query task) is prefilled once, in row 0, and its keys and values copied to the other
+    // rows; the rest of each prompt goes through the queue, one decode step per token.
+    int common;
+    const int *first = task->prompt(task, queries[0], &common);
+    for (int b = 1; b < n; b++) {
+        int plen, j = 0;
+        const int *prompt = task->prompt(task, queries[b], &plen);
+        while (j < common && j < plen && prompt[j] == first[j]) j++;
+        common = j;
+    }
     for (int b = 0; b < n; b++) {
         int plen;
         const int *prompt = task->prompt(task, queries[b], &plen);
-        memcpy(inputs + (size_t)b * min_plen, prompt, sizeof(int) * (size_t)min_plen);
-        for (int j = min_plen; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        for (int j = common; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
         out[b]->query = queries[b];
         out[b]->ntok = out[b]->nact = 0;
-        pos[b] = min_plen;
+        pos[b] = common;
     }
-    float *prefill = gpt_prefill(policy, cache, inputs, n, min_plen);   // (n, min_plen, V)
-    for (int b = 0; b < n; b++)
-        memcpy(logits + (size_t)b * V, prefill + ((size_t)b * min_plen + min_plen - 1) * V, sizeof(float) * (size_t)V);
-    free(inputs);
+    if (common > 0) {
+        float *prefill = gpt_prefill(policy, cache, first, 1, common);   // (1, common, V)
+        for (int b = 0; b < n; b++) {
+            kv_cache_copy_row(cache, b, 0, common);
+            memcpy(logits + (size_t)b * V, prefill + (size_t)(common - 1) * V, sizeof(float) * (size_t)V);
+        }
+    }
 
     for (;;) {
         int active = 0;
@@ -1997,6 +2007,8 @@ static void train_usage(FILE *out) {
         "  --lambda F          SubTB lambda (1)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  --stop eot|newline  rng with -m: the terminator (eot)\n"
+        "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
+        "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers (0)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -2028,7 +2040,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0 };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -2045,6 +2057,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
         else if (!strcmp(a, "--data")) topt.data_path = v;
         else if (!strcmp(a, "--stop")) topt.stop = v;
+        else if (!strcmp(a, "--prompt")) topt.prompt = v;
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;
         else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
@@ -2072,6 +2085,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
         else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
         else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
+        else if (!strcmp(a, "--seed-answers")) topt.seed_answers = num != 0;
         else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
         else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
@@ -2475,7 +2489,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0 };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }

@@ -365,6 +365,9 @@ typedef struct {
     int quiet;
     int eval_n;                 // --eval-n: test questions per evaluated set (0: the task's default)
     const char *stop;           // --stop: rng's terminator with a tokenizer, "eot" or "newline" (NULL: eot)
+    const char *prompt;         // --prompt: arithmetic's policy prompt, "question" or "fewshot" (NULL:
+                                // question for a tuned policy, the 3-shot prompt for the untuned base)
+    int seed_answers;           // --seed-answers 1: rng's 101 valid answers seed the replay buffer
 } TaskOptions;
 
 typedef struct Task Task;

@@ -187,6 +187,8 @@ typedef struct {
     int *fewshot, fewshot_len;    // the 3 worked examples alone
     int test_start[3], test_count[3];
     int use_fewshot;              // prompt() returns fx instead of x
+    int policy_fewshot;           // --prompt fewshot: the policy sees fx in training and evaluation
+    int base_fewshot;             // the untuned base is evaluated with fx (default) or x
     int eval_n;
     int quiet;                    // no evaluation progress line
     // reward scratch, kept between calls
@@ -528,6 +530,15 @@ static int arith_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     task->state = st;
     st->eval_n = opt->eval_n > 0 ? opt->eval_n : 100;
     st->quiet = opt->quiet;
+    st->base_fewshot = 1;
+    if (opt->prompt) {
+        if (strcmp(opt->prompt, "question") && strcmp(opt->prompt, "fewshot")) {
+            gfn_error_set(err, "arithmetic: --prompt '%s': want question or fewshot", opt->prompt);
+            arith_cleanup(task); return 1;
+        }
+        st->policy_fewshot = st->base_fewshot = !strcmp(opt->prompt, "fewshot");
+    }
+    st->use_fewshot = st->policy_fewshot;
     st->tok = tokenizer_load(tok_path, err);
     if (!st->tok) { arith_cleanup(task); return 1; }
     task->base = gpt_load(model_path, err);
@@ -675,7 +686,7 @@ static void arith_render(Task *task, const Traj *t, char *buf, size_t cap) {
 static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed) {
     (void)log_z;
     ArithState *st = task->state;
-    int prompted = gpt_lora(policy) == NULL;   // the untuned base: the 3-shot prompt
+    int prompted = gpt_lora(policy) ? st->policy_fewshot : st->base_fewshot;
     st->use_fewshot = prompted;
     Rng rng;
     rng_seed(&rng, seed * 7919 + 17);
@@ -735,7 +746,7 @@ static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *ou
     }
     for (int i = 0; i < num_shown; i++) fprintf(out, "sample %s\n", shown[i]);
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
-    st->use_fewshot = 0;
+    st->use_fewshot = st->policy_fewshot;
 }
 
 Task task_arithmetic = {
@@ -767,10 +778,11 @@ typedef struct {
     int n_eval;
     int rng;                      // a random-integer run: acc[0] = valid fraction, acc[1] = KL to uniform
     char command[512];
+    char prompt[16];              // the policy's prompt in evaluation: "3-shot" or "question"
 } MethodRuns;
 
-static const char *const report_order[] = { "base", "sft", "reinforce", "tb", "subtb",
-                                            "rng-base", "rng-reinforce", "rng-tb", "rng-subtb" };
+static const char *const report_order[] = { "base", "base-question", "sft", "reinforce", "tb", "subtb",
+                                            "rng-base", "rng-reinforce", "rng-tb", "rng-tb-seeded", "rng-subtb" };
 static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (secondary source)
     if (!strcmp(method, "subtb")) return "95.2 / 75.4 / 40.7";
     if (!strcmp(method, "sft")) return "72.1 / 19.6 / 12.8";
@@ -778,7 +790,8 @@ static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (s
     return "—";
 }
 static const char *report_label(const char *method) {
-    if (!strcmp(method, "base")) return "base model, 3-shot prompt";
+    if (!strcmp(method, "base")) return "base model, no tuning";
+    if (!strcmp(method, "base-question")) return "base model, no tuning, question alone";
     if (!strcmp(method, "sft")) return "SFT on 10 worked rationales";
     if (!strcmp(method, "reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "tb")) return "GFlowNet, TB";
@@ -786,6 +799,7 @@ static const char *report_label(const char *method) {
     if (!strcmp(method, "rng-base")) return "base model";
     if (!strcmp(method, "rng-reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "rng-tb")) return "GFlowNet, TB";
+    if (!strcmp(method, "rng-tb-seeded")) return "GFlowNet, TB, replay seeded with the 101 answers";
     if (!strcmp(method, "rng-subtb")) return "GFlowNet, modified SubTB";
     return method;
 }
@@ -794,7 +808,7 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     size_t len;
     unsigned char *text = read_file(path, &len, err);
     if (!text) return 1;
-    char method[32] = "", command[512] = "";
+    char method[32] = "", command[512] = "", prompt[16] = "";
     double acc[3] = { NAN, NAN, NAN }, wall = 0, valid = NAN, kl = NAN;
     int n_eval = 0;
     for (char *line = (char *)text, *next; line && *line; line = next) {
@@ -803,6 +817,7 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
         double v;
         int k;
         if (sscanf(line, "method %31s", method) == 1) continue;
+        if (sscanf(line, "prompt %15s", prompt) == 1) continue;
         if (!strncmp(line, "command ", 8)) { snprintf(command, sizeof command, "%s", line + 8); continue; }
         if (sscanf(line, "wall_s %lf", &v) == 1) { wall = v; continue; }
         if (sscanf(line, "n_3 %d", &k) == 1) { n_eval = k; continue; }
@@ -835,6 +850,7 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     mr->wall += wall;
     mr->n_eval = n_eval;
     if (command[0]) snprintf(mr->command, sizeof mr->command, "%s", command);
+    if (prompt[0]) snprintf(mr->prompt, sizeof mr->prompt, "%s", prompt);
     mr->runs++;
     return 0;
 }
@@ -905,12 +921,12 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
                      "Test accuracy (%%), mean ± std over seeds; 10 samples at T = 0.1 with the calculator, majority vote on\n"
                      "the last number of Z. 3 and 4 operands are in distribution, 5 operands out of distribution.\n"
                      "The paper's figures are for GPT-J 6B (PAPER.md, secondary source); ours come from our own base model.\n\n"
-                     "| method | runs | test questions per set | 3 operands | 4 operands | 5 operands | paper 3 / 4 / 5 | wall time per run (s) |\n"
-                     "|---|---|---|---|---|---|---|---|\n");
+                     "| method | prompt | runs | test questions per set | 3 operands | 4 operands | 5 operands | paper 3 / 4 / 5 | wall time per run (s) |\n"
+                     "|---|---|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < nm; m++) {
         MethodRuns *mr = &methods[m];
         if (mr->rng) continue;
-        text_printf(&md, "| %s | %d | %d |", report_label(mr->name), mr->runs, mr->n_eval);
+        text_printf(&md, "| %s | %s | %d | %d |", report_label(mr->name), mr->prompt[0] ? mr->prompt : "?", mr->runs, mr->n_eval);
         for (int s = 0; s < 3; s++) {
             double mean, std;
             mean_std(mr->acc[s], mr->runs, &mean, &std);
@@ -921,24 +937,35 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
     // The target, checked on the table's own numbers: on 5 operands (mean over seeds)
     // GFlowNet > SFT > reward maximiser with GFlowNet >= 2x SFT, and GFlowNet above the base on
     // every operand count.
-    double mean5[5] = { NAN, NAN, NAN, NAN, NAN }, base_mean[3] = { NAN, NAN, NAN }, gfn_mean[3] = { NAN, NAN, NAN };
+    static const char *const target_methods[4] = { "base", "sft", "reinforce", "subtb" };
+    double mean5[4] = { NAN, NAN, NAN, NAN }, base_mean[3] = { NAN, NAN, NAN }, gfn_mean[3] = { NAN, NAN, NAN };
     for (int m = 0; m < nm; m++)
-        for (int o = 0; o < 5; o++)
-            if (!strcmp(methods[m].name, report_order[o])) {
+        for (int o = 0; o < 4; o++)
+            if (!strcmp(methods[m].name, target_methods[o])) {
                 double sd;
                 mean_std(methods[m].acc[2], methods[m].runs, &mean5[o], &sd);
                 for (int k = 0; k < 3; k++) {
                     if (o == 0) mean_std(methods[m].acc[k], methods[m].runs, &base_mean[k], &sd);
-                    if (o == 4) mean_std(methods[m].acc[k], methods[m].runs, &gfn_mean[k], &sd);
+                    if (o == 3) mean_std(methods[m].acc[k], methods[m].runs, &gfn_mean[k], &sd);
                 }
             }
-    if (!isnan(mean5[1]) && !isnan(mean5[2]) && !isnan(mean5[4])) {
-        int order = mean5[4] > mean5[1] && mean5[1] > mean5[2], twice = mean5[4] >= 2 * mean5[1], above = 1;
+    if (!isnan(mean5[1]) && !isnan(mean5[2]) && !isnan(mean5[3])) {
+        int order = mean5[3] > mean5[1] && mean5[1] > mean5[2], twice = mean5[3] >= 2 * mean5[1], above = 1;
         for (int k = 0; k < 3; k++) above &= !isnan(base_mean[k]) && gfn_mean[k] > base_mean[k];
         text_printf(&md, "\nTarget on 5 operands (mean over seeds): GFlowNet (modified SubTB) > SFT > reward maximiser: "
                          "%.1f vs %.1f vs %.1f — **%s**; GFlowNet at least 2x SFT: **%s**; GFlowNet above the untuned base "
-                         "on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[4], 100 * mean5[1], 100 * mean5[2],
+                         "on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[3], 100 * mean5[1], 100 * mean5[2],
                     order ? "met" : "not met", twice ? "met" : "not met", above ? "met" : "not met");
+    }
+    // What was tried: the folder's NOTES.md (written by hand), verbatim.
+    char notes_path[4096];
+    snprintf(notes_path, sizeof notes_path, "%s/NOTES.md", dir);
+    if (file_exists(notes_path)) {
+        size_t notes_len;
+        unsigned char *notes = read_file(notes_path, &notes_len, err);
+        if (!notes) { free(md.s); free(methods); return 1; }
+        text_printf(&md, "\n%.*s", (int)notes_len, (const char *)notes);
+        free(notes);
     }
     text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
     for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_printf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);

@@ -125,6 +125,8 @@ static GPT *rng_char_model(const RngState *st, uint64_t seed) {
     return model;
 }
 
+static void rng_answer(Task *task, int query, int v, Traj *out);
+
 static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     RngState *st = gfn_calloc(1, sizeof(RngState));
     st->floor = opt->reward_floor;
@@ -178,6 +180,15 @@ static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
         memset(task->allowed, 1, RNG_CHAR_V);
         task->base = rng_char_model(st, opt->seed ? opt->seed : 1);
     }
+    if (opt->seed_answers) {   // --seed-answers: the 101 valid answers seed the replay buffer
+        task->demos = gfn_calloc(101, sizeof(Traj *));
+        for (int v = 0; v <= 100; v++) {
+            task->demos[v] = traj_new(task->max_len);
+            rng_answer(task, 0, v, task->demos[v]);
+        }
+        task->num_demos = 101;
+        rng_log_reward(task, task->demos, task->num_demos);
+    }
     return 0;
 }
 
@@ -191,6 +202,10 @@ static void rng_cleanup(Task *task) {
     task->state = NULL;
     free(task->allowed);
     task->allowed = NULL;
+    for (int d = 0; d < task->num_demos; d++) traj_free(task->demos[d]);
+    free(task->demos);
+    task->demos = NULL;
+    task->num_demos = 0;
     if (task->base) gpt_free(task->base);
     task->base = NULL;
 }
@@ -260,11 +275,11 @@ static void rng_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out,
     fprintf(out, "samples %d\n", n);
 }
 
-// Given Z for SFT: a uniform integer 0..100, written as the tokenizer (or the symbols) spell it.
-static void rng_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+// The answer v as a trajectory, spelt as the tokenizer (or the symbols) spell it.
+static void rng_answer(Task *task, int query, int v, Traj *out) {
     RngState *st = task->state;
     char text[8];
-    snprintf(text, sizeof text, "%d", rng_below(rng, 101));
+    snprintf(text, sizeof text, "%d", v);
     out->query = query;
     if (st->tok) {
         size_t n;
@@ -278,6 +293,11 @@ static void rng_demonstration(Task *task, int query, Traj *out, Rng *rng) {
     }
     out->nact = out->ntok;
     memset(out->forced, 0, (size_t)out->ntok);
+}
+
+// Given Z for SFT: a uniform integer 0..100.
+static void rng_demonstration(Task *task, int query, Traj *out, Rng *rng) {
+    rng_answer(task, query, rng_below(rng, 101), out);
 }
 
 static void rng_render(Task *task, const Traj *t, char *buf, size_t cap) {

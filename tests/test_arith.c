@@ -330,6 +330,18 @@ static void test_task(void) {
     printf("   mean log R of samples: %.3f before, %.3f after 30 SubTB steps\n", before, after);
     gpt_free(policy);
     task->cleanup(task);
+
+    // --prompt: an unknown value is an error naming it; "fewshot" gives the policy the reward's
+    // context (3 worked examples, then X) instead of X alone.
+    opt.prompt = "bogus";
+    CHECK(task->setup(task, &opt, &err) != 0 && strstr(err.msg, "bogus"), "--prompt bogus: %s", err.msg);
+    opt.prompt = "fewshot";
+    if (CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) {
+        int plen, clen, ylen;
+        const int *y, *p = task->prompt(task, 5, &plen), *c = arith_reward_context(task, 5, &clen, &y, &ylen);
+        CHECK(plen == clen && plen > 40 && !memcmp(p, c, sizeof(int) * (size_t)plen), "fewshot policy prompt: %d tokens, context %d", plen, clen);
+        task->cleanup(task);
+    }
 }
 
 static void test_report(void) {
@@ -338,6 +350,7 @@ static void test_report(void) {
     FILE *f;
     static const struct { const char *method; int seed; double a3, a4, a5; } runs[] = {
         { "subtb", 1, 0.9, 0.7, 0.4 }, { "subtb", 2, 0.8, 0.5, 0.2 }, { "base", 1, 0.1, 0.05, 0.0 }, { "sft", 1, 0.5, 0.25, 0.1 },
+        { "base-question", 1, 0.95, 0.9, 0.8 },   // a second base row: the target compares with "base" only
     };
     mkdir(dir, 0755);
     remove("tests_tmp_arith_results/broken.txt");
@@ -359,25 +372,30 @@ static void test_report(void) {
     }
     f = fopen("tests_tmp_arith_results/notes.md", "w");   // not a .txt: ignored
     if (f) { fputs("method bogus\n", f); fclose(f); }
+    f = fopen("tests_tmp_arith_results/NOTES.md", "w");   // what was tried: copied into the report
+    if (f) { fputs("## What was tried\n\nnotes-marker\n", f); fclose(f); }
     GfnError err = { { 0 } };
     CHECK(arith_report(dir, "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) == 0, "report: %s", err.msg);
     size_t len;
     char *md = (char *)read_file("tests_tmp_arith_report.md", &len, &err), *svg = (char *)read_file("tests_tmp_arith_report.svg", &len, &err);
     if (CHECK(md && svg, "outputs missing: %s", err.msg)) {
         // subtb: mean 85.0 ± std 7.1 (sample std of 0.9, 0.8), 60.0 ± 14.1, 30.0 ± 14.1
-        CHECK(strstr(md, "| GFlowNet, modified SubTB | 2 | 100 | 85.0 ± 7.1 | 60.0 ± 14.1 | 30.0 ± 14.1 | 95.2 / 75.4 / 40.7 | 12 |") != NULL, "subtb row:\n%s", md);
-        CHECK(strstr(md, "| base model, 3-shot prompt | 1 | 100 | 10.0 ± 0.0 | 5.0 ± 0.0 | 0.0 ± 0.0 |") != NULL, "base row:\n%s", md);
+        CHECK(strstr(md, "| GFlowNet, modified SubTB | question | 2 | 100 | 85.0 ± 7.1 | 60.0 ± 14.1 | 30.0 ± 14.1 | 95.2 / 75.4 / 40.7 | 12 |") != NULL, "subtb row:\n%s", md);
+        CHECK(strstr(md, "| base model, no tuning | question | 1 | 100 | 10.0 ± 0.0 | 5.0 ± 0.0 | 0.0 ± 0.0 |") != NULL, "base row:\n%s", md);
+        char *notes = strstr(md, "## What was tried\n\nnotes-marker\n"), *plot = strstr(md, "![accuracy");
+        CHECK(notes && plot && notes < plot, "NOTES.md not copied before the plot:\n%s", md);
         CHECK(strstr(md, "bogus") == NULL && strstr(md, "`./gfn train arithmetic --loss sft -s 1`"), "commands:\n%s", md);
         // subtb 30% > sft 10% > (no reinforce run): the ordering cannot be judged without all three
         CHECK(strstr(md, "Target on 5 operands") == NULL, "target line without a reward maximiser:\n%s", md);
         // rng-tb: valid 98.00 ± 1.41 (sample std of 0.99, 0.97), KL 0.040 ± 0.014, after the arithmetic table
         char *rng_row = strstr(md, "| GFlowNet, TB | 2 | 98.00 ± 1.41 | 0.040 ± 0.014 | 12 |");
         CHECK(rng_row && rng_row > strstr(md, "## Random integer"), "rng row:\n%s", md);
-        char *b = strstr(md, "base model"), *s = strstr(md, "SFT on"), *g = strstr(md, "GFlowNet, modified");
-        CHECK(b && s && g && b < s && s < g, "method order");
+        char *b = strstr(md, "base model, no tuning |"), *bq = strstr(md, "base model, no tuning, question alone"),
+             *s = strstr(md, "SFT on"), *g = strstr(md, "GFlowNet, modified");
+        CHECK(b && bq && s && g && b < bq && bq < s && s < g, "method order");
         int polylines = 0;
         for (char *p = svg; (p = strstr(p, "<polyline")); p++) polylines++;
-        CHECK(polylines == 3 && strstr(svg, "<svg") == svg && strstr(svg, "</svg>\n"), "svg: %d polylines", polylines);
+        CHECK(polylines == 4 && strstr(svg, "<svg") == svg && strstr(svg, "</svg>\n"), "svg: %d polylines", polylines);
     }
     free(md); free(svg);
     // With a reward maximiser run too, the report judges the target on its own numbers.

@@ -212,8 +212,9 @@ static void test_replay_buffer(void) {
 // prompts of different lengths, actions 0..5, ⊤ = 11, 1..4 tokens; writing 3 calls a "tool" that
 // inserts the tokens 7 8 (context, not actions). The reward is an arbitrary function of the prefix.
 enum { TT_V = 12, TT_TERM = 11 };
-static const int tt_prompts[2][3] = { { 9, 10, 6 }, { 10, 9, 0 } };
-static const int tt_prompt_len[2] = { 3, 2 };
+// Query 2's prompt is a prefix of query 0's; query 1 shares no first token with either.
+static const int tt_prompts[3][3] = { { 9, 10, 6 }, { 10, 9, 0 }, { 9, 10, 0 } };
+static const int tt_prompt_len[3] = { 3, 2, 2 };
 
 static const int *tt_prompt(Task *task, int query, int *len) {
     (void)task;
@@ -421,27 +422,31 @@ static void test_exact_distribution(void) {
     int *z = gfn_malloc(sizeof(int) * (size_t)count * task.max_len), *len = gfn_malloc(sizeof(int) * (size_t)count);
     enumerate_z(&task, z, len, count);
     float *log_q = gfn_malloc(sizeof(float) * (size_t)count);
-    for (int query = 0; query < 2; query++) {
+    // Each query sampled in batches shared with another one, so that the sampler's common-prefix
+    // prefill is exercised: 0 with 2 (two tokens shared, 0 has one more), 1 with 0 (none shared),
+    // 2 with 0 (2's whole prompt shared).
+    static const int partner[3] = { 2, 0, 0 };
+    for (int query = 0; query < 3; query++) {
         policy_exact_logq(policy, &task, query, z, len, count, log_q);
         double total = 0;
         for (int i = 0; i < count; i++) total += exp(log_q[i]);
         CHECK(fabs(total - 1) < 1e-4, "query %d: exact q sums to %.7f", query, total);
         // Sample and compare frequencies (index by the same base-6 order as enumerate_z).
-        enum { N = 50, ROUNDS = 200 };
+        enum { N = 50, ROUNDS = 400 };
         Traj *t[N];
         int queries[N];
-        for (int i = 0; i < N; i++) { t[i] = traj_new(task.max_len); queries[i] = query; }
+        for (int i = 0; i < N; i++) { t[i] = traj_new(task.max_len); queries[i] = i % 2 ? partner[query] : query; }
         double *freq = gfn_calloc((size_t)count, sizeof(double));
         Rng rng;
         rng_seed(&rng, 77 + query);
         SamplerConfig sc = { 1.0f, 0, 1.0f };
         for (int r = 0; r < ROUNDS; r++) {
             sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
-            for (int i = 0; i < N; i++) {
+            for (int i = 0; i < N; i += 2) {
                 int offset = 0, power = 6, idx = 0;
                 for (int l = 1; l < t[i]->nact; l++) { offset += power; power *= 6; }
                 for (int k = 0; k < t[i]->nact; k++) idx = idx * 6 + t[i]->tokens[k];
-                freq[offset + idx] += 1.0 / (N * ROUNDS);
+                freq[offset + idx] += 2.0 / (N * ROUNDS);
             }
         }
         double l1 = 0;
@@ -458,7 +463,7 @@ static void test_exact_distribution(void) {
 // A short `toy` run must cut the L1 distance to the exact posterior at least 5x.
 static void test_toy_run(void) {
     Task *task = task_find("toy");
-    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL };
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0 };
     GfnError err = { { 0 } };
     CHECK(task && task->setup(task, &opt, &err) == 0, "toy setup: %s", err.msg);
     if (!task) return;
@@ -487,7 +492,7 @@ static void test_toy_run(void) {
 // The rng task's reward: valid integers 0..100 (no leading zero, one optional leading space).
 static void test_rng_reward(void) {
     Task *task = task_find("rng");
-    TaskOptions opt = { "", "", "", 1, -13.815511f, 1, 0, NULL };
+    TaskOptions opt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0 };
     GfnError err = { { 0 } };
     if (!CHECK(task && task->setup(task, &opt, &err) == 0, "rng setup: %s", err.msg)) return;
     // symbols: digits are ids 0..9, ' ' is 11, 'a' is 12
@@ -512,6 +517,19 @@ static void test_rng_reward(void) {
     task->log_reward(task, &t, 1);
     CHECK(t->log_r[1] == 0 && t->log_r[2] == 0 && t->log_r[3] == 0, "prefix rewards of 100");
     traj_free(t);
+    CHECK(task->num_demos == 0, "rng without --seed-answers has %d demonstrations", task->num_demos);
+    task->cleanup(task);
+    // --seed-answers: the 101 valid answers, each once, all with log R = 0, seed the replay buffer.
+    opt.seed_answers = 1;
+    if (!CHECK(task->setup(task, &opt, &err) == 0, "rng setup: %s", err.msg)) return;
+    int seen[101] = { 0 }, good = task->num_demos == 101;
+    for (int d = 0; d < task->num_demos && good; d++) {
+        const Traj *a = task->demos[d];
+        int v = 0;
+        for (int k = 0; k < a->ntok; k++) v = 10 * v + a->tokens[k];
+        good = a->nact == a->ntok && a->log_r[a->nact] == 0.0f && v <= 100 && !seen[v]++;
+    }
+    CHECK(good, "rng --seed-answers: %d demonstrations, not the 101 answers", task->num_demos);
     task->cleanup(task);
 }
 
