@@ -93,24 +93,27 @@ define one_run
 	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(3)"; } > $(4)/$(1)_s$(2).txt && \
 	rm -f $(4)/$(1)_s$(2).out
 endef
-arith_run = $(call one_run,$(1),$(2),$(ARITH) --eval-n $(if $(filter results/run,$(4)),$(RUN_EVAL_N),$(EVAL_N)) -s $(2) $(3),$(4))
+# An arithmetic run of `make run` ($(1) method, $(2) arguments) and of `make reproduce` ($(1)
+# method, $(2) seed, $(3) arguments).
+run_run = $(call one_run,$(1),1,$(ARITH) --eval-n $(RUN_EVAL_N) -s 1 $(2),results/run)
+arith_run = $(call one_run,$(1),$(2),$(ARITH) --eval-n $(EVAL_N) -s $(2) $(3),results/arithmetic)
 
 run: gfn
 	@mkdir -p results/run && rm -f results/run/*.txt
-	$(call arith_run,base,1,--steps 0,results/run)
-	$(call arith_run,subtb,1,--loss subtb --steps $(RUN_STEPS) $(TRAIN_ARGS),results/run)
+	$(call run_run,base,--steps 0)
+	$(call run_run,subtb,--loss subtb --steps $(RUN_STEPS) $(TRAIN_ARGS))
 	@./gfn report arithmetic results/run results/run > /dev/null
 	@echo; sed -n '/^| method/,/^$$/p' results/run.md
 	@grep '^sample' results/run/subtb_s1.txt | sed 's/^sample /fine-tuned: /'
 
 # Every method for one seed $(1).
 define arith_seed
-$(call arith_run,base,$(1),--steps 0,results/arithmetic)
-$(call arith_run,base-question,$(1),--steps 0 --prompt question,results/arithmetic)
-$(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
-$(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
-$(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
-$(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS),results/arithmetic)
+$(call arith_run,base,$(1),--steps 0)
+$(call arith_run,base-question,$(1),--steps 0 --prompt question)
+$(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS))
+$(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS))
+$(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS))
+$(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS))
 endef
 
 # The random-integer task on the same base model ("\n" ends an answer: the corpus puts short

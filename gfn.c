@@ -474,7 +474,8 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
 
     // The prompts' longest common prefix (a few-shot prompt, "Question: ", or the whole prompt of
     // a one-query task) is prefilled once, in row 0, and its keys and values copied to the other
-    // rows; the rest of each prompt goes through the queue, one decode step per token.
+    // rows; the rest of each prompt goes through the queue, one decode step per token. With no
+    // common prefix every row starts from its queue, so its logits are first set by a decode step.
     int common;
     const int *first = task->prompt(task, queries[0], &common);
     for (int b = 1; b < n; b++) {

@@ -125,7 +125,25 @@ static GPT *rng_char_model(const RngState *st, uint64_t seed) {
     return model;
 }
 
-static void rng_answer(Task *task, int query, int v, Traj *out);
+// The answer v as a trajectory, spelt as the tokenizer (or the symbols) spell it.
+static void rng_answer(Task *task, int query, int v, Traj *out) {
+    RngState *st = task->state;
+    char text[8];
+    snprintf(text, sizeof text, "%d", v);
+    out->query = query;
+    if (st->tok) {
+        size_t n;
+        int *ids = tokenizer_encode(st->tok, text, strlen(text), 0, &n);
+        out->ntok = (int)n < task->max_len ? (int)n : task->max_len;
+        memcpy(out->tokens, ids, sizeof(int) * (size_t)out->ntok);
+        free(ids);
+    } else {
+        out->ntok = (int)strlen(text);
+        for (int k = 0; k < out->ntok; k++) out->tokens[k] = text[k] - '0';
+    }
+    out->nact = out->ntok;
+    memset(out->forced, 0, (size_t)out->ntok);
+}
 
 static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     RngState *st = gfn_calloc(1, sizeof(RngState));
@@ -273,26 +291,6 @@ static void rng_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out,
     fprintf(out, "base_valid %.6f\nbase_kl_uniform %.6f\n", valid, kl);
     if (!st->tok) { rng_exact(task, task->base, &valid, &kl); fprintf(out, "base_valid_exact %.6f\nbase_kl_uniform_exact %.6f\n", valid, kl); }
     fprintf(out, "samples %d\n", n);
-}
-
-// The answer v as a trajectory, spelt as the tokenizer (or the symbols) spell it.
-static void rng_answer(Task *task, int query, int v, Traj *out) {
-    RngState *st = task->state;
-    char text[8];
-    snprintf(text, sizeof text, "%d", v);
-    out->query = query;
-    if (st->tok) {
-        size_t n;
-        int *ids = tokenizer_encode(st->tok, text, strlen(text), 0, &n);
-        out->ntok = (int)n < task->max_len ? (int)n : task->max_len;
-        memcpy(out->tokens, ids, sizeof(int) * (size_t)out->ntok);
-        free(ids);
-    } else {
-        out->ntok = (int)strlen(text);
-        for (int k = 0; k < out->ntok; k++) out->tokens[k] = text[k] - '0';
-    }
-    out->nact = out->ntok;
-    memset(out->forced, 0, (size_t)out->ntok);
 }
 
 // Given Z for SFT: a uniform integer 0..100.
