@@ -11,7 +11,8 @@
     X(model) \
     X(pretrain) \
     X(tokenizer) \
-    X(gfn)
+    X(gfn) \
+    X(arith)
 
 #define DECLARE(name) void bench_##name(void);
 BENCHES(DECLARE)
