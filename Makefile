@@ -15,7 +15,9 @@ else
   WARN += -Wno-unknown-pragmas
 endif
 
-SRC = model.c tokenizer.c gfn.c $(wildcard tasks/*.c)
+# The files in dependency order; main.c (the command line) is linked only into ./gfn.
+SRC = util.c model.c tokenizer.c gfn.c eval.c $(sort $(wildcard tasks/*.c)) pretrain.c
+MAIN = main.c
 HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
@@ -23,12 +25,12 @@ BENCH_SRC = $(wildcard tests/bench_*.c)
 .PHONY: all test bench run reproduce reproduce-rng data weights clean
 all: gfn
 
-gfn: $(SRC) $(HDR)
-	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRC) $(LDFLAGS) $(LDLIBS)
+gfn: $(SRC) $(MAIN) $(HDR)
+	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRC) $(MAIN) $(LDFLAGS) $(LDLIBS)
 
-# The test runner links the same sources without gfn.c's main().
-tests/run_tests: $(SRC) $(HDR) $(TEST_SRC) tests/test.h
-	$(CC) $(CFLAGS) $(WARN) -DGFN_NO_MAIN -o $@ $(SRC) $(TEST_SRC) $(LDFLAGS) $(LDLIBS)
+# The test runner links the same sources without main.c.
+tests/run_tests: $(SRC) $(HDR) $(TEST_SRC) tests/runner.c tests/test.h
+	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRC) $(TEST_SRC) tests/runner.c $(LDFLAGS) $(LDLIBS)
 
 test: gfn tests/run_tests
 	./tests/run_tests
@@ -39,7 +41,7 @@ data:
 	@if [ -d "$(SHARED_DATA)" ]; then mkdir -p data && cp -R $(SHARED_DATA)/. data/ && chmod -R u+w data && echo "data/ copied from $(SHARED_DATA)"; \
 	else echo "no $(SHARED_DATA): tests that need the datasets will skip"; fi
 
-# The base model, shipped in weights/: corpus (gfn.c's recipe; held-out sets listed there) ->
+# The base model, shipped in weights/: corpus (pretrain.c's recipe; held-out sets listed there) ->
 # BPE tokenizer with 4096 ids -> GPT-2 pretrained from scratch (4 layers, 8 heads, width 256,
 # context 256: 4.27M parameters; 3000 steps of 8 x 256 tokens, about 1.5 passes over its 4.1M
 # tokens). Work files (corpus, token cache, training state, log) go to weights/build/ (ignored);
@@ -62,7 +64,7 @@ weights: gfn
 
 # Speed and memory figures of this machine (see tests/bench_*.c).
 tests/bench: $(SRC) $(HDR) $(BENCH_SRC)
-	$(CC) $(CFLAGS) $(WARN) -DGFN_NO_MAIN -o $@ $(SRC) $(BENCH_SRC) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(WARN) -o $@ $(SRC) $(BENCH_SRC) $(LDFLAGS) $(LDLIBS)
 
 bench: tests/bench gfn
 	./tests/bench

@@ -2,11 +2,15 @@
 //
 // gfn.c fine-tunes a GPT-2-style language model as a GFlowNet policy (Hu et al., ICLR 2024,
 // "Amortizing intractable inference in large language models"), in C with libc and libm only.
-// Sections, in the order the files read:
-//   1. utilities   (model.c)     errors, seeded RNG, a small JSON reader, little-endian bytes
-//   2. model       (model.c)     GPT-2 forward/backward, matmul, LoRA, AdamW, checkpoints
-//   3. tokenizer   (tokenizer.c) byte-level BPE: train, encode, decode, GPT-2's vocabulary
-//   4. gflownet    (gfn.c)       objectives, sampler, replay buffer, training loop, tasks
+// Sections, in the order the files depend on each other (each uses only the ones above it):
+//   1. util.c        errors, seeded RNG, little-endian bytes, files, a small JSON reader
+//   2. model.c       GPT-2 forward/backward, matmul, LoRA, AdamW, checkpoints, HF / PEFT I/O
+//   3. tokenizer.c   byte-level BPE: train, encode, decode, GPT-2's vocabulary
+//   4. gfn.c         objectives, trajectories, replay, policy, sampler, exact distributions, training
+//   5. eval.c        evaluation shared by the tasks' reports: Markdown tables, SVG plots
+//   6. tasks/*.c     the tasks (toy, rng, arithmetic)
+//   7. pretrain.c    pretraining, the token cache, the corpus recipe
+//   8. main.c        the command line and the task registry
 #ifndef GFN_H
 #define GFN_H
 
@@ -15,7 +19,7 @@
 #include <stdio.h>
 
 // ----------------------------------------------------------------------------------------------
-// 1. Utilities (model.c)
+// 1. util.c: utilities
 
 // Errors: functions that can fail on bad input return 0 on success and nonzero on failure,
 // after writing a message that names the file and the problem into a caller's buffer.
@@ -52,6 +56,12 @@ unsigned char *read_file(const char *path, size_t *len, GfnError *err);
 const char *gfn_data_dir(void);
 // Atomic write: write to PATH.tmp, flush, close, rename over PATH. Never a half-written file.
 int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err);
+// The same in two halves, for files streamed out: atomic_begin opens PATH.tmp (*tmp gets its
+// name); atomic_finish flushes, closes and renames it over PATH, or removes it when ok == 0.
+FILE *atomic_begin(const char *path, char **tmp, GfnError *err);
+int atomic_finish(FILE *f, char *tmp, const char *path, int ok, GfnError *err);
+// Wall-clock seconds, for progress lines and throughput figures.
+double gfn_wall_seconds(void);
 
 // A small JSON reader (RFC 8259), enough for config.json, safetensors headers, PEFT configs,
 // GPT-2's encoder.json and the task data files. Parsing builds a tree of nodes in one arena.
@@ -75,7 +85,7 @@ Json *json_get(const Json *object, const char *key);   // member by name, or NUL
 Json *json_at(const Json *array, size_t index);        // element by index, or NULL
 
 // ----------------------------------------------------------------------------------------------
-// 2. Model (model.c)
+// 2. model.c: the model
 //
 // GPT-2 exactly as Hugging Face's GPT2LMHeadModel computes it: x = wte[id] + wpe[pos]; per layer
 // x += attn(ln_1(x)); x += mlp(ln_2(x)); logits = ln_f(x) · wteᵀ (tied head). LayerNorm eps 1e-5,
@@ -267,7 +277,7 @@ float gpt_train_step(GPT *model, AdamW *opt, const int *inputs, const int *targe
 float lr_schedule(int step, int warmup, int total, float lr_max, float lr_min);
 
 // ----------------------------------------------------------------------------------------------
-// 3. Tokenizer (tokenizer.c)
+// 3. tokenizer.c: the tokenizer
 //
 // Byte-level BPE exactly as GPT-2 encodes: any byte string encodes, and decode(encode(b)) == b.
 // A Tokenizer is our own trained vocabulary (a file: ids 0..255 are the bytes, then one id per
@@ -295,7 +305,7 @@ int *tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int al
 char *tokenizer_decode(const Tokenizer *tok, const int *ids, size_t num_ids, size_t *len, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
-// 4. GFlowNet (gfn.c)
+// 4. gfn.c: the GFlowNet method
 //
 // A trajectory is one sampled continuation Z = z_1..z_n of a query's prompt X, ended by the
 // terminator ⊤. State i is the prefix after i actions (sampled tokens); tokens that a task's
@@ -355,7 +365,7 @@ int replay_add(ReplayBuffer *rb, const Traj *t);
 // Samples one of the query's trajectories with probability ∝ softmax(log R); NULL when empty.
 const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng);
 
-// 4c. Tasks: a file in tasks/ fills one Task and adds a line to the registry in gfn.c.
+// 4c. Tasks: a file in tasks/ fills one Task and adds a line to the registry in main.c.
 typedef struct {
     const char *model_path;     // -m: a checkpoint or HF directory ("" for the task's default)
     const char *tokenizer_path; // -t
@@ -402,8 +412,6 @@ struct Task {
     int num_demos;
     Traj **demos;
 };
-extern Task task_toy, task_rng;
-Task *task_find(const char *name);
 
 // 4d. The policy over the allowed tokens, and sampling.
 // log-softmax of one logits row over the tokens with allowed[v] != 0 (the rest get -inf).
@@ -414,6 +422,10 @@ typedef struct {
     int top_k;              // 0: off
     float top_p;            // 1: off
 } SamplerConfig;
+// Draws a token from one logits row restricted to mask (V), with cfg's temperature, top-k and
+// top-p; pairs is (V, 2) scratch.
+int sample_token(const float *logits, const unsigned char *mask, int V, const SamplerConfig *cfg,
+                 float *pairs, Rng *rng);
 // Samples n trajectories, trajectory i for query queries[i], batched with the KV cache.
 // Uses the task's allowed mask, min/max lengths and tool hook. Rewards are not filled.
 void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
@@ -470,7 +482,43 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
 // A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
 GPT *copy_model(GPT *model);
 
-// 4f. The arithmetic task (tasks/arithmetic.c): questions "Question: 6 - 0 - 4 - 8 = ? Answer:",
+// ----------------------------------------------------------------------------------------------
+// 5. eval.c: evaluation shared by the tasks' reports
+
+// --- Markdown tables and SVG plots
+// A report is built in memory in a growing text buffer (then written atomically).
+typedef struct { char *s; size_t len, cap; } Text;   // s: NUL-terminated, len bytes; free(s)
+void text_appendf(Text *t, const char *fmt, ...);   // printf at the end of t
+// Mean and sample standard deviation (n − 1; 0 for n < 2) of x[0..n).
+void mean_std(const double *x, int n, double *mean, double *std);
+// The result files of a report: the paths DIR/NAME.txt (at most max, malloc'ed each), sorted by
+// name so the report does not depend on the file system's order. Returns their count, or -1 with
+// err set when DIR cannot be opened.
+int report_list_files(const char *dir, char **paths, int max, GfnError *err);
+// A Markdown table's header: "| a | b |" and "|---|---|", each ended by a newline.
+void md_table_header(Text *md, const char *const *columns, int num_columns);
+// A line plot of fractions (y from 0 to 1, drawn as 0..100 with a grid line every 20) at num_x
+// evenly spaced labelled x positions; each series a polyline with ± std bars and a legend entry.
+typedef struct {
+    int width, height;                  // pixels
+    int left, right, top, bottom;       // margins; the legend sits in the right one
+    int num_x;                          // x positions (>= 2)
+    const char *const *x_labels;        // (num_x)
+    const char *x_title, *y_title;
+} LinePlot;
+typedef struct {
+    const char *name;                   // the legend's text
+    int slot;                           // colour (slot % 8) and legend row
+    const double *mean, *std;           // (num_x) each, fractions
+} PlotSeries;
+void svg_line_plot(Text *svg, const LinePlot *plot, const PlotSeries *series, int num_series);
+
+// ----------------------------------------------------------------------------------------------
+// 6. tasks/*.c: the tasks. Each fills one Task (section 4c); main.c's registry lists them.
+
+extern Task task_toy, task_rng;
+
+// The arithmetic task (tasks/arithmetic.c): questions "Question: 6 - 0 - 4 - 8 = ? Answer:",
 // rationales "6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6", solutions ". The answer is -6.". The generator is
 // public so that the pretraining corpus can write the same text while excluding the test sets.
 extern Task task_arithmetic;
@@ -503,11 +551,12 @@ void arith_rebuild(Task *task, Traj *t, const int *actions, int nact);
 int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
-// 4p. Pretraining (gfn.c): a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`).
+// 7. pretrain.c: a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`), and the
+// corpus recipe (`gfn corpus`).
 //
 // The corpus: each input file is split into documents at the literal text "<|endoftext|>"; each
 // document is encoded and followed by the tokenizer's end-of-text token. The token stream is
-// cached in a file (OUT.tokens, format in gfn.c) and rebuilt when the tokenizer or an input
+// cached in a file (OUT.tokens, format in pretrain.c) and rebuilt when the tokenizer or an input
 // changes. Validation split: the stream is cut into chunks of ctx+1 tokens and chunk c is held
 // out when floor((c+1)·val_frac) > floor(c·val_frac), i.e. evenly spread chunks, val_frac of them;
 // training windows of ctx+1 tokens never overlap a held-out chunk.
@@ -551,7 +600,15 @@ typedef struct {
 // Trains per config; 0 on success, nonzero with err set (file and problem named).
 int pretrain_run(const PretrainConfig *config, PretrainResult *result, GfnError *err);
 // The pretraining corpus from the shared data folder, deterministically per seed; what is held
-// out for evaluation is listed in gfn.c ("The corpus recipe"). *bytes (may be NULL) gets its size.
+// out for evaluation is listed in pretrain.c ("The corpus recipe"). *bytes (may be NULL) gets its size.
 int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size_t *bytes, GfnError *err);
+// Bits per byte (and nats per token) of a whole text file under a model; see pretrain.c.
+int evaluate_file(GPT *model, const Tokenizer *tok, const char *path, int B, int T, double *bits_per_byte,
+                  double *nats_per_token, GfnError *err);
+
+// ----------------------------------------------------------------------------------------------
+// 8. main.c: the command line. Its task registry is the only list of the tasks; tests and the
+// bench, which link without main.c, name a task's Task directly (&task_toy).
+Task *task_find(const char *name);
 
 #endif // GFN_H

@@ -855,49 +855,10 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static void mean_std(const double *x, int n, double *mean, double *std) {
-    double s = 0, ss = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = n ? s / n : 0;
-    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
-    *std = n > 1 ? sqrt(ss / (n - 1)) : 0;
-}
-
-// A growing text buffer for the two outputs.
-typedef struct { char *s; size_t len, cap; } Text;
-static void text_printf(Text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (t->len + (size_t)need + 1 > t->cap) {
-        t->cap = 2 * (t->len + (size_t)need + 1);
-        char *grown = realloc(t->s, t->cap);
-        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
-        t->s = grown;
-    }
-    va_start(ap, fmt);
-    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)need;
-}
-
 int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err) {
-    DIR *d = opendir(dir);
-    if (!d) { gfn_error_set(err, "%s: cannot open the results folder", dir); return 1; }
     char *names[1024];
-    int num_names = 0;
-    for (struct dirent *e; (e = readdir(d)) && num_names < 1024;) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && !strcmp(e->d_name + l - 4, ".txt")) {
-            names[num_names] = gfn_malloc(strlen(dir) + l + 2);
-            sprintf(names[num_names++], "%s/%s", dir, e->d_name);
-        }
-    }
-    closedir(d);
-    qsort(names, (size_t)num_names, sizeof(char *), cmp_str);
+    int num_names = report_list_files(dir, names, 1024, err);
+    if (num_names < 0) return 1;
     MethodRuns *found = gfn_calloc(REPORT_MAX_METHODS, sizeof(MethodRuns)), *methods = gfn_calloc(REPORT_MAX_METHODS, sizeof(MethodRuns));
     int num_found = 0, status = 0;
     for (int i = 0; i < num_names; i++) {
@@ -917,22 +878,23 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
     free(found);
 
     Text md = { NULL, 0, 0 };
-    text_printf(&md, "# Integer arithmetic with a calculator\n\n"
+    text_appendf(&md, "# Integer arithmetic with a calculator\n\n"
                      "Test accuracy (%%), mean ± std over seeds; 10 samples at T = 0.1 with the calculator, majority vote on\n"
                      "the last number of Z. 3 and 4 operands are in distribution, 5 operands out of distribution.\n"
-                     "The paper's figures are for GPT-J 6B (PAPER.md, secondary source); ours come from our own base model.\n\n"
-                     "| method | prompt | runs | test questions per set | 3 operands | 4 operands | 5 operands | paper 3 / 4 / 5 | wall time per run (s) |\n"
-                     "|---|---|---|---|---|---|---|---|---|\n");
+                     "The paper's figures are for GPT-J 6B (PAPER.md, secondary source); ours come from our own base model.\n\n");
+    static const char *const columns[] = { "method", "prompt", "runs", "test questions per set", "3 operands", "4 operands",
+                                           "5 operands", "paper 3 / 4 / 5", "wall time per run (s)" };
+    md_table_header(&md, columns, 9);
     for (int m = 0; m < nm; m++) {
         MethodRuns *mr = &methods[m];
         if (mr->rng) continue;
-        text_printf(&md, "| %s | %s | %d | %d |", report_label(mr->name), mr->prompt[0] ? mr->prompt : "?", mr->runs, mr->n_eval);
+        text_appendf(&md, "| %s | %s | %d | %d |", report_label(mr->name), mr->prompt[0] ? mr->prompt : "?", mr->runs, mr->n_eval);
         for (int s = 0; s < 3; s++) {
             double mean, std;
             mean_std(mr->acc[s], mr->runs, &mean, &std);
-            text_printf(&md, " %.1f ± %.1f |", 100 * mean, 100 * std);
+            text_appendf(&md, " %.1f ± %.1f |", 100 * mean, 100 * std);
         }
-        text_printf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
+        text_appendf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
     }
     // The issue's target, checked on the table's own numbers: on 5 operands (mean over seeds)
     // GFlowNet > SFT > reward maximiser with GFlowNet >= 2x SFT, and GFlowNet above the base on
@@ -952,7 +914,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
     if (!isnan(mean5[1]) && !isnan(mean5[2]) && !isnan(mean5[3])) {
         int order = mean5[3] > mean5[1] && mean5[1] > mean5[2], twice = mean5[3] >= 2 * mean5[1], above = 1;
         for (int k = 0; k < 3; k++) above &= !isnan(base_mean[k]) && gfn_mean[k] > base_mean[k];
-        text_printf(&md, "\nTarget on 5 operands (mean over seeds): GFlowNet (modified SubTB) > SFT > reward maximiser: "
+        text_appendf(&md, "\nTarget on 5 operands (mean over seeds): GFlowNet (modified SubTB) > SFT > reward maximiser: "
                          "%.1f vs %.1f vs %.1f — **%s**; GFlowNet at least 2x SFT: **%s**; GFlowNet above the untuned base "
                          "on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[3], 100 * mean5[1], 100 * mean5[2],
                     order ? "met" : "not met", twice ? "met" : "not met", above ? "met" : "not met");
@@ -964,66 +926,44 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
         size_t notes_len;
         unsigned char *notes = read_file(notes_path, &notes_len, err);
         if (!notes) { free(md.s); free(methods); return 1; }
-        text_printf(&md, "\n%.*s", (int)notes_len, (const char *)notes);
+        text_appendf(&md, "\n%.*s", (int)notes_len, (const char *)notes);
         free(notes);
     }
-    text_printf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
-    for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_printf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
+    text_appendf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
+    for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_appendf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
     int rng_runs = 0;
     for (int m = 0; m < nm; m++) rng_runs += methods[m].rng;
     if (rng_runs) {
-        text_printf(&md, "\n## Random integer (paper §2) on the same base model\n\n"
+        text_appendf(&md, "\n## Random integer (paper §2) on the same base model\n\n"
                          "Valid: the fraction of samples that are an integer 0–100 followed by the terminator; KL: KL(sampled ‖ uniform\n"
                          "over 0–100) in nats, from 10,000 samples (the paper: base GPT-2 50.5 %% valid, PPO 95.8 %% but far from uniform,\n"
-                         "GFlowNet 100 %% valid with KL ≈ 1e-4). inf: some of the 101 integers never sampled.\n\n"
-                         "| method | runs | valid %% | KL to uniform | wall time per run (s) |\n|---|---|---|---|---|\n");
+                         "GFlowNet 100 %% valid with KL ≈ 1e-4). inf: some of the 101 integers never sampled.\n\n");
+        static const char *const rng_columns[] = { "method", "runs", "valid %", "KL to uniform", "wall time per run (s)" };
+        md_table_header(&md, rng_columns, 5);
         for (int m = 0; m < nm; m++) {
             MethodRuns *mr = &methods[m];
             if (!mr->rng) continue;
             double v, vs, k, ks;
             mean_std(mr->acc[0], mr->runs, &v, &vs);
             mean_std(mr->acc[1], mr->runs, &k, &ks);
-            text_printf(&md, "| %s | %d | %.2f ± %.2f | %.3f ± %.3f | %.0f |\n", report_label(mr->name), mr->runs, 100 * v, 100 * vs, k, ks, mr->wall / mr->runs);
+            text_appendf(&md, "| %s | %d | %.2f ± %.2f | %.3f ± %.3f | %.0f |\n", report_label(mr->name), mr->runs, 100 * v, 100 * vs, k, ks, mr->wall / mr->runs);
         }
     }
 
     // The plot: x = 3, 4, 5 operands, y = accuracy 0..100 %, one polyline per method with ± std bars.
-    static const char *const colors[] = { "#777777", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2" };
-    const int W = 560, H = 360, left = 60, right = 200, top = 20, bottom = 50;
-    Text svg = { NULL, 0, 0 };
-    text_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    text_printf(&svg, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-    #define PX(s) (left + (s) * (W - left - right) / 2.0)
-    #define PY(a) (top + (1.0 - (a)) * (H - top - bottom))
-    for (int g = 0; g <= 100; g += 20) {
-        text_printf(&svg, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n", left, PY(g / 100.0), W - right, PY(g / 100.0));
-        text_printf(&svg, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d</text>\n", left - 6, PY(g / 100.0) + 4, g);
-    }
-    for (int s = 0; s < 3; s++)
-        text_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", PX(s), H - bottom + 18, arith_test_ops[s]);
-    text_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">operands (5 = out of distribution)</text>\n", PX(1), H - 10);
-    text_printf(&svg, "<text x=\"14\" y=\"%.1f\" transform=\"rotate(-90 14 %.1f)\" text-anchor=\"middle\">test accuracy (%%)</text>\n", PY(0.5), PY(0.5));
+    static const char *const x_labels[3] = { "3", "4", "5" };   // arith_test_ops
+    const LinePlot plot = { .width = 560, .height = 360, .left = 60, .right = 200, .top = 20, .bottom = 50, .num_x = 3,
+                            .x_labels = x_labels, .x_title = "operands (5 = out of distribution)", .y_title = "test accuracy (%)" };
+    PlotSeries series[REPORT_MAX_METHODS];
+    double mean[REPORT_MAX_METHODS][3], std[REPORT_MAX_METHODS][3];
+    int num_series = 0;
     for (int m = 0; m < nm; m++) {
         if (methods[m].rng) continue;
-        const char *c = colors[m % 8];
-        double mean[3], std[3];
-        for (int s = 0; s < 3; s++) mean_std(methods[m].acc[s], methods[m].runs, &mean[s], &std[s]);
-        text_printf(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", c);
-        for (int s = 0; s < 3; s++) text_printf(&svg, "%s%.1f,%.1f", s ? " " : "", PX(s), PY(mean[s]));
-        text_printf(&svg, "\"/>\n");
-        for (int s = 0; s < 3; s++) {
-            text_printf(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(s), PY(mean[s]), c);
-            if (std[s] > 0)
-                text_printf(&svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n",
-                            PX(s), PY(fmin(1, mean[s] + std[s])), PX(s), PY(fmax(0, mean[s] - std[s])), c);
-        }
-        text_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
-                          "<text x=\"%d\" y=\"%d\">%s</text>\n",
-                    W - right + 12, top + 10 + 18 * m, W - right + 32, top + 10 + 18 * m, c, W - right + 38, top + 14 + 18 * m, methods[m].name);
+        for (int s = 0; s < 3; s++) mean_std(methods[m].acc[s], methods[m].runs, &mean[m][s], &std[m][s]);
+        series[num_series++] = (PlotSeries){ .name = methods[m].name, .slot = m, .mean = mean[m], .std = std[m] };
     }
-    #undef PX
-    #undef PY
-    text_printf(&svg, "</svg>\n");
+    Text svg = { NULL, 0, 0 };
+    svg_line_plot(&svg, &plot, series, num_series);
     status = write_file_atomic(md_path, md.s, md.len, err) || write_file_atomic(svg_path, svg.s, svg.len, err);
     free(md.s); free(svg.s); free(methods);
     return status;

@@ -1,5 +1,5 @@
 // tests/test.h — the tiny test harness shared by every tests/test_*.c file.
-// Each file defines `void test_NAME(void)` and registers it in tests/test_main.c. CHECK records
+// Each file defines `void test_NAME(void)` and registers it in tests/runner.c. CHECK records
 // a pass or a failure with its location; SKIP says why a test could not run (missing data).
 #ifndef GFN_TEST_H
 #define GFN_TEST_H

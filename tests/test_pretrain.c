@@ -1,4 +1,4 @@
-// tests/test_pretrain.c — pretraining from scratch (gfn.c's pretrain_run): a tiny model learns
+// tests/test_pretrain.c — pretraining from scratch (pretrain.c's pretrain_run): a tiny model learns
 // (validation loss falls from ln V), a resumed run ends with the same bits as an uninterrupted
 // one, a damaged training state is a clean error, and the token cache follows its inputs.
 // Then the corpus recipe (corpus_build): deterministic, and its held-out sets stay out.

@@ -1,4 +1,4 @@
-// tests/test_util.c — the utilities of model.c: JSON reader, RNG, bytes and half floats, files.
+// tests/test_util.c — the utilities of util.c: JSON reader, RNG, bytes and half floats, files.
 #include "test.h"
 
 #include <stdlib.h>

@@ -1,5 +1,6 @@
-// tests/test_main.c — the one test runner of `make test`. Runs every suite (or those named on
-// the command line) and ends with the line "N passed, N failed, N skipped".
+// tests/runner.c — the one test runner of `make test`. Runs every suite (or those named on the
+// command line) and ends with the line "N passed, N failed, N skipped". Suites mirror the source
+// files (tests/test_FILE.c); the runner links them without main.c.
 #include "test.h"
 
 #include <stdarg.h>
@@ -39,7 +40,8 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(pretrain) \
     X(corpus) \
     X(gfn) \
-    X(arith) \
+    X(eval) \
+    X(arithmetic) \
     X(weights)
 
 #define DECLARE(name) void test_##name(void);

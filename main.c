@@ -1,0 +1,774 @@
+// main.c — the command line: the task registry, each command's usage text, flag parsing and glue,
+// and main(). Depends on every other file; nothing depends on it (tests and bench link without it).
+#include "gfn.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+
+// ----------------------------------------------------------------------------------------------
+// The task registry: a new task adds its line here (and its file in tasks/).
+
+static Task *const tasks[] = { &task_toy, &task_rng, &task_arithmetic };
+
+Task *task_find(const char *name) {
+    for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
+        if (!strcmp(tasks[i]->name, name)) return tasks[i];
+    return NULL;
+}
+
+
+// ----------------------------------------------------------------------------------------------
+// gfn pretrain: flags into a PretrainConfig, then pretrain_run.
+
+static void pretrain_usage(FILE *out) {
+    PretrainConfig d;
+    pretrain_config_default(&d);
+    fprintf(out,
+        "usage: gfn pretrain -t TOKENIZER -i FILE... -o OUT [options]\n"
+        "Trains a GPT-2 from scratch on the files (documents split at \"<|endoftext|>\"). Writes OUT (a model\n"
+        "checkpoint for gpt_load), OUT.state (the training state, for --resume) and OUT.tokens (the\n"
+        "token cache), each atomically.\n"
+        "  --layers N         layers (%d)\n"
+        "  --heads N          attention heads (%d)\n"
+        "  --dim N            embedding width (%d)\n"
+        "  --ctx N            context length (%d)\n"
+        "  --batch N          sequences per step (%d)\n"
+        "  --steps N          optimizer steps (%d)\n"
+        "  --lr X             peak learning rate (%g)\n"
+        "  --warmup N         linear warm-up steps (%d), then cosine decay to --min-lr\n"
+        "  --min-lr X         final learning rate (%g)\n"
+        "  --weight-decay X   AdamW decoupled weight decay (%g)\n"
+        "  --clip X           global gradient-norm clip (%g; 0: none)\n"
+        "  --val-frac X       held-out fraction of the ctx+1-token chunks (%g)\n"
+        "  --eval-every N     validation loss every N steps (%d; 0: only at the end)\n"
+        "  --eval-chunks N    validation chunks used then (%d; 0: all); the end uses all\n"
+        "  --save-every N     write OUT and OUT.state every N steps (%d)\n"
+        "  --stop-after N     stop after step N with the state saved (resume later)\n"
+        "  --resume STATE     continue a run from its OUT.state, to the same bits\n"
+        "  --seed N           model init and training windows (%llu)\n"
+        "  --threads N        OpenMP threads (default: OpenMP's)\n"
+        "  --log FILE         JSONL log, appended: one line per step and per evaluation\n"
+        "  --eval-file FILE   a held-out text whose bits/byte is printed at the end\n"
+        "  --tokens PATH      the token cache (OUT.tokens)\n"
+        "  --state PATH       the training state written (OUT.state)\n"
+        "  --samples N        samples printed at the end (%d)\n"
+        "  --sample-len N     their length in tokens (%d)\n"
+        "  --temperature X    their temperature (%g; 0: greedy)\n"
+        "  --quiet            no progress lines\n",
+        d.n_layer, d.n_head, d.n_embd, d.ctx, d.batch, d.steps, (double)d.lr, d.warmup, (double)d.min_lr,
+        (double)d.weight_decay, (double)d.clip, (double)d.val_frac, d.eval_every, d.eval_chunks, d.save_every,
+        (unsigned long long)d.seed, d.samples, d.sample_len, (double)d.temperature);
+}
+
+// Parses a whole-string number; 0 on success.
+static int parse_long(const char *flag, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) { fprintf(stderr, "gfn: %s wants an integer in [%lld, %lld], got '%s'\n", flag, lo, hi, s); return 1; }
+    *out = v;
+    return 0;
+}
+static int parse_float(const char *flag, const char *s, float *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v == v)) { fprintf(stderr, "gfn: %s wants a number, got '%s'\n", flag, s); return 1; }
+    *out = (float)v;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// gfn corpus
+
+static int cmd_corpus(int argc, char **argv) {
+    const char *dir = NULL, *out = NULL;
+    long long seed = 1;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-d") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) { if (parse_long("--seed", argv[++i], 0, 0x7FFFFFFFFFFFFFFFll, &seed)) return 1; }
+        else { dir = out = NULL; break; }
+    }
+    if (!dir || !out) {
+        fprintf(stderr, "usage: gfn corpus -d DATA_DIR -o OUT.txt [--seed N (1)]\n"
+                        "Builds the pretraining text from the shared data; what is held out is listed in pretrain.c.\n");
+        return 1;
+    }
+    GfnError err = {{0}};
+    size_t bytes;
+    if (corpus_build(dir, out, (uint64_t)seed, &bytes, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    printf("%s: %zu bytes\n", out, bytes);
+    return 0;
+}
+
+static int cmd_pretrain(int argc, char **argv) {
+    PretrainConfig cfg;
+    pretrain_config_default(&cfg);
+    const char **inputs = gfn_calloc((size_t)argc, sizeof *inputs);
+    int n_in = 0, bad = 0;
+    struct { const char *flag; int *dst; long long lo, hi; } ints[] = {
+        {"--layers", &cfg.n_layer, 1, 1024}, {"--heads", &cfg.n_head, 1, 1024}, {"--dim", &cfg.n_embd, 1, 65536},
+        {"--ctx", &cfg.ctx, 2, 1 << 20}, {"--batch", &cfg.batch, 1, 1 << 20}, {"--steps", &cfg.steps, 0, 1 << 30},
+        {"--warmup", &cfg.warmup, 0, 1 << 30}, {"--eval-every", &cfg.eval_every, 0, 1 << 30},
+        {"--eval-chunks", &cfg.eval_chunks, 0, 1 << 30}, {"--save-every", &cfg.save_every, 0, 1 << 30},
+        {"--stop-after", &cfg.stop_after, 0, 1 << 30}, {"--threads", &cfg.threads, 0, 4096},
+        {"--samples", &cfg.samples, 0, 1024}, {"--sample-len", &cfg.sample_len, 0, 1 << 20},
+    };
+    struct { const char *flag; float *dst; } floats[] = {
+        {"--lr", &cfg.lr}, {"--min-lr", &cfg.min_lr}, {"--weight-decay", &cfg.weight_decay}, {"--clip", &cfg.clip},
+        {"--val-frac", &cfg.val_frac}, {"--temperature", &cfg.temperature},
+    };
+    struct { const char *flag; const char **dst; } strs[] = {
+        {"-t", &cfg.tokenizer_path}, {"-o", &cfg.out_path}, {"--log", &cfg.log_path}, {"--resume", &cfg.resume_path},
+        {"--tokens", &cfg.cache_path}, {"--state", &cfg.state_path}, {"--eval-file", &cfg.eval_file},
+    };
+    for (int i = 2; i < argc && !bad; i++) {
+        const char *a = argv[i];
+        int known = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { pretrain_usage(stdout); free(inputs); return 0; }
+        if (!strcmp(a, "--quiet")) { cfg.verbose = 0; continue; }
+        if (!strcmp(a, "-i")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-') inputs[n_in++] = argv[++i];
+            continue;
+        }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn: %s: missing value (or unknown flag)\n", a); bad = 1; break; }
+        for (size_t k = 0; k < sizeof ints / sizeof *ints && !known; k++)
+            if (!strcmp(a, ints[k].flag)) {
+                long long v;
+                known = 1;
+                if (parse_long(a, argv[++i], ints[k].lo, ints[k].hi, &v)) bad = 1; else *ints[k].dst = (int)v;
+            }
+        for (size_t k = 0; k < sizeof floats / sizeof *floats && !known; k++)
+            if (!strcmp(a, floats[k].flag)) { known = 1; bad |= parse_float(a, argv[++i], floats[k].dst); }
+        for (size_t k = 0; k < sizeof strs / sizeof *strs && !known; k++)
+            if (!strcmp(a, strs[k].flag)) { known = 1; *strs[k].dst = argv[++i]; }
+        if (!known && !strcmp(a, "--seed")) {
+            long long v;
+            known = 1;
+            if (parse_long(a, argv[++i], 0, 0x7FFFFFFFFFFFFFFFll, &v)) bad = 1; else cfg.seed = (uint64_t)v;
+        }
+        if (!known) { fprintf(stderr, "gfn: pretrain: unknown flag '%s'\n", a); bad = 1; }
+    }
+    if (bad) { pretrain_usage(stderr); free(inputs); return 1; }
+    cfg.inputs = inputs;
+    cfg.num_inputs = n_in;
+    GfnError err = {{0}};
+    PretrainResult result;
+    int status = pretrain_run(&cfg, &result, &err);
+    if (status) fprintf(stderr, "gfn: %s\n", err.msg);
+    free(inputs);
+    return status ? 1 : 0;
+}
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn COMMAND [options]   (gfn COMMAND --help for each)\n"
+        "commands:\n"
+        "  train TASK   fine-tune a LoRA policy on a task as a GFlowNet (or SFT / REINFORCE)\n"
+        "  sample       generate from a model (+ adapter) for a prompt, or from a task's policy\n"
+        "  tasks        list the tasks\n"
+        "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
+        "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n"
+        "  pretrain     train a GPT-2 from scratch on a text corpus\n"
+        "  corpus       build the pretraining text from the shared data\n"
+        "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
+        "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
+        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
+        "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
+        "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n");
+}
+
+static void train_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn train TASK [options]\n"
+        "  --loss L            subtb | tb | db | vargrad | sft | reinforce (default subtb)\n"
+        "  --steps N           optimizer steps (200); 0 evaluates the untuned base model\n"
+        "  --batch N           trajectories per micro-batch (16)\n"
+        "  --k N               trajectories per query in a batch (16)\n"
+        "  --accum N           micro-batches per step, gradients averaged (1)\n"
+        "  --lr F              LoRA peak learning rate (1e-4); --lr-min F its cosine floor (0)\n"
+        "  --lr-logz F         log Z learning rate (0.1)\n"
+        "  --warmup N          warm-up steps (20)\n"
+        "  --clip F            gradient norm clip, 0 = off (1)\n"
+        "  --rank N --alpha F  LoRA rank and alpha (64, 16)\n"
+        "  --targets LIST      comma list of c_attn,attn.c_proj,c_fc,mlp.c_proj (all)\n"
+        "  --on-policy F --tempered F   behaviour fractions; the rest replays (0.25, 0.5)\n"
+        "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
+        "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
+        "  --replay N          replay buffer size per query (50)\n"
+        "  --lambda F          SubTB lambda (1)\n"
+        "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
+        "  --stop eot|newline  rng with -m: the terminator (eot)\n"
+        "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
+        "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers (0)\n"
+        "  -s SEED             seed (1)\n"
+        "  --eval-n N          test questions per evaluated set (task default)\n"
+        "  --log FILE          JSONL log, one line per step\n"
+        "  --save PATH         adapter file (saved atomically at the end)\n"
+        "  --save-every N      also every N steps\n"
+        "  -q                  no progress line\n");
+}
+
+static int parse_targets(const char *list, int targeted[LORA_NUM_TARGETS]) {
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) targeted[t] = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = 0;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (!strcmp(tok, lora_target_names[t])) { targeted[t] = 1; found = 1; }
+        if (!found) { fprintf(stderr, "gfn: unknown LoRA target '%s'\n", tok); return 1; }
+    }
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (argc < 3 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) {
+        train_usage(argc < 3 ? stderr : stdout);
+        if (argc >= 3) for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("  task %-6s %s\n", tasks[i]->name, tasks[i]->help);
+        return argc < 3 ? 1 : 0;
+    }
+    Task *task = task_find(argv[2]);
+    if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0 };
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn train: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        char *end = NULL;
+        double num = strtod(v, &end);
+        int is_num = end && *end == 0 && end != v;
+        if (!strcmp(a, "--loss")) {
+            int found = 0;
+            for (int l = 0; l <= LOSS_REINFORCE; l++) if (!strcmp(v, loss_names[l])) { cfg.loss = (LossKind)l; found = 1; }
+            if (!found) { fprintf(stderr, "gfn train: unknown loss '%s'\n", v); return 1; }
+        } else if (!strcmp(a, "-m")) topt.model_path = v;
+        else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
+        else if (!strcmp(a, "--data")) topt.data_path = v;
+        else if (!strcmp(a, "--stop")) topt.stop = v;
+        else if (!strcmp(a, "--prompt")) topt.prompt = v;
+        else if (!strcmp(a, "--log")) cfg.log_path = v;
+        else if (!strcmp(a, "--save")) cfg.save_path = v;
+        else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
+        else if (!strcmp(a, "--reward-temp")) {
+            if (sscanf(v, "%f,%f,%d", &cfg.reward_temp_start, &cfg.reward_temp_end, &cfg.reward_temp_horizon) != 3) {
+                fprintf(stderr, "gfn train: --reward-temp wants START,END,HORIZON\n"); return 1;
+            }
+        } else if (!is_num) { fprintf(stderr, "gfn train: unknown option %s or bad number '%s'\n", a, v); return 1; }
+        else if (!strcmp(a, "--steps")) cfg.steps = (int)num;
+        else if (!strcmp(a, "--batch")) cfg.batch = (int)num;
+        else if (!strcmp(a, "--k")) cfg.samples_per_query = (int)num;
+        else if (!strcmp(a, "--accum")) cfg.accum = (int)num;
+        else if (!strcmp(a, "--lr")) cfg.lr = (float)num;
+        else if (!strcmp(a, "--lr-min")) cfg.lr_min = (float)num;
+        else if (!strcmp(a, "--lr-logz")) cfg.lr_log_z = (float)num;
+        else if (!strcmp(a, "--warmup")) cfg.warmup = (int)num;
+        else if (!strcmp(a, "--clip")) cfg.clip = (float)num;
+        else if (!strcmp(a, "--rank")) cfg.lora_rank = (int)num;
+        else if (!strcmp(a, "--alpha")) cfg.lora_alpha = (float)num;
+        else if (!strcmp(a, "--on-policy")) cfg.frac_on_policy = (float)num;
+        else if (!strcmp(a, "--tempered")) cfg.frac_tempered = (float)num;
+        else if (!strcmp(a, "--temp-lo")) cfg.temp_lo = (float)num;
+        else if (!strcmp(a, "--temp-hi")) cfg.temp_hi = (float)num;
+        else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
+        else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
+        else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
+        else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
+        else if (!strcmp(a, "--seed-answers")) topt.seed_answers = num != 0;
+        else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
+        else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
+        else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
+    }
+    if (cfg.steps < 0 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
+        fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
+        return 1;
+    }
+    if (cfg.loss == LOSS_SFT && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
+        return 1;
+    }
+    GfnError err = { { 0 } };
+    if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    GPT *policy = copy_model(task->base);
+    float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    int status = cfg.steps > 0 ? gfn_train(task, policy, &cfg, log_z, &err) : 0;   // 0: the base itself
+    if (status) fprintf(stderr, "gfn: %s\n", err.msg);
+    else task->evaluate(task, policy, cfg.loss == LOSS_TB ? log_z : NULL, stdout, cfg.seed);
+    free(log_z);
+    gpt_free(policy);
+    task->cleanup(task);
+    return status;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Tokenizer commands
+
+// Reads one line of f (without its '\n') into a growing buffer; returns 0 at end of input.
+static int read_line(FILE *f, char **buf, size_t *cap, size_t *len) {
+    size_t n = 0;
+    int c = EOF;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n + 1 >= *cap) {
+            *cap = *cap ? 2 * *cap : 4096;
+            char *grown = realloc(*buf, *cap);
+            if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+            *buf = grown;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    *len = n;
+    return !(c == EOF && n == 0);
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *tok_path = NULL;
+    int decode = 0, special = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) tok_path = argv[++i];
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--special")) special = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { tok_path = NULL; decode = -1; break; }
+        else { fprintf(stderr, "gfn tokenize: unknown option '%s' (see gfn tokenize --help)\n", argv[i]); return 1; }
+    }
+    if (!tok_path) {
+        fprintf(decode < 0 ? stdout : stderr,
+            "usage: gfn tokenize -t TOKENIZER [--decode] [--special] < input\n"
+            "  Encodes each line of standard input (without its newline) and prints its ids,\n"
+            "  space-separated, one line per input line.\n"
+            "  -t PATH     our tokenizer file, or a directory with GPT-2's encoder.json + vocab.bpe\n"
+            "              (or vocab.json + merges.txt)\n"
+            "  --decode    the reverse: each input line of ids becomes its text line\n"
+            "  --special   encode the text <|endoftext|> as the special token\n");
+        return decode < 0 ? 0 : 1;
+    }
+    GfnError err = { { 0 } };
+    Tokenizer *tok = tokenizer_load(tok_path, &err);
+    if (!tok) { fprintf(stderr, "gfn tokenize: %s\n", err.msg); return 1; }
+    char *line = NULL;
+    size_t cap = 0, len, line_no = 0;
+    int status = 0;
+    int *ids = NULL;
+    size_t ids_cap = 0;
+    while (status == 0 && read_line(stdin, &line, &cap, &len)) {
+        line_no++;
+        if (!decode) {
+            size_t n;
+            int *out = tokenizer_encode(tok, line ? line : "", len, special, &n);
+            for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", out[i]);
+            putchar('\n');
+            free(out);
+            continue;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < len && status == 0;) {
+            if (line[i] == ' ' || line[i] == '\t' || line[i] == '\r') { i++; continue; }
+            long v = 0;
+            size_t j = i;
+            while (j < len && line[j] >= '0' && line[j] <= '9' && v <= 100000000) v = v * 10 + (line[j++] - '0');
+            if (j == i || (j < len && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') || v >= tokenizer_vocab_size(tok)) {
+                fprintf(stderr, "gfn tokenize: standard input line %zu: '%.*s' is not a token id in [0, %d)\n",
+                        line_no, (int)(j > i ? j - i : 1), line + i, tokenizer_vocab_size(tok));
+                status = 1;
+                break;
+            }
+            if (n == ids_cap) {
+                ids_cap = ids_cap ? 2 * ids_cap : 256;
+                int *grown = realloc(ids, ids_cap * sizeof(int));
+                if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+                ids = grown;
+            }
+            ids[n++] = (int)v;
+            i = j;
+        }
+        if (status) break;
+        size_t text_len;
+        char *text = tokenizer_decode(tok, ids, n, &text_len, &err);
+        if (!text) { fprintf(stderr, "gfn tokenize: standard input line %zu: %s\n", line_no, err.msg); status = 1; break; }
+        fwrite(text, 1, text_len, stdout);
+        putchar('\n');
+        free(text);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) { fprintf(stderr, "gfn tokenize: error writing standard output\n"); status = 1; }
+    free(line); free(ids);
+    tokenizer_free(tok);
+    return status;
+}
+
+static int cmd_tokenizer(int argc, char **argv) {
+    const char *out_path = NULL;
+    const char **inputs = gfn_calloc((size_t)argc, sizeof(char *));
+    int num_inputs = 0, vocab_size = 0, help = argc < 3 || strcmp(argv[2], "train") != 0;
+    for (int i = 3; i < argc && !help; i++) {
+        if (!strcmp(argv[i], "-i")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-') inputs[num_inputs++] = argv[++i];
+        } else if (!strcmp(argv[i], "-V") && i + 1 < argc) vocab_size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) help = 2;
+        else { fprintf(stderr, "gfn tokenizer train: unknown option '%s' (see gfn tokenizer --help)\n", argv[i]); free(inputs); return 1; }
+    }
+    if (help || !out_path || num_inputs == 0 || vocab_size == 0) {
+        int asked = help == 2 || (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")));
+        fprintf(asked ? stdout : stderr,
+            "usage: gfn tokenizer train -i FILE... -V SIZE -o OUT\n"
+            "  Learns a byte-level BPE vocabulary of SIZE ids (256 bytes + SIZE - 257 merges +\n"
+            "  <|endoftext|>) from the text files, with GPT-2's pre-tokenisation; ties go to the\n"
+            "  smallest (left id, right id), so the same files give the same OUT byte for byte.\n"
+            "  OUT is written atomically (OUT.tmp, then renamed).\n");
+        free(inputs);
+        return asked ? 0 : 1;
+    }
+    GfnError err = { { 0 } };
+    Tokenizer *tok = tokenizer_train(inputs, num_inputs, vocab_size, &err);
+    free(inputs);
+    if (!tok) { fprintf(stderr, "gfn tokenizer train: %s\n", err.msg); return 1; }
+    int rc = tokenizer_save(tok, out_path, &err);
+    if (rc) fprintf(stderr, "gfn tokenizer train: %s\n", err.msg);
+    else printf("%s: %d ids (%d merges)\n", out_path, tokenizer_vocab_size(tok), tokenizer_vocab_size(tok) - 257);
+    tokenizer_free(tok);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------------------------
+// gfn score: per-token log-probabilities, as HF's GPT2LMHeadModel computes them.
+
+static void score_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn score -m MODEL [-a ADAPTER] --ids FILE\n"
+        "       gfn score -m MODEL [-a ADAPTER] -t TOKENIZER --text FILE\n"
+        "With --text: the whole file, tokenized, in windows of the model's context; prints\n"
+        "  FILE: X nats/token, Y bits/byte   (bits/byte: total nats / ln 2 / the file's bytes)\n"
+        "With --ids: scores each sequence of FILE under the model: for a line of T token ids it prints\n"
+        "  loss X                      the mean of -log p(id[t+1] | id[0..t]) over t = 0..T-2\n"
+        "  logprobs v1 ... v(T-1)      each log p(id[t+1] | id[0..t]), 9 significant digits\n"
+        "options:\n"
+        "  -m, --model MODEL      a gfn checkpoint file, or an HF GPT-2 directory\n"
+        "                         (config.json + model.safetensors)\n"
+        "  -a, --adapter ADAPTER  a LoRA adapter applied on top (our file, or a PEFT directory)\n"
+        "  --ids FILE             one sequence per line: at least 2 whitespace-separated token ids,\n"
+        "                         each in [0, vocab size), at most the model's context length;\n"
+        "                         blank lines are skipped\n"
+        "  -t TOKENIZER --text FILE   bits/byte of a text file (our tokenizer file or a GPT-2 vocab dir)\n"
+        "  -h, --help             this help\n");
+}
+
+// The lines of an ids file, parsed and checked against the model before anything is scored.
+typedef struct { int *ids; int len; } IdLine;
+
+static IdLine *read_id_lines(const char *path, GPTConfig config, int *count, GfnError *err) {
+    size_t size;
+    char *text = (char *)read_file(path, &size, err);
+    if (!text) return NULL;
+    IdLine *lines = NULL;
+    int n = 0, cap = 0, line_no = 0, failed = 0;
+    char *p = text, *end = text + size;
+    while (p < end && !failed) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        line_no++;
+        int len = 0, ids_cap = 16;
+        int *ids = gfn_malloc((size_t)ids_cap * sizeof(int));
+        char *q = p;
+        for (;;) {
+            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+            if (q >= eol) break;
+            char *tok_end = q;
+            while (tok_end < eol && *tok_end != ' ' && *tok_end != '\t' && *tok_end != '\r') tok_end++;
+            long v = 0;
+            int digits = 0, overflow = 0;
+            for (char *c = q; c < tok_end; c++) {
+                if (*c < '0' || *c > '9') { digits = -1; break; }
+                v = v * 10 + (*c - '0');
+                overflow |= v > 1000000000L;
+                digits++;
+            }
+            if (digits <= 0) {
+                gfn_error_set(err, "%s: line %d: '%.*s' is not a token id (a non-negative integer)", path, line_no,
+                              (int)(tok_end - q > 40 ? 40 : tok_end - q), q);
+                failed = 1; break;
+            }
+            if (overflow || v >= config.vocab_size) {
+                gfn_error_set(err, "%s: line %d: token id %.*s is outside the vocabulary [0, %d)", path, line_no,
+                              (int)(tok_end - q > 40 ? 40 : tok_end - q), q, config.vocab_size);
+                failed = 1; break;
+            }
+            if (len == config.max_seq_len) {
+                gfn_error_set(err, "%s: line %d: more than the model's context length of %d tokens", path,
+                              line_no, config.max_seq_len);
+                failed = 1; break;
+            }
+            if (len == ids_cap) { ids_cap *= 2; ids = realloc(ids, (size_t)ids_cap * sizeof(int)); if (!ids) { fprintf(stderr, "gfn: out of memory\n"); exit(1); } }
+            ids[len++] = (int)v;
+            q = tok_end;
+        }
+        if (!failed && len == 1) {
+            gfn_error_set(err, "%s: line %d: one token id; scoring needs at least 2", path, line_no);
+            failed = 1;
+        }
+        if (failed || len == 0) { free(ids); p = eol + 1; continue; }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            lines = realloc(lines, (size_t)cap * sizeof(IdLine));
+            if (!lines) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        }
+        lines[n].ids = ids;
+        lines[n].len = len;
+        n++;
+        p = eol + 1;
+    }
+    free(text);
+    if (!failed && n == 0) { gfn_error_set(err, "%s: no token ids in the file", path); failed = 1; }
+    if (failed) {
+        for (int i = 0; i < n; i++) free(lines[i].ids);
+        free(lines);
+        return NULL;
+    }
+    *count = n;
+    return lines;
+}
+
+static int cmd_score(int argc, char **argv) {
+    const char *model_path = NULL, *adapter_path = NULL, *ids_path = NULL, *tok_path = NULL, *text_path = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { score_usage(stdout); return 0; }
+        const char **slot = !strcmp(a, "-m") || !strcmp(a, "--model") ? &model_path
+                          : !strcmp(a, "-a") || !strcmp(a, "--adapter") ? &adapter_path
+                          : !strcmp(a, "-t") ? &tok_path
+                          : !strcmp(a, "--text") ? &text_path
+                          : !strcmp(a, "--ids") ? &ids_path : NULL;
+        if (!slot) { fprintf(stderr, "gfn score: unknown option '%s'\n", a); score_usage(stderr); return 1; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn score: %s needs a value\n", a); return 1; }
+        *slot = argv[++i];
+    }
+    if (!model_path || (!ids_path == !text_path) || (text_path && !tok_path)) {
+        fprintf(stderr, "gfn score: -m MODEL and either --ids FILE or -t TOKENIZER --text FILE are required\n");
+        score_usage(stderr);
+        return 1;
+    }
+    GfnError err;
+    GPT *model = gpt_load(model_path, &err);
+    if (!model) { fprintf(stderr, "gfn score: %s\n", err.msg); return 1; }
+    if (adapter_path && lora_load(model, adapter_path, &err)) {
+        fprintf(stderr, "gfn score: %s\n", err.msg);
+        gpt_free(model);
+        return 1;
+    }
+    if (text_path) {
+        Tokenizer *tok = tokenizer_load(tok_path, &err);
+        double bpb = 0, npt = 0;
+        int failed = !tok || evaluate_file(model, tok, text_path, 8, gpt_config(model).max_seq_len, &bpb, &npt, &err);
+        if (failed) fprintf(stderr, "gfn score: %s\n", err.msg);
+        else printf("%s: %.4f nats/token, %.4f bits/byte\n", text_path, npt, bpb);
+        tokenizer_free(tok);
+        gpt_free(model);
+        return failed;
+    }
+    int count = 0;
+    IdLine *lines = read_id_lines(ids_path, gpt_config(model), &count, &err);
+    if (!lines) { fprintf(stderr, "gfn score: %s\n", err.msg); gpt_free(model); return 1; }
+    for (int i = 0; i < count; i++) {
+        int T = lines[i].len;
+        int *targets = gfn_malloc((size_t)T * sizeof(int));
+        float *logprobs = gfn_malloc((size_t)T * sizeof(float));
+        for (int t = 0; t < T; t++) targets[t] = t + 1 < T ? lines[i].ids[t + 1] : -1;
+        gpt_forward(model, lines[i].ids, 1, T);
+        float loss = gpt_cross_entropy(model, targets, logprobs, NULL);
+        printf("loss %.9g\nlogprobs", loss);
+        for (int t = 0; t + 1 < T; t++) printf(" %.9g", logprobs[t]);
+        printf("\n");
+        free(targets);
+        free(logprobs);
+        free(lines[i].ids);
+    }
+    free(lines);
+    gpt_free(model);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+// ----------------------------------------------------------------------------------------------
+// `gfn convert`: a model from one format to another (our checkpoint in f32 or f16, HF directory).
+
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    int fp16 = 0, hf = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: gfn convert IN OUT [--fp16 | --hf]\n"
+                   "  IN       a gfn checkpoint or a Hugging Face GPT-2 directory (config.json + model.safetensors)\n"
+                   "  OUT      a gfn checkpoint (f32), written atomically\n"
+                   "  --fp16   write the checkpoint with f16 tensors (half the size; loads as f32)\n"
+                   "  --hf     write OUT as a Hugging Face directory instead (config.json + model.safetensors, F32)\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--fp16")) fp16 = 1;
+        else if (!strcmp(argv[i], "--hf")) hf = 1;
+        else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else { fprintf(stderr, "gfn convert: unexpected argument '%s'\n", argv[i]); return 1; }
+    }
+    if (!in || !out || (fp16 && hf)) { fprintf(stderr, "usage: gfn convert IN OUT [--fp16 | --hf]\n"); return 1; }
+    GfnError err;
+    GPT *model = gpt_load(in, &err);
+    if (!model) { fprintf(stderr, "gfn convert: %s\n", err.msg); return 1; }
+    int rc = hf ? gpt_save_hf(model, out, &err) : fp16 ? gpt_save_f16(model, out, &err) : gpt_save(model, out, &err);
+    if (rc) fprintf(stderr, "gfn convert: %s\n", err.msg);
+    gpt_free(model);
+    return rc ? 1 : 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// `gfn sample`: generations of a model (with an adapter) for a prompt, or of a task's policy.
+typedef struct { int *prompt; int prompt_len; Tokenizer *tok; } TextTask;
+
+static const int *text_prompt(Task *task, int query, int *len) {
+    (void)query;
+    TextTask *tt = task->state;
+    *len = tt->prompt_len;
+    return tt->prompt;
+}
+
+static void text_render(Task *task, const Traj *t, char *buf, size_t cap) {
+    TextTask *tt = task->state;
+    size_t len = 0;
+    GfnError err;
+    char *text = tokenizer_decode(tt->tok, t->tokens, (size_t)t->ntok, &len, &err);
+    snprintf(buf, cap, "%s", text ? text : err.msg);
+    free(text);
+}
+
+static void sample_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn sample -m MODEL -t TOKENIZER -p PROMPT [options]\n"
+        "       gfn sample --task NAME [-m MODEL -t TOKENIZER] [options]   (a task's prompt)\n"
+        "  -a ADAPTER   LoRA adapter (ours or a PEFT directory)\n"
+        "  -n N         samples (4)           -b B        batch size (N up to 64)\n"
+        "  -T TEMP      temperature (1)       --top-k K   (0: off)     --top-p P (1: off)\n"
+        "  -l LEN       most tokens (64)      -s SEED     (1)\n");
+}
+
+static int cmd_sample(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *adapter = NULL, *prompt = NULL, *task_name = NULL;
+    int n = 4, batch = 0, max_len = 64;
+    uint64_t seed = 1;
+    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { sample_usage(stdout); return 0; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn sample: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-t")) tok_path = v;
+        else if (!strcmp(a, "-a")) adapter = v;
+        else if (!strcmp(a, "-p")) prompt = v;
+        else if (!strcmp(a, "--task")) task_name = v;
+        else if (!strcmp(a, "-n")) n = atoi(v);
+        else if (!strcmp(a, "-b")) batch = atoi(v);
+        else if (!strcmp(a, "-l")) max_len = atoi(v);
+        else if (!strcmp(a, "-T")) sc.temperature = (float)atof(v);
+        else if (!strcmp(a, "--top-k")) sc.top_k = atoi(v);
+        else if (!strcmp(a, "--top-p")) sc.top_p = (float)atof(v);
+        else if (!strcmp(a, "-s")) seed = (uint64_t)strtoull(v, NULL, 10);
+        else { fprintf(stderr, "gfn sample: unknown option %s\n", a); sample_usage(stderr); return 1; }
+    }
+    if (n < 1 || max_len < 1 || sc.temperature <= 0) { fprintf(stderr, "gfn sample: -n, -l and -T must be positive\n"); return 1; }
+    if (batch < 1) batch = n < 64 ? n : 64;
+    GfnError err = { { 0 } };
+    Task text_task = { 0 }, *task = &text_task;
+    TextTask tt = { 0 };
+    if (task_name) {
+        task = task_find(task_name);
+        if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0 };
+        if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    } else {
+        if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
+        text_task.base = gpt_load(model_path, &err);
+        if (!text_task.base) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+        tt.tok = tokenizer_load(tok_path, &err);
+        if (!tt.tok) { fprintf(stderr, "gfn: %s\n", err.msg); gpt_free(text_task.base); return 1; }
+        size_t plen;
+        tt.prompt = tokenizer_encode(tt.tok, prompt, strlen(prompt), 1, &plen);
+        tt.prompt_len = (int)plen;
+        int V = gpt_config(text_task.base).vocab_size, maxT = gpt_config(text_task.base).max_seq_len;
+        if (tt.prompt_len < 1) { fprintf(stderr, "gfn sample: empty prompt\n"); return 1; }
+        if (tt.prompt_len + max_len > maxT) max_len = maxT - tt.prompt_len;
+        if (max_len < 1) { fprintf(stderr, "gfn sample: the prompt (%d tokens) fills the model's context (%d)\n", tt.prompt_len, maxT); return 1; }
+        text_task.state = &tt;
+        text_task.name = "text";
+        text_task.terminator = tokenizer_eot_id(tt.tok);
+        text_task.max_len = max_len;
+        text_task.allowed = gfn_calloc((size_t)V, 1);
+        for (int v = 0; v < V && v < tokenizer_vocab_size(tt.tok); v++) text_task.allowed[v] = 1;
+        text_task.prompt = text_prompt;
+        text_task.render = text_render;
+    }
+    GPT *policy = copy_model(task->base);
+    int status = 0;
+    if (adapter && lora_load(policy, adapter, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); status = 1; }
+    if (!status && gpt_lora(policy)) gpt_lora_merge(policy);   // merged: plain, faster inference
+    Rng rng;
+    rng_seed(&rng, seed);
+    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
+    int *queries = gfn_calloc((size_t)batch, sizeof(int));
+    for (int i = 0; i < batch; i++) t[i] = traj_new(task->max_len);
+    char *buf = gfn_malloc(1 << 16);
+    for (int done = 0; !status && done < n; done += batch) {
+        int m = n - done < batch ? n - done : batch;
+        sample_trajectories(policy, task, queries, t, m, &sc, &rng);
+        for (int i = 0; i < m; i++) {
+            buf[0] = 0;
+            if (task->render) task->render(task, t[i], buf, 1 << 16);
+            else for (int j = 0; j < t[i]->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t[i]->tokens[j]);
+            printf("%s\n", buf);
+        }
+    }
+    free(buf);
+    for (int i = 0; i < batch; i++) traj_free(t[i]);
+    free(t); free(queries);
+    gpt_free(policy);
+    if (task_name) task->cleanup(task);
+    else { gpt_free(text_task.base); tokenizer_free(tt.tok); free(tt.prompt); free(text_task.allowed); }
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(argv[1], "tasks")) {
+        for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++) printf("%-8s %s\n", tasks[i]->name, tasks[i]->help);
+        return 0;
+    }
+    if (!strcmp(argv[1], "pretrain")) return cmd_pretrain(argc, argv);
+    if (!strcmp(argv[1], "corpus")) return cmd_corpus(argc, argv);
+    if (!strcmp(argv[1], "report") && argc == 5 && !strcmp(argv[2], "arithmetic")) {   // report arithmetic DIR OUT
+        char md[4096], svg[4096];
+        GfnError err = { { 0 } };
+        snprintf(md, sizeof md, "%s.md", argv[4]);
+        snprintf(svg, sizeof svg, "%s.svg", argv[4]);
+        if (arith_report(argv[3], md, svg, &err)) { fprintf(stderr, "gfn report: %s\n", err.msg); return 1; }
+        printf("wrote %s and %s\n", md, svg);
+        return 0;
+    }
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc, argv);
+    if (!strcmp(argv[1], "score")) return cmd_score(argc, argv);
+    if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
+    fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}
