@@ -226,6 +226,95 @@ static void test_greedy(void) {
     CHECK(bad_beam == 0, "beam n = 1 is not the best exit of the greedy path in %d of %d cases", bad_beam, judged);
 }
 
+// Beam search written plainly, one prompt, no tool: every open prefix scored by a full forward of
+// prompt + prefix; the n best extensions stay open unless they cannot beat the n-th finished
+// hypothesis; every ⊤ is offered to the finished list (best first, an earlier equal one first).
+// hyp: (n, 8) tokens, hyp_len (n), hyp_score (n); returns how many finished.
+static int plain_beam(GPT *model, const Task *task, int query, int n, int (*hyp)[8], int *hyp_len, double *hyp_score) {
+    enum { MAXN = 16 };
+    int open[MAXN][8], open_len[MAXN], m = 1, found = 0;
+    double open_score[MAXN];
+    open_len[0] = 0;
+    open_score[0] = 0;
+    for (;;) {
+        double cand_score[MAXN * DV];
+        int cand_parent[MAXN * DV], cand_token[MAXN * DV], c = 0;
+        for (int i = 0; i < m; i++) {
+            int row[16], plen, len = 0;
+            const int *prompt = d_prompt(NULL, query, &plen);
+            for (int j = 0; j < plen; j++) row[len++] = prompt[j];
+            for (int j = 0; j < open_len[i]; j++) row[len++] = open[i][j];
+            float *logits = gpt_forward(model, row, 1, len), logp[DV];
+            unsigned char mask[DV];
+            plain_mask(task, open_len[i], mask);
+            masked_log_softmax(logits + (size_t)(len - 1) * DV, mask, DV, logp);
+            if (mask[DTERM]) {   // insertion into the sorted finished list
+                double s = open_score[i] + logp[DTERM];
+                int at = found;
+                while (at > 0 && hyp_score[at - 1] < s) at--;
+                if (at < n) {
+                    if (found < n) found++;
+                    for (int k = found - 1; k > at; k--) { memcpy(hyp[k], hyp[k - 1], sizeof hyp[k]); hyp_len[k] = hyp_len[k - 1]; hyp_score[k] = hyp_score[k - 1]; }
+                    memcpy(hyp[at], open[i], sizeof hyp[at]);
+                    hyp_len[at] = open_len[i];
+                    hyp_score[at] = s;
+                }
+            }
+            for (int v = 0; v < DV; v++)
+                if (mask[v] && v != DTERM) { cand_score[c] = open_score[i] + logp[v]; cand_parent[c] = i; cand_token[c++] = v; }
+        }
+        int taken[MAXN * DV] = { 0 }, next[MAXN][8], next_len[MAXN], k = 0;
+        double next_score[MAXN];
+        while (k < n) {   // selection of the best remaining candidate, n times
+            int best = -1;
+            for (int i = 0; i < c; i++) if (!taken[i] && (best < 0 || cand_score[i] > cand_score[best])) best = i;
+            if (best < 0 || (found == n && cand_score[best] <= hyp_score[n - 1])) break;
+            taken[best] = 1;
+            memcpy(next[k], open[cand_parent[best]], sizeof next[k]);
+            next_len[k] = open_len[cand_parent[best]] + 1;
+            next[k][next_len[k] - 1] = cand_token[best];
+            next_score[k++] = cand_score[best];
+        }
+        if (k == 0) return found;
+        memcpy(open, next, sizeof next);
+        memcpy(open_len, next_len, sizeof next_len);
+        memcpy(open_score, next_score, sizeof next_score);
+        m = k;
+    }
+}
+
+// Beam search with fewer beams than sequences equals the plain version above (scores to 1e-4, the
+// tokens wherever no two candidates are within 1e-4 of each other — judged by the scores).
+static void test_beam_plain(void) {
+    int bad = 0, judged = 0;
+    for (uint64_t seed = 40; seed < 43; seed++) {
+        GPT *model = d_model(seed);
+        Task task = d_task(model, 0, 1, 4);
+        int queries[DQUERIES] = { 0, 1, 2, 3 }, found[DQUERIES];
+        for (int n = 2; n <= 5; n += 3) {
+            Traj **out = trajs_new(DQUERIES * n, task.max_len);
+            float score[DQUERIES * 5];
+            BeamConfig bc = { n, 1, 0.0f };
+            beam_search(model, &task, queries, DQUERIES, &bc, out, score, found);
+            for (int q = 0; q < DQUERIES; q++) {
+                int hyp[5][8], hyp_len[5];
+                double hyp_score[5];
+                int ref_found = plain_beam(model, &task, q, n, hyp, hyp_len, hyp_score);
+                bad += ref_found != found[q];
+                for (int i = 0; i < found[q] && i < ref_found; i++, judged++) {
+                    const Traj *t = out[q * n + i];
+                    bad += fabs(score[q * n + i] - hyp_score[i]) > 1e-4;
+                    int near_tie = (i > 0 && hyp_score[i - 1] - hyp_score[i] < 1e-4) || (i + 1 < ref_found && hyp_score[i] - hyp_score[i + 1] < 1e-4);
+                    if (!near_tie) bad += t->nact != hyp_len[i] || memcmp(t->tokens, hyp[i], sizeof(int) * (size_t)hyp_len[i]);
+                }
+            }
+            trajs_free(out, DQUERIES * n);
+        }
+        gpt_free(model);
+    }
+    CHECK(judged > 50 && bad == 0, "beam search (n = 2, 5) differs from the plain version in %d of %d hypotheses", bad, judged);
+}
+
 // Every method, over many prompts and seeds, with the tool: actions only from the allowed set
 // (never ⊤), forced tokens exactly where the tool puts them, min_len <= tokens <= max_len (the
 // lengths count forced tokens too); a beam hypothesis's score is its log q(Z ⊤) by teacher forcing (finite: ⊤ was allowed).
@@ -317,6 +406,7 @@ static void test_batched(void) {
 
 void test_decode(void) {
     test_beam_exhaustive();
+    test_beam_plain();
     test_diverse_beam();
     test_greedy();
     test_constraints();
