@@ -2691,15 +2691,23 @@ static void sample_usage(FILE *out) {
         "  --decode M   sample (default), greedy, nucleus (top-p 0.95 unless --top-p), beam, diverse\n"
         "  --beams N    beam / diverse: hypotheses (4)   --groups G  diverse: groups (2; N/G beams each)\n"
         "  --diversity L  diverse: Hamming penalty per earlier-group beam choosing a token (1)\n"
-        "Each line: log q(Z ⊤) at T = 1 under the task's mask, a tab, the text.\n");
+        "Each line: log q(Z ⊤) at T = 1 under the task's mask, a tab, the text (\\\\, \\n, \\t escaped).\n");
 }
 
-// Prints one decoded sequence: its log q(Z ⊤), a tab, its text (or its token ids).
+// Prints one decoded sequence on one line: its log q(Z ⊤), a tab, its text (or its token ids)
+// with backslash, newline and tab written as \\, \n and \t.
 static void print_decoded(Task *task, const Traj *t, float log_q, char *buf, size_t cap) {
     buf[0] = 0;
     if (task->render) task->render(task, t, buf, cap);
     else for (int j = 0; j < t->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t->tokens[j]);
-    printf("%.4f\t%s\n", log_q, buf);
+    printf("%.4f\t", log_q);
+    for (const char *c = buf; *c; c++) {
+        if (*c == '\\') fputs("\\\\", stdout);
+        else if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\t') fputs("\\t", stdout);
+        else putchar(*c);
+    }
+    putchar('\n');
 }
 
 static int cmd_sample(int argc, char **argv) {
