@@ -688,14 +688,10 @@ static void feed_queues(GPT *policy, KVCache *cache, int R, const int *queue, in
     memset(queue_len, 0, sizeof(int) * (size_t)R);
 }
 
-void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
-                 Traj **out, float *log_q, int *count) {
+// Beam search over a batch of prompts whose rows (num_queries × n) all share one KV cache.
+static void beam_search_batch(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
+                              Traj **out, float *log_q, int *count) {
     int V = gpt_config(policy).vocab_size, n = cfg->beams, G = cfg->groups;
-    if (n < 1 || G < 1 || n % G || !(cfg->diversity >= 0) || num_queries < 1) {
-        fprintf(stderr, "gfn: beam_search: %d beams in %d groups, diversity %g, %d prompts: need beams a "
-                "multiple of groups, diversity >= 0\n", n, G, cfg->diversity, num_queries);
-        exit(1);
-    }
     // row of beam j of group g of prompt p: (p G + g) W + j
     int W = n / G, R = num_queries * n, max_plen = longest_prompt(task, queries, num_queries);
     int cap = max_plen + task->max_len + 1;
@@ -824,6 +820,24 @@ void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, c
     free(parent); free(next_token); free(pos); free(next_pos); free(queue); free(queue_len); free(feed);
     free(logits); free(fin_rank); free(fin_lq); free(fin_count); free(chosen); free(logp); free(penalised);
     free(mask); free(top); free(cand); free(forced);
+}
+
+// Prompts go in batches of at most BEAM_MAX_ROWS rows (at least one prompt), which bounds the KV
+// cache; each row's arithmetic does not depend on the others, so batching changes no bit.
+#define BEAM_MAX_ROWS 256
+void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
+                 Traj **out, float *log_q, int *count) {
+    int n = cfg->beams, G = cfg->groups;
+    if (n < 1 || G < 1 || n % G || !(cfg->diversity >= 0) || num_queries < 1) {
+        fprintf(stderr, "gfn: beam_search: %d beams in %d groups, diversity %g, %d prompts: need beams a "
+                "multiple of groups, diversity >= 0\n", n, G, cfg->diversity, num_queries);
+        exit(1);
+    }
+    int per_batch = BEAM_MAX_ROWS / n > 1 ? BEAM_MAX_ROWS / n : 1;
+    for (int p = 0; p < num_queries; p += per_batch) {
+        int m = num_queries - p < per_batch ? num_queries - p : per_batch;
+        beam_search_batch(policy, task, queries + p, m, cfg, out + (size_t)p * n, log_q + (size_t)p * n, count + p);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ static int same_tokens(const Traj *a, const Traj *b) {
 }
 
 // Beam search with n >= the number of Z equals brute force: every Z of the enumeration scored by
-// teacher forcing (policy_exact_logq), sorted. Scores agree to 1e-4 (KV-cache decode against one
+// teacher forcing (policy_exact_logq), sorted. (4 prompts × n >= 84 rows: beam_search splits
+// them into batches of at most 256 rows.) Scores agree to 1e-4 (KV-cache decode against one
 // full forward, float); the order agrees wherever neighbouring reference scores are 1e-4 apart.
 static void test_beam_exhaustive(void) {
     GPT *model = d_model(3);
