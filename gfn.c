@@ -453,14 +453,36 @@ int sample_token(const float *logits, const unsigned char *mask, int V, const Sa
     return (int)pairs[2 * (keep - 1)];
 }
 
+// Appends action `token` to t, then what the task's tool inserts after it (context, not actions):
+// those forced tokens also go to the row's feed queue (queue_len grows). forced: (max_len) scratch.
+static void traj_append_action(Task *task, Traj *t, int token, int *queue, int *queue_len, int *forced) {
+    t->tokens[t->ntok] = token;
+    t->forced[t->ntok] = 0;
+    t->ntok++;
+    t->nact++;
+    if (!task->tool || t->ntok >= task->max_len) return;
+    int k = task->tool(task, t->query, t->tokens, t->ntok, forced, task->max_len - t->ntok);
+    for (int i = 0; i < k; i++) {
+        t->tokens[t->ntok] = forced[i];
+        t->forced[t->ntok] = 1;
+        t->ntok++;
+        queue[(*queue_len)++] = forced[i];
+    }
+}
+
+static int longest_prompt(Task *task, const int *queries, int n) {
+    int longest = 0;
+    for (int i = 0; i < n; i++) {
+        int plen;
+        task->prompt(task, queries[i], &plen);
+        if (plen > longest) longest = plen;
+    }
+    return longest;
+}
+
 void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
                          const SamplerConfig *cfg, Rng *rng) {
-    int V = gpt_config(policy).vocab_size, max_plen = 0;
-    for (int b = 0; b < n; b++) {
-        int plen;
-        task->prompt(task, queries[b], &plen);
-        if (plen > max_plen) max_plen = plen;
-    }
+    int V = gpt_config(policy).vocab_size, max_plen = longest_prompt(task, queries, n);
     int cache_len = max_plen + task->max_len + 1;
     KVCache *cache = kv_cache_new(policy, n, cache_len);
     int *feed = gfn_malloc(sizeof(int) * (size_t)n);          // (n) token fed this step, or -1
@@ -513,20 +535,8 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
                 state_mask(task, V, t->ntok, 1, mask);
                 int token = sample_token(logits + (size_t)b * V, mask, V, cfg, pairs, rng);
                 if (token == task->terminator) { done[b] = 1; continue; }
-                t->tokens[t->ntok] = token;
-                t->forced[t->ntok] = 0;
-                t->ntok++;
-                t->nact++;
                 feed[b] = token;
-                if (task->tool && t->ntok < task->max_len) {
-                    int k = task->tool(task, t->query, t->tokens, t->ntok, forced, task->max_len - t->ntok);
-                    for (int i = 0; i < k; i++) {
-                        t->tokens[t->ntok] = forced[i];
-                        t->forced[t->ntok] = 1;
-                        t->ntok++;
-                        queue[(size_t)b * cache_len + queue_len[b]++] = forced[i];
-                    }
-                }
+                traj_append_action(task, t, token, queue + (size_t)b * cache_len, &queue_len[b], forced);
             }
             active++;
         }
@@ -566,33 +576,269 @@ int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count) {
     return count;
 }
 
-// log q(Z ⊤) = Σ_k log q(z_k | X z_<k) + log q(⊤ | X Z) under the sampler's own masking at T = 1.
-void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
-                       float *log_q) {
+// log q(Z ⊤) = Σ_k log q(z_k | X z_<k) + log q(⊤ | X Z) under the sampler's own masking at T = 1,
+// from teacher-forced forwards of at most 64 trajectories each.
+void policy_sequence_logq(GPT *policy, Task *task, Traj *const *t, int n, float *log_q) {
     const int chunk = 64;
     int stride = task->max_len + 1;
-    Traj *t[64];
-    for (int i = 0; i < chunk; i++) t[i] = traj_new(task->max_len);
-    float *lf = gfn_malloc(sizeof(float) * (size_t)chunk * stride), *lt = gfn_malloc(sizeof(float) * (size_t)chunk * stride);
-    for (int start = 0; start < count; start += chunk) {
-        int m = count - start < chunk ? count - start : chunk;
+    float *lf = gfn_malloc(sizeof(float) * (size_t)chunk * stride);   // (chunk, stride) log q of each action
+    float *lt = gfn_malloc(sizeof(float) * (size_t)chunk * stride);   // (chunk, stride) log q(⊤) at each state
+    for (int start = 0; start < n; start += chunk) {
+        int m = n - start < chunk ? n - start : chunk, T;
+        float *logits = teacher_forward(policy, task, t + start, m, &T);
+        logprobs_from_logits(logits, T, task, t + start, m, stride, 1, lf, lt);
+        for (int i = 0; i < m; i++) {
+            double sum = lt[(size_t)i * stride + t[start + i]->nact];
+            for (int k = 0; k < t[start + i]->nact; k++) sum += lf[(size_t)i * stride + k];
+            log_q[start + i] = (float)sum;
+        }
+    }
+    free(lf); free(lt);
+}
+
+void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const int *len, int count,
+                       float *log_q) {
+    enum { CHUNK = 64 };
+    Traj *t[CHUNK];
+    for (int i = 0; i < CHUNK; i++) t[i] = traj_new(task->max_len);
+    for (int start = 0; start < count; start += CHUNK) {
+        int m = count - start < CHUNK ? count - start : CHUNK;
         for (int i = 0; i < m; i++) {
             t[i]->query = query;
             t[i]->ntok = t[i]->nact = len[start + i];
             memcpy(t[i]->tokens, z + (size_t)(start + i) * task->max_len, sizeof(int) * (size_t)t[i]->ntok);
             memset(t[i]->forced, 0, (size_t)t[i]->ntok);
         }
-        int T;
-        float *logits = teacher_forward(policy, task, t, m, &T);
-        logprobs_from_logits(logits, T, task, t, m, stride, 1, lf, lt);
-        for (int i = 0; i < m; i++) {
-            double s = lt[(size_t)i * stride + t[i]->nact];
-            for (int k = 0; k < t[i]->nact; k++) s += lf[(size_t)i * stride + k];
-            log_q[start + i] = (float)s;
-        }
+        policy_sequence_logq(policy, task, t, m, log_q + start);
     }
-    for (int i = 0; i < chunk; i++) traj_free(t[i]);
-    free(lf); free(lt);
+    for (int i = 0; i < CHUNK; i++) traj_free(t[i]);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Decoding strategies. Greedy (T = 0), plain and tempered sampling, top-k and nucleus (top-p)
+// sampling are sample_trajectories with a SamplerConfig. Beam search and diverse beam search
+// (Vijayakumar et al. 2016, as Hugging Face's group beam search) are here: searches for the Z with
+// the highest log q(Z ⊤) at T = 1, under the sampler's masks, lengths and tool hook, with the
+// beams of every prompt as rows of one KV cache.
+//
+// The score of a hypothesis is Σ log q over its actions and its ⊤ (no length penalty). Pruning is
+// exact: a hypothesis is finished when it takes ⊤; log q <= 0, so an open beam's score only falls,
+// and a group stops when it holds its quota of finished hypotheses and no open beam beats the last.
+// Diverse beam search splits the n beams into G groups of W = n / G; at each step the groups
+// choose in order, and in group g a token's log q is lowered by λ × the number of beams of groups
+// 0..g-1 that continued with that token at this step (HF's count; ⊤ never counts). A group ranks
+// by these penalised sums (they only fall, too); the hypotheses carry their plain log q as score.
+
+// One open extension of a beam: its parent (the beam's index in its group), the token, the
+// penalised rank score and the plain log q.
+typedef struct { double rank, log_q; int parent, token; } BeamCandidate;
+
+static int cmp_candidate(const void *a, const void *b) {
+    const BeamCandidate *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? 1 : -1;   // best first, then a fixed order
+    if (x->parent != y->parent) return x->parent - y->parent;
+    return x->token - y->token;
+}
+
+// The k best tokens by score (finite ones only), best first, the lower id first among equals.
+// top: (k); returns how many were found.
+static int best_tokens(const float *score, int V, int k, int *top) {
+    int m = 0;
+    for (int v = 0; v < V; v++) {
+        if (score[v] == -INFINITY || (m == k && score[v] <= score[top[m - 1]])) continue;
+        int i = m < k ? m++ : k - 1;          // insertion sort into top[0..m)
+        while (i > 0 && score[top[i - 1]] < score[v]) { top[i] = top[i - 1]; i--; }
+        top[i] = v;
+    }
+    return m;
+}
+
+// Offers a finished hypothesis (t followed by ⊤) to a group's list of the best `width`: slot
+// (width) trajectories with their rank and log q, *count filled, best first; equal ranks keep the
+// earlier one first.
+static void offer_finished(Traj **slot, double *rank, double *log_q, int *count, int width,
+                          const Traj *t, double t_rank, double t_log_q) {
+    int at = *count;
+    while (at > 0 && rank[at - 1] < t_rank) at--;
+    if (at == width) return;
+    if (*count < width) (*count)++;
+    for (int i = *count - 1; i > at; i--) {
+        traj_copy(slot[i], slot[i - 1]);
+        rank[i] = rank[i - 1];
+        log_q[i] = log_q[i - 1];
+    }
+    traj_copy(slot[at], t);
+    rank[at] = t_rank;
+    log_q[at] = t_log_q;
+}
+
+// Feeds every row's queued tokens, one decode step per token, until all queues are empty; the
+// logits (R, V) of each fed row are then those after its last token. queue: (R, cap).
+static void feed_queues(GPT *policy, KVCache *cache, int R, const int *queue, int cap, int *queue_len,
+                        int *pos, int *feed, float *logits) {
+    for (int step = 0;; step++) {
+        int any = 0;
+        for (int r = 0; r < R; r++) {
+            feed[r] = step < queue_len[r] ? queue[(size_t)r * cap + step] : -1;
+            any |= feed[r] >= 0;
+        }
+        if (!any) break;
+        gpt_decode_step(policy, cache, feed, pos, logits);
+        for (int r = 0; r < R; r++) if (feed[r] >= 0) pos[r]++;
+    }
+    memset(queue_len, 0, sizeof(int) * (size_t)R);
+}
+
+// Beam search over a batch of prompts whose rows (num_queries × n) all share one KV cache.
+static void beam_search_batch(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
+                              Traj **out, float *log_q, int *count) {
+    int V = gpt_config(policy).vocab_size, n = cfg->beams, G = cfg->groups;
+    // row of beam j of group g of prompt p: (p G + g) W + j
+    int W = n / G, R = num_queries * n, max_plen = longest_prompt(task, queries, num_queries);
+    int cap = max_plen + task->max_len + 1;
+    KVCache *cache = kv_cache_new(policy, R, cap);
+    Traj **beam = gfn_malloc(sizeof(Traj *) * (size_t)R);       // (R) the open beams
+    Traj **next = gfn_malloc(sizeof(Traj *) * (size_t)R);       // (R) the beams being selected
+    for (int r = 0; r < R; r++) { beam[r] = traj_new(task->max_len); next[r] = traj_new(task->max_len); }
+    int *is_open = gfn_calloc((size_t)R, sizeof(int));          // (R)
+    double *rank = gfn_malloc(sizeof(double) * (size_t)R);      // (R) penalised Σ log q of each open beam
+    double *lq = gfn_malloc(sizeof(double) * (size_t)R);        // (R) its plain Σ log q
+    double *next_rank = gfn_malloc(sizeof(double) * (size_t)R), *next_lq = gfn_malloc(sizeof(double) * (size_t)R);
+    int *parent = gfn_malloc(sizeof(int) * (size_t)R);          // (R) row a new beam continues, or -1
+    int *next_token = gfn_malloc(sizeof(int) * (size_t)R);      // (R) the action it appends
+    int *pos = gfn_calloc((size_t)R, sizeof(int));              // (R) cached positions of each row
+    int *next_pos = gfn_malloc(sizeof(int) * (size_t)R);        // (R)
+    int *queue = gfn_malloc(sizeof(int) * (size_t)R * cap);     // (R, cap) tokens to feed
+    int *queue_len = gfn_calloc((size_t)R, sizeof(int));        // (R)
+    int *feed = gfn_malloc(sizeof(int) * (size_t)R);            // (R)
+    float *logits = gfn_malloc(sizeof(float) * (size_t)R * V); // (R, V) at each open beam's state
+    double *fin_rank = gfn_malloc(sizeof(double) * (size_t)R);  // (R) finished hypotheses, slots as rows
+    double *fin_lq = gfn_malloc(sizeof(double) * (size_t)R);    // (R)
+    int *fin_count = gfn_calloc((size_t)num_queries * G, sizeof(int));   // (num_queries, G)
+    int *chosen = gfn_malloc(sizeof(int) * (size_t)V);          // (V) earlier groups' beams per token, this step
+    float *logp = gfn_malloc(sizeof(float) * (size_t)V);        // (V) masked log-softmax of one beam
+    float *penalised = gfn_malloc(sizeof(float) * (size_t)V);   // (V) minus the diversity penalty, ⊤ excluded
+    unsigned char *mask = gfn_malloc((size_t)V);                // (V)
+    int *top = gfn_malloc(sizeof(int) * (size_t)W);             // (W)
+    BeamCandidate *cand = gfn_malloc(sizeof(BeamCandidate) * (size_t)W * W);   // (W·W) of one group
+    int *forced = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 1));
+
+    // The prompts: fed to the first row of each prompt, whose state then roots every group.
+    for (int p = 0; p < num_queries; p++) {
+        int plen, r = p * n;
+        const int *prompt = task->prompt(task, queries[p], &plen);
+        memcpy(queue + (size_t)r * cap, prompt, sizeof(int) * (size_t)plen);
+        queue_len[r] = plen;
+    }
+    feed_queues(policy, cache, R, queue, cap, queue_len, pos, feed, logits);
+    for (int r = 0; r < R; r++) parent[r] = r % W == 0 ? r - r % n : -1;
+    kv_cache_gather(cache, parent, max_plen);
+    for (int r = 0; r < R; r++) {
+        if (parent[r] < 0) continue;
+        int p = r / n;
+        beam[r]->query = queries[p];
+        beam[r]->ntok = beam[r]->nact = 0;
+        rank[r] = lq[r] = 0;
+        pos[r] = pos[parent[r]];
+        is_open[r] = 1;
+        if (r != parent[r]) memcpy(logits + (size_t)r * V, logits + (size_t)parent[r] * V, sizeof(float) * (size_t)V);
+    }
+
+    for (;;) {
+        // 1. Selection, prompt by prompt, group by group.
+        int any_open = 0;
+        for (int r = 0; r < R; r++) parent[r] = -1;
+        for (int p = 0; p < num_queries; p++) {
+            memset(chosen, 0, sizeof(int) * (size_t)V);
+            for (int g = 0; g < G; g++) {
+                int base = (p * G + g) * W, m = 0, *fc = &fin_count[p * G + g];
+                for (int j = 0; j < W; j++) {
+                    int r = base + j;
+                    if (!is_open[r]) continue;
+                    state_mask(task, V, beam[r]->ntok, 1, mask);
+                    masked_log_softmax(logits + (size_t)r * V, mask, V, logp);
+                    if (mask[task->terminator])   // ⊤: a finished hypothesis
+                        offer_finished(out + base, fin_rank + base, fin_lq + base, fc, W, beam[r],
+                                       rank[r] + logp[task->terminator], lq[r] + logp[task->terminator]);
+                    for (int v = 0; v < V; v++)
+                        penalised[v] = mask[v] && v != task->terminator ? logp[v] - cfg->diversity * (float)chosen[v] : -INFINITY;
+                    int k = best_tokens(penalised, V, W, top);   // no other token of r can be among the group's W best
+                    for (int i = 0; i < k; i++)
+                        cand[m++] = (BeamCandidate){ rank[r] + penalised[top[i]], lq[r] + logp[top[i]], j, top[i] };
+                }
+                qsort(cand, (size_t)m, sizeof *cand, cmp_candidate);
+                // The W best extensions that can still beat the group's W-th finished hypothesis.
+                for (int i = 0, kept = 0; i < m && kept < W; i++) {
+                    if (*fc == W && cand[i].rank <= fin_rank[base + W - 1]) break;
+                    int r = base + kept++;
+                    parent[r] = base + cand[i].parent;
+                    next_token[r] = cand[i].token;
+                    next_rank[r] = cand[i].rank;
+                    next_lq[r] = cand[i].log_q;
+                    chosen[cand[i].token]++;
+                    any_open = 1;
+                }
+            }
+        }
+        if (!any_open) break;
+        // 2. Each new beam takes its parent's state: keys and values, tokens, position.
+        int cached = 0;
+        for (int r = 0; r < R; r++) if (parent[r] >= 0 && pos[parent[r]] > cached) cached = pos[parent[r]];
+        kv_cache_gather(cache, parent, cached);
+        for (int r = 0; r < R; r++) if (parent[r] >= 0) { traj_copy(next[r], beam[parent[r]]); next_pos[r] = pos[parent[r]]; }
+        for (int r = 0; r < R; r++) {
+            is_open[r] = parent[r] >= 0;
+            if (!is_open[r]) continue;
+            Traj *swap = beam[r]; beam[r] = next[r]; next[r] = swap;
+            pos[r] = next_pos[r];
+            rank[r] = next_rank[r];
+            lq[r] = next_lq[r];
+        }
+        // 3. Then appends its action (and the tool's output) and feeds them.
+        for (int r = 0; r < R; r++) {
+            if (!is_open[r]) continue;
+            queue[(size_t)r * cap] = next_token[r];
+            queue_len[r] = 1;
+            traj_append_action(task, beam[r], next_token[r], queue + (size_t)r * cap, &queue_len[r], forced);
+        }
+        feed_queues(policy, cache, R, queue, cap, queue_len, pos, feed, logits);
+    }
+
+    // The finished hypotheses of each prompt, group after group, moved to the front of its n slots.
+    for (int p = 0; p < num_queries; p++) {
+        int c = 0;
+        for (int g = 0; g < G; g++)
+            for (int i = 0; i < fin_count[p * G + g]; i++, c++) {
+                int from = (p * G + g) * W + i, to = p * n + c;
+                if (to != from) traj_copy(out[to], out[from]);
+                log_q[to] = (float)fin_lq[from];
+            }
+        count[p] = c;
+    }
+    kv_cache_free(cache);
+    for (int r = 0; r < R; r++) { traj_free(beam[r]); traj_free(next[r]); }
+    free(beam); free(next); free(is_open); free(rank); free(lq); free(next_rank); free(next_lq);
+    free(parent); free(next_token); free(pos); free(next_pos); free(queue); free(queue_len); free(feed);
+    free(logits); free(fin_rank); free(fin_lq); free(fin_count); free(chosen); free(logp); free(penalised);
+    free(mask); free(top); free(cand); free(forced);
+}
+
+// Prompts go in batches of at most BEAM_MAX_ROWS rows (at least one prompt), which bounds the KV
+// cache; each row's arithmetic does not depend on the others, so batching changes no bit.
+#define BEAM_MAX_ROWS 256
+void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
+                 Traj **out, float *log_q, int *count) {
+    int n = cfg->beams, G = cfg->groups;
+    if (n < 1 || G < 1 || n % G || !(cfg->diversity >= 0) || num_queries < 1) {
+        fprintf(stderr, "gfn: beam_search: %d beams in %d groups, diversity %g, %d prompts: need beams a "
+                "multiple of groups, diversity >= 0\n", n, G, cfg->diversity, num_queries);
+        exit(1);
+    }
+    int per_batch = BEAM_MAX_ROWS / n > 1 ? BEAM_MAX_ROWS / n : 1;
+    for (int p = 0; p < num_queries; p += per_batch) {
+        int m = num_queries - p < per_batch ? num_queries - p : per_batch;
+        beam_search_batch(policy, task, queries + p, m, cfg, out + (size_t)p * n, log_q + (size_t)p * n, count + p);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -253,6 +253,10 @@ void gpt_decode_step(GPT *model, KVCache *cache, const int *tokens, const int *p
 // logits (B, T, V) of that forward.
 float *gpt_prefill(GPT *model, KVCache *cache, const int *inputs, int B, int T);
 void kv_cache_copy_row(KVCache *cache, int dst_row, int src_row, int len);   // positions [0, len)
+// Reselects rows (beam search): row b takes the keys and values row src_row[b] held, positions
+// [0, len); rows with src_row[b] < 0 keep theirs. Any mapping (repeats, swaps) is right: the old rows
+// are read from a copy (one layer of the cache at a time).
+void kv_cache_gather(KVCache *cache, const int *src_row, int len);
 
 // Training utilities.
 typedef struct {
@@ -430,6 +434,27 @@ int sample_token(const float *logits, const unsigned char *mask, int V, const Sa
 // Uses the task's allowed mask, min/max lengths and tool hook. Rewards are not filled.
 void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out, int n,
                          const SamplerConfig *cfg, Rng *rng);
+// log q(Z ⊤) of whole trajectories at T = 1 under the sampler's masking (⊤ masked before the
+// minimum length, forced at the maximum), by teacher forcing; forced tokens are context. (n)
+void policy_sequence_logq(GPT *policy, Task *task, Traj *const *t, int n, float *log_q);
+
+// 4d'. Decoding strategies. Greedy (temperature 0), plain and tempered sampling, top-k and nucleus
+// (top-p) are sample_trajectories with a SamplerConfig. Beam search and diverse beam search
+// (Vijayakumar et al. 2016, Hugging Face's group beam search) score a Z by log q(Z ⊤) at T = 1 (the
+// sum over its actions and ⊤, no length penalty), with the sampler's masks, lengths and tool hook.
+typedef struct {
+    int beams;          // n: finished hypotheses wanted per prompt
+    int groups;         // G: n / G beams per group; 1: plain beam search
+    float diversity;    // λ >= 0: in group g a token's log q is lowered by λ × the beams of groups
+                        // 0..g-1 that continued with it at this step
+} BeamConfig;
+// For each of the num_queries prompts, the best n finished hypotheses (fewer when fewer Z exist)
+// into out[p n .. p n + count[p]) with log q(Z ⊤) in log_q (same index): plain beam search ranks
+// them best first; diverse beam search lists them group after group, each group ranked by its
+// penalised score. out: (num_queries n) trajectories from traj_new(task->max_len). Exact pruning:
+// a group stops when no open beam can beat its n / G-th finished hypothesis.
+void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, const BeamConfig *cfg,
+                 Traj **out, float *log_q, int *count);
 // Teacher forcing at T = 1: log q of every action and of ⊤ at every state, as the objectives
 // take them ((n, stride) arrays, stride >= max_len + 1), from one batched forward of the rows
 // prompt + tokens. Returns that forward's logits (n, T, V), T in *T_out, valid until the next

@@ -654,7 +654,27 @@ static void sample_usage(FILE *out) {
         "  -a ADAPTER   LoRA adapter (ours or a PEFT directory)\n"
         "  -n N         samples (4)           -b B        batch size (N up to 64)\n"
         "  -T TEMP      temperature (1)       --top-k K   (0: off)     --top-p P (1: off)\n"
-        "  -l LEN       most tokens (64)      -s SEED     (1)\n");
+        "  -l LEN       most tokens (64)      -s SEED     (1)\n"
+        "  --decode M   sample (default), greedy, nucleus (top-p 0.95 unless --top-p), beam, diverse\n"
+        "  --beams N    beam / diverse: hypotheses (4)   --groups G  diverse: groups (2; N/G beams each)\n"
+        "  --diversity L  diverse: Hamming penalty per earlier-group beam choosing a token (1)\n"
+        "Each line: log q(Z ⊤) at T = 1 under the task's mask, a tab, the text (\\\\, \\n, \\t escaped).\n");
+}
+
+// Prints one decoded sequence on one line: its log q(Z ⊤), a tab, its text (or its token ids)
+// with backslash, newline and tab written as \\, \n and \t.
+static void print_decoded(Task *task, const Traj *t, float log_q, char *buf, size_t cap) {
+    buf[0] = 0;
+    if (task->render) task->render(task, t, buf, cap);
+    else for (int j = 0; j < t->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t->tokens[j]);
+    printf("%.4f\t", log_q);
+    for (const char *c = buf; *c; c++) {
+        if (*c == '\\') fputs("\\\\", stdout);
+        else if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\t') fputs("\\t", stdout);
+        else putchar(*c);
+    }
+    putchar('\n');
 }
 
 static int cmd_sample(int argc, char **argv) {
@@ -662,6 +682,9 @@ static int cmd_sample(int argc, char **argv) {
     int n = 4, batch = 0, max_len = 64;
     uint64_t seed = 1;
     SamplerConfig sc = { 1.0f, 0, 1.0f };
+    const char *decode = "sample";
+    BeamConfig bc = { 4, 0, 1.0f };   // groups 0: the method's default
+    int top_p_given = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { sample_usage(stdout); return 0; }
@@ -677,11 +700,29 @@ static int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "-l")) max_len = atoi(v);
         else if (!strcmp(a, "-T")) sc.temperature = (float)atof(v);
         else if (!strcmp(a, "--top-k")) sc.top_k = atoi(v);
-        else if (!strcmp(a, "--top-p")) sc.top_p = (float)atof(v);
+        else if (!strcmp(a, "--top-p")) { sc.top_p = (float)atof(v); top_p_given = 1; }
         else if (!strcmp(a, "-s")) seed = (uint64_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--decode")) decode = v;
+        else if (!strcmp(a, "--beams")) bc.beams = atoi(v);
+        else if (!strcmp(a, "--groups")) bc.groups = atoi(v);
+        else if (!strcmp(a, "--diversity")) bc.diversity = (float)atof(v);
         else { fprintf(stderr, "gfn sample: unknown option %s\n", a); sample_usage(stderr); return 1; }
     }
+    int beam = !strcmp(decode, "beam") || !strcmp(decode, "diverse");
+    if (!beam && strcmp(decode, "sample") && strcmp(decode, "greedy") && strcmp(decode, "nucleus")) {
+        fprintf(stderr, "gfn sample: --decode %s: not one of sample, greedy, nucleus, beam, diverse\n", decode);
+        return 1;
+    }
+    if (!strcmp(decode, "nucleus") && !top_p_given) sc.top_p = 0.95f;
+    if (bc.groups == 0) bc.groups = !strcmp(decode, "diverse") ? 2 : 1;
+    if (!strcmp(decode, "beam")) bc.groups = 1;
+    if (beam && (bc.beams < 1 || bc.groups < 1 || bc.beams % bc.groups || !(bc.diversity >= 0))) {
+        fprintf(stderr, "gfn sample: --beams %d --groups %d --diversity %g: beams must be a positive multiple of "
+                "groups, diversity >= 0\n", bc.beams, bc.groups, bc.diversity);
+        return 1;
+    }
     if (n < 1 || max_len < 1 || sc.temperature <= 0) { fprintf(stderr, "gfn sample: -n, -l and -T must be positive\n"); return 1; }
+    if (!strcmp(decode, "greedy")) { sc.temperature = 0; n = 1; }   // one answer: greedy is deterministic
     if (batch < 1) batch = n < 64 ? n : 64;
     GfnError err = { { 0 } };
     Task text_task = { 0 }, *task = &text_task;
@@ -719,21 +760,24 @@ static int cmd_sample(int argc, char **argv) {
     if (!status && gpt_lora(policy)) gpt_lora_merge(policy);   // merged: plain, faster inference
     Rng rng;
     rng_seed(&rng, seed);
+    if (beam && bc.beams > batch) batch = bc.beams;
     Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
     int *queries = gfn_calloc((size_t)batch, sizeof(int));
+    float *log_q = gfn_malloc(sizeof(float) * (size_t)batch);   // (batch) score of each sequence
     for (int i = 0; i < batch; i++) t[i] = traj_new(task->max_len);
     char *buf = gfn_malloc(1 << 16);
-    for (int done = 0; !status && done < n; done += batch) {
+    if (!status && beam) {
+        int found;
+        beam_search(policy, task, queries, 1, &bc, t, log_q, &found);
+        for (int i = 0; i < found; i++) print_decoded(task, t[i], log_q[i], buf, 1 << 16);
+    }
+    for (int done = 0; !status && !beam && done < n; done += batch) {
         int m = n - done < batch ? n - done : batch;
         sample_trajectories(policy, task, queries, t, m, &sc, &rng);
-        for (int i = 0; i < m; i++) {
-            buf[0] = 0;
-            if (task->render) task->render(task, t[i], buf, 1 << 16);
-            else for (int j = 0; j < t[i]->ntok; j++) snprintf(buf + strlen(buf), 16, j ? " %d" : "%d", t[i]->tokens[j]);
-            printf("%s\n", buf);
-        }
+        policy_sequence_logq(policy, task, t, m, log_q);
+        for (int i = 0; i < m; i++) print_decoded(task, t[i], log_q[i], buf, 1 << 16);
     }
-    free(buf);
+    free(buf); free(log_q);
     for (int i = 0; i < batch; i++) traj_free(t[i]);
     free(t); free(queries);
     gpt_free(policy);

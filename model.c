@@ -1161,6 +1161,25 @@ void kv_cache_copy_row(KVCache *kv, int dst_row, int src_row, int len) {
     }
 }
 
+void kv_cache_gather(KVCache *kv, const int *src_row, int len) {
+    if (len <= 0) return;
+    if (len > kv->max_len) len = kv->max_len;
+    size_t row_floats = (size_t)len * kv->C;
+    float *saved = gfn_malloc((size_t)kv->B * row_floats * sizeof(float));   // (B, len, C) one layer's rows
+    unsigned char *is_source = gfn_calloc((size_t)kv->B, 1);                   // (B) read by another row
+    for (int b = 0; b < kv->B; b++) if (src_row[b] >= 0 && src_row[b] != b) is_source[src_row[b]] = 1;
+    for (int l = 0; l < kv->L; l++)
+        for (int which = 0; which < 2; which++) {
+            float *base = which ? kv->v : kv->k;
+            for (int b = 0; b < kv->B; b++)
+                if (is_source[b]) memcpy(saved + b * row_floats, kv_at(kv, base, l, b, 0), row_floats * sizeof(float));
+            for (int b = 0; b < kv->B; b++)
+                if (src_row[b] >= 0 && src_row[b] != b)
+                    memcpy(kv_at(kv, base, l, b, 0), saved + (size_t)src_row[b] * row_floats, row_floats * sizeof(float));
+        }
+    free(saved); free(is_source);
+}
+
 // ----------------------------------------------------------------------------------------------
 // Training utilities: AdamW, gradient clipping, learning-rate schedule
 

@@ -40,6 +40,7 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(pretrain) \
     X(corpus) \
     X(gfn) \
+    X(decode) \
     X(eval) \
     X(arithmetic) \
     X(weights)
