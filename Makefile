@@ -15,7 +15,7 @@ else
   WARN += -Wno-unknown-pragmas
 endif
 
-SRC = model.c tokenizer.c gfn.c $(wildcard tasks/*.c)
+SRC = model.c tokenizer.c gfn.c eval.c $(wildcard tasks/*.c)
 HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)

@@ -40,7 +40,8 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(corpus) \
     X(gfn) \
     X(arith) \
-    X(weights)
+    X(weights) \
+    X(eval)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
