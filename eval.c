@@ -456,6 +456,19 @@ double tfidf_diversity(const TfIdf *t, const char *const *texts, int count) {
 // reference token, recall R = mean over reference tokens of the max cosine to any hypothesis
 // token (greedy: many-to-one matches allowed), F1 = 2PR / (P + R).
 
+// The rows hidden[0..n) scaled to unit length: a fresh (n, C) array.
+static float *unit_rows(const float *hidden, int n, int C) {
+    float *out = gfn_malloc((size_t)n * C * sizeof(float));
+    for (int t = 0; t < n; t++) {
+        const float *h = hidden + (size_t)t * C;
+        double norm = 0;
+        for (int i = 0; i < C; i++) norm += (double)h[i] * h[i];
+        float scale = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+        for (int i = 0; i < C; i++) out[(size_t)t * C + i] = h[i] * scale;
+    }
+    return out;
+}
+
 float *bertscore_embed_ids(GPT *encoder, int bos, const int *ids, int n) {
     GPTConfig c = gpt_config(encoder);
     if (n <= 0) return NULL;
@@ -464,27 +477,47 @@ float *bertscore_embed_ids(GPT *encoder, int bos, const int *ids, int n) {
     inputs[0] = bos;
     memcpy(inputs + 1, ids, (size_t)n * sizeof(int));
     gpt_forward(encoder, inputs, 1, n + 1);
-    const float *hidden = gpt_hidden(encoder);                 // (n + 1, C)
-    float *out = gfn_malloc((size_t)n * c.n_embd * sizeof(float));   // (n, C) unit rows
-    for (int t = 0; t < n; t++) {
-        const float *h = hidden + (size_t)(t + 1) * c.n_embd;
-        double norm = 0;
-        for (int i = 0; i < c.n_embd; i++) norm += (double)h[i] * h[i];
-        float scale = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
-        for (int i = 0; i < c.n_embd; i++) out[(size_t)t * c.n_embd + i] = h[i] * scale;
-    }
+    float *out = unit_rows(gpt_hidden(encoder) + c.n_embd, n, c.n_embd);   // position 0 (bos) dropped
     free(inputs);
     return out;
 }
 
-float *bertscore_embed(GPT *encoder, const Tokenizer *tok, const char *text, int *n) {
-    size_t count = 0;
-    int *ids = tokenizer_encode(tok, text, strlen(text), 0, &count);
-    int max_n = gpt_config(encoder).max_seq_len - 1;
-    *n = (int)count < max_n ? (int)count : max_n;
-    float *out = bertscore_embed_ids(encoder, tokenizer_eot_id(tok), ids, (int)count);
+// Many sentences in forwards of up to 16 rows, each row bos + its tokens, padded with bos to the
+// longest: the model is causal, so the padding after a sentence leaves its states unchanged (up
+// to the summation order of a larger matmul) and one forward serves 16 sentences.
+void bertscore_embed_batch(GPT *encoder, int bos, const int *const *ids, const int *n, int count, float **emb, int *len) {
+    enum { ROWS = 16 };
+    GPTConfig c = gpt_config(encoder);
+    int C = c.n_embd, max_n = c.max_seq_len - 1;
+    for (int first = 0; first < count; first += ROWS) {
+        int B = count - first < ROWS ? count - first : ROWS, T = 1;
+        for (int b = 0; b < B; b++) {
+            len[first + b] = n[first + b] < max_n ? (n[first + b] > 0 ? n[first + b] : 0) : max_n;
+            if (len[first + b] + 1 > T) T = len[first + b] + 1;
+        }
+        int *inputs = gfn_malloc((size_t)B * T * sizeof(int));   // (B, T) bos, tokens, bos padding
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) inputs[b * T + t] = t >= 1 && t <= len[first + b] ? ids[first + b][t - 1] : bos;
+        gpt_forward(encoder, inputs, B, T);
+        const float *hidden = gpt_hidden(encoder);               // (B, T, C)
+        for (int b = 0; b < B; b++)
+            emb[first + b] = len[first + b] > 0 ? unit_rows(hidden + ((size_t)b * T + 1) * C, len[first + b], C) : NULL;
+        free(inputs);
+    }
+}
+
+void bertscore_embed_texts(GPT *encoder, const Tokenizer *tok, const char *const *texts, int count, float **emb, int *len) {
+    int **ids = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int *));
+    int *n = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
+    for (int i = 0; i < count; i++) {
+        size_t num = 0;
+        ids[i] = tokenizer_encode(tok, texts[i], strlen(texts[i]), 0, &num);
+        n[i] = (int)num;
+    }
+    bertscore_embed_batch(encoder, tokenizer_eot_id(tok), (const int *const *)ids, n, count, emb, len);
+    for (int i = 0; i < count; i++) free(ids[i]);
     free(ids);
-    return out;
+    free(n);
 }
 
 double bertscore_f1(const float *hyp, int hn, const float *ref, int rn, int C, double *precision, double *recall) {

@@ -2493,8 +2493,8 @@ static int cmd_metrics(int argc, char **argv) {
     if (ref) hyp = read_lines(hyp_path, &hyp_text, &num_hyp, &err);
     GPT *encoder = NULL;
     Tokenizer *tok = NULL;
-    float **ref_emb = NULL;
-    int *ref_len = NULL, C = 0;
+    float **ref_emb = NULL, **hyp_emb = NULL;   // (num_ref) each (len[i], C) unit token vectors
+    int *ref_len = NULL, *hyp_len = NULL, C = 0;
     if (!ref || !hyp) { fprintf(stderr, "gfn metrics: %s\n", err.msg); goto done; }
     if (num_ref != num_hyp) {
         fprintf(stderr, "gfn metrics: %s has %d lines but %s has %d: the files must be line-aligned\n", ref_path,
@@ -2509,9 +2509,12 @@ static int cmd_metrics(int argc, char **argv) {
             goto done;
         }
         C = gpt_config(encoder).n_embd;
-        ref_emb = gfn_calloc((size_t)num_ref, sizeof(float *));   // (num_ref) each (ref_len[i], C)
+        ref_emb = gfn_calloc((size_t)num_ref, sizeof(float *));
         ref_len = gfn_calloc((size_t)num_ref, sizeof(int));
-        for (int i = 0; i < num_ref; i++) ref_emb[i] = bertscore_embed(encoder, tok, ref[i], &ref_len[i]);
+        hyp_emb = gfn_calloc((size_t)num_ref, sizeof(float *));
+        hyp_len = gfn_calloc((size_t)num_ref, sizeof(int));
+        bertscore_embed_texts(encoder, tok, (const char *const *)ref, num_ref, ref_emb, ref_len);
+        bertscore_embed_texts(encoder, tok, (const char *const *)hyp, num_ref, hyp_emb, hyp_len);
         baseline = bertscore_baseline(ref_emb, ref_len, num_ref, C, 1000, 1);
         printf("# BERTScore stand-in: encoder %s, baseline b = %.6f (1000 random pairs of %s lines, seed 1)\n",
                model_path, baseline, ref_path);
@@ -2522,11 +2525,8 @@ static int cmd_metrics(int argc, char **argv) {
         double v[5] = { bleu4(ref[i], hyp[i]), gleu(ref[i], hyp[i]), chrf(ref[i], hyp[i]), 0, 0 };
         int columns = 3;
         if (encoder) {
-            int hn = 0;
-            float *hyp_emb = bertscore_embed(encoder, tok, hyp[i], &hn);
-            v[3] = bertscore_f1(hyp_emb, hn, ref_emb[i], ref_len[i], C, NULL, NULL);
+            v[3] = bertscore_f1(hyp_emb[i], hyp_len[i], ref_emb[i], ref_len[i], C, NULL, NULL);
             v[4] = bertscore_rescale(v[3], baseline);
-            free(hyp_emb);
             columns = 5;
         }
         for (int k = 0; k < columns; k++) { printf(k ? " %.6f" : "%.6f", v[k]); sum[k] += v[k]; }
@@ -2537,9 +2537,11 @@ static int cmd_metrics(int argc, char **argv) {
     printf("\n");
     status = fflush(stdout) == 0 ? 0 : 1;
 done:
-    for (int i = 0; ref_emb && i < num_ref; i++) free(ref_emb[i]);
+    for (int i = 0; ref_emb && i < num_ref; i++) { free(ref_emb[i]); free(hyp_emb[i]); }
     free(ref_emb);
     free(ref_len);
+    free(hyp_emb);
+    free(hyp_len);
     gpt_free(encoder);
     tokenizer_free(tok);
     free(ref);

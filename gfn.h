@@ -584,9 +584,13 @@ double tfidf_cosine(const TfIdf *t, const char *a, const char *b);   // 0 when a
 double tfidf_diversity(const TfIdf *t, const char *const *texts, int count);
 // The BERTScore stand-in (no idf weighting): token vectors = the encoder's last hidden layer
 // (gpt_hidden) of the sentence fed after `bos` (the end-of-text token), scaled to unit length,
-// (n, C) floats (free()); NULL for no tokens; sentences are cut at maxT − 1 tokens.
+// (n, C) floats (free()); NULL for no tokens; sentences are cut at maxT − 1 tokens. They run
+// forwards on the encoder: one thread per encoder (and tokenizer) at a time.
 float *bertscore_embed_ids(GPT *encoder, int bos, const int *ids, int n);
-float *bertscore_embed(GPT *encoder, const Tokenizer *tok, const char *text, int *n);
+// The same for count sentences of ids[i] (n[i] tokens), 16 per forward: emb[i] (n', C) or NULL,
+// len[i] = n' (n[i] cut at maxT − 1); and for texts, encoded with tok (bos = its end-of-text).
+void bertscore_embed_batch(GPT *encoder, int bos, const int *const *ids, const int *n, int count, float **emb, int *len);
+void bertscore_embed_texts(GPT *encoder, const Tokenizer *tok, const char *const *texts, int count, float **emb, int *len);
 // Greedy matching: P = mean over hyp tokens of the max cosine to a ref token, R the same the
 // other way, returns F1 = 2PR/(P+R) (0 when a side is empty); precision, recall may be NULL.
 double bertscore_f1(const float *hyp, int hn, const float *ref, int rn, int C, double *precision, double *recall);

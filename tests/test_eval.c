@@ -200,6 +200,30 @@ static void test_bertscore(void) {
     CHECK_NEAR(hf, 2.0 / 3.0, 1e-12, "hand F1");
     CHECK(bertscore_f1(NULL, 0, e12, 1, 2, NULL, NULL) == 0, "empty hypothesis: 0");
 
+    // Batched embedding (16 rows a forward, padded) equals one sentence at a time: 18 sentences of
+    // 0..20 tokens, across a batch boundary, the longest cut at maxT − 1 = 15.
+    enum { NS = 18 };
+    int ids[NS][20], n[NS], got_len[NS];
+    const int *rows[NS];
+    float *batch[NS];
+    for (int i = 0; i < NS; i++) {
+        n[i] = i == 5 ? 20 : i == 9 ? 0 : 1 + rng_below(&rng, 8);
+        for (int t = 0; t < n[i]; t++) ids[i][t] = rng_below(&rng, V);
+        rows[i] = ids[i];
+    }
+    bertscore_embed_batch(model, bos, rows, n, NS, batch, got_len);
+    double batch_err = 0;
+    int lengths_ok = 1;
+    for (int i = 0; i < NS; i++) {
+        float *single = bertscore_embed_ids(model, bos, ids[i], n[i]);
+        lengths_ok &= got_len[i] == (n[i] < 15 ? n[i] : 15) && (batch[i] == NULL) == (n[i] == 0) && (single == NULL) == (n[i] == 0);
+        for (int k = 0; k < got_len[i] * C; k++) batch_err = fmax(batch_err, fabs(batch[i][k] - single[k]));
+        free(single);
+        free(batch[i]);
+    }
+    CHECK(lengths_ok, "batched lengths: cut at maxT - 1, NULL for no tokens");
+    CHECK(batch_err < 1e-5, "batched embedding = one at a time: max difference %g", batch_err);
+
     // The baseline over 2 references: every random pair is (0, 1) or (1, 0), and F1 is symmetric.
     float *emb[2] = { he, re };
     int len[2] = { 4, 3 };
