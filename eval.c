@@ -54,6 +54,9 @@ static void merge_sort(int *idx, int *tmp, int n, IndexCompare cmp, const void *
     if (src != idx) memcpy(idx, src, (size_t)n * sizeof(int));
 }
 
+// An array of n elements of `size` bytes (n may be 0).
+static void *array_new(size_t n, size_t size) { return gfn_malloc((n > 0 ? n : 1) * size); }
+
 // ---- Words
 
 typedef struct { const char *s; int len; } Span;   // one word: bytes s[0..len)
@@ -99,8 +102,8 @@ static int split_words(const char *text, WordSplit how, Span *out) {
 }
 
 // The words of `count` texts as ids shared by all of them (equal words, equal ids): units holds
-// every text's ids one after the other, text k's at units + start[k], len[k] of them. vocab
-// (may be NULL) gets one Span per id, pointing into the texts. Returns the number of ids.
+// every text's ids one after the other, text k's at units + start[k], len[k] of them. Ids follow
+// the sorted order of the words (memcmp); vocab holds one Span per id, pointing into the texts.
 typedef struct {
     int *units;      // (total words)
     int *start;      // (count)
@@ -110,22 +113,22 @@ typedef struct {
 } WordIds;
 
 static void word_ids(const char *const *texts, int count, WordSplit how, WordIds *out) {
-    out->start = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
-    out->len = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
+    out->start = array_new((size_t)count, sizeof(int));
+    out->len = array_new((size_t)count, sizeof(int));
     int total = 0;
     for (int k = 0; k < count; k++) {
         out->start[k] = total;
         out->len[k] = split_words(texts[k], how, NULL);
         total += out->len[k];
     }
-    Span *words = gfn_malloc((size_t)(total > 0 ? total : 1) * sizeof(Span));
+    Span *words = array_new((size_t)total, sizeof(Span));
     for (int k = 0; k < count; k++) split_words(texts[k], how, words + out->start[k]);
-    int *order = gfn_malloc((size_t)(total > 0 ? total : 1) * sizeof(int));
-    int *tmp = gfn_malloc((size_t)(total > 0 ? total : 1) * sizeof(int));
+    int *order = array_new((size_t)total, sizeof(int));
+    int *tmp = array_new((size_t)total, sizeof(int));
     for (int i = 0; i < total; i++) order[i] = i;
     merge_sort(order, tmp, total, span_compare, words);
-    out->units = gfn_malloc((size_t)(total > 0 ? total : 1) * sizeof(int));
-    out->vocab = gfn_malloc((size_t)(total > 0 ? total : 1) * sizeof(Span));
+    out->units = array_new((size_t)total, sizeof(int));
+    out->vocab = array_new((size_t)total, sizeof(Span));
     int ids = 0;
     for (int i = 0; i < total; i++) {
         if (i == 0 || span_compare(words, order[i - 1], order[i]) != 0) out->vocab[ids++] = words[order[i]];
@@ -146,7 +149,7 @@ static void word_ids_free(WordIds *w) {
 
 // Copies of texts with ASCII letters lower-cased (TF-IDF's words).
 static char **lowercase_copies(const char *const *texts, int count) {
-    char **copies = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(char *));
+    char **copies = array_new((size_t)count, sizeof(char *));
     for (int k = 0; k < count; k++) {
         size_t n = strlen(texts[k]);
         copies[k] = gfn_malloc(n + 1);
@@ -179,7 +182,7 @@ static int ngram_compare(const void *ctx, int a, int b) {
 static int *sorted_ngrams(const int *units, const int *start, const int *len, int count, int n, int *total) {
     int m = 0;
     for (int k = 0; k < count; k++) m += len[k] >= n ? len[k] - n + 1 : 0;
-    int *pos = gfn_malloc((size_t)(m > 0 ? m : 1) * sizeof(int)), *tmp = gfn_malloc((size_t)(m > 0 ? m : 1) * sizeof(int));
+    int *pos = array_new((size_t)m, sizeof(int)), *tmp = array_new((size_t)m, sizeof(int));
     m = 0;
     for (int k = 0; k < count; k++)
         for (int i = 0; i + n <= len[k]; i++) pos[m++] = start[k] + i;
@@ -196,7 +199,7 @@ static int *sorted_ngrams(const int *units, const int *start, const int *len, in
 typedef struct { long matches, hyp_total, ref_total; } NgramCounts;
 
 static NgramCounts ngram_counts(const int *h, int hn, const int *r, int rn, int n) {
-    int *units = gfn_malloc((size_t)(hn + rn > 0 ? hn + rn : 1) * sizeof(int));
+    int *units = array_new((size_t)(hn + rn), sizeof(int));
     if (hn) memcpy(units, h, (size_t)hn * sizeof(int));
     if (rn) memcpy(units + hn, r, (size_t)rn * sizeof(int));
     int start[2] = { 0, hn }, len[2] = { hn, rn }, total;
@@ -269,7 +272,7 @@ double gleu(const char *reference, const char *hypothesis) {
 static int *chars_without_space(const char *text, int *n) {
     const unsigned char *s = (const unsigned char *)text;
     size_t len = strlen(text), i = 0;
-    int *out = gfn_malloc((len > 0 ? len : 1) * sizeof(int)), count = 0;
+    int *out = array_new(len, sizeof(int)), count = 0;
     while (i < len) {
         uint32_t cp = utf8_next(s, len, &i);
         if (!is_space(cp)) out[count++] = (int)cp;
@@ -359,16 +362,16 @@ TfIdf *tfidf_new(const char *const *corpus, int count) {
     t->num_docs = count;
     t->num_words = w.num_ids;
     t->offset = gfn_malloc((size_t)(w.num_ids + 1) * sizeof(int));
-    t->df = gfn_calloc((size_t)(w.num_ids > 0 ? w.num_ids : 1), sizeof(int));
+    t->df = gfn_calloc((size_t)w.num_ids + 1, sizeof(int));
     size_t bytes = 0;
     for (int k = 0; k < w.num_ids; k++) bytes += (size_t)w.vocab[k].len;
-    t->bytes = gfn_malloc(bytes > 0 ? bytes : 1);
+    t->bytes = array_new(bytes, 1);
     t->offset[0] = 0;
     for (int k = 0; k < w.num_ids; k++) {   // ids are in sorted word order
         memcpy(t->bytes + t->offset[k], w.vocab[k].s, (size_t)w.vocab[k].len);
         t->offset[k + 1] = t->offset[k] + w.vocab[k].len;
     }
-    int *last_doc = gfn_malloc((size_t)(w.num_ids > 0 ? w.num_ids : 1) * sizeof(int));
+    int *last_doc = array_new((size_t)w.num_ids, sizeof(int));   // (num_words) last document counted
     for (int k = 0; k < w.num_ids; k++) last_doc[k] = -1;
     for (int d = 0; d < count; d++)
         for (int i = 0; i < w.len[d]; i++) {
@@ -407,7 +410,7 @@ static double *tfidf_vectors(const TfIdf *t, const char *const *texts, int count
     WordIds w;
     word_ids((const char *const *)lower, count, WORDS_ALNUM, &w);
     int V = w.num_ids;
-    double *vec = gfn_calloc((size_t)count * (V > 0 ? V : 1), sizeof(double));
+    double *vec = gfn_calloc((size_t)count * V + 1, sizeof(double));   // (count, V)
     for (int k = 0; k < count; k++)
         for (int i = 0; i < w.len[k]; i++) vec[(size_t)k * V + w.units[w.start[k] + i]] += 1.0;
     for (int id = 0; id < V; id++) {
@@ -507,8 +510,8 @@ void bertscore_embed_batch(GPT *encoder, int bos, const int *const *ids, const i
 }
 
 void bertscore_embed_texts(GPT *encoder, const Tokenizer *tok, const char *const *texts, int count, float **emb, int *len) {
-    int **ids = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int *));
-    int *n = gfn_malloc((size_t)(count > 0 ? count : 1) * sizeof(int));
+    int **ids = array_new((size_t)count, sizeof(int *));
+    int *n = array_new((size_t)count, sizeof(int));
     for (int i = 0; i < count; i++) {
         size_t num = 0;
         ids[i] = tokenizer_encode(tok, texts[i], strlen(texts[i]), 0, &num);
