@@ -7,7 +7,7 @@
 //   2. model.c       GPT-2 forward/backward, matmul, LoRA, AdamW, checkpoints, HF / PEFT I/O
 //   3. tokenizer.c   byte-level BPE: train, encode, decode, GPT-2's vocabulary
 //   4. gfn.c         objectives, trajectories, replay, policy, sampler, exact distributions, training
-//   5. eval.c        evaluation shared by the tasks' reports: Markdown tables, SVG plots
+//   5. eval.c        evaluation shared by the tasks: text metrics, Markdown tables, SVG plots
 //   6. tasks/*.c     the tasks (toy, rng, arithmetic)
 //   7. pretrain.c    pretraining, the token cache, the corpus recipe
 //   8. main.c        the command line and the task registry
@@ -179,6 +179,9 @@ void gpt_freeze_all(GPT *model, int frozen);
 // Forward over B sequences of T tokens (T <= maxT; B and T may change between calls).
 // Returns the logits (B, T, V), owned by the model and valid until the next call.
 float *gpt_forward(GPT *model, const int *inputs, int B, int T);
+// After gpt_forward: the last hidden layer, ln_f's output (B, T, C) (logits = hidden · wteᵀ),
+// owned by the model and valid until the next forward.
+const float *gpt_hidden(const GPT *model);
 // After gpt_forward: log p(targets[b,t] | inputs[b,≤t]) into logprobs (B, T) (may be NULL),
 // targets < 0 are ignored (logprob 0). Returns the mean of −log p over the counted targets.
 // When `dlogits` is non-NULL it receives d(mean loss)/d(logits) (B, T, V); it may be the logits
@@ -508,7 +511,46 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
 GPT *copy_model(GPT *model);
 
 // ----------------------------------------------------------------------------------------------
-// 5. eval.c: evaluation shared by the tasks' reports
+// 5. eval.c: evaluation shared by the tasks: text metrics and the reports' tables and plots
+
+// --- Text metrics
+// Text metrics, shared by the tasks and `gfn metrics`; all scores on a 0..1 scale. Tokens are the
+// whitespace-separated words (as Python's str.split()), case kept, unless said otherwise.
+// BLEU-4 exactly as nltk 3.8's sentence_bleu with SmoothingFunction().method1, one reference.
+double bleu4(const char *reference, const char *hypothesis);
+// GLEU (Wu et al. 2016) as nltk's sentence_gleu, 1- to 4-grams.
+double gleu(const char *reference, const char *hypothesis);
+// chrF as sacrebleu 2.x's default CHRF() (6 character orders, β = 2, whitespace removed), / 100.
+double chrf(const char *reference, const char *hypothesis);
+// Diversity of a set of samples: distinct n-grams / all n-grams over all samples; the mean BLEU-4
+// of each sample against each other one as its reference (ordered pairs; 0 for < 2 samples).
+double distinct_n(const char *const *texts, int count, int n);
+double self_bleu4(const char *const *texts, int count);
+// TF-IDF of lower-cased words (runs of ASCII letters/digits and non-ASCII bytes) with the IDF of a
+// fixed corpus (the tasks use their training prompts): idf = ln((1 + N)/(1 + df)) + 1, tf = counts.
+typedef struct TfIdf TfIdf;
+TfIdf *tfidf_new(const char *const *corpus, int count);
+void tfidf_free(TfIdf *t);
+double tfidf_idf(const TfIdf *t, const char *word, int len);   // word: lower-cased bytes
+double tfidf_cosine(const TfIdf *t, const char *a, const char *b);   // 0 when a text has no word
+// 1 − the mean cosine over all unordered pairs of samples (0 for < 2 samples).
+double tfidf_diversity(const TfIdf *t, const char *const *texts, int count);
+// The BERTScore stand-in (no idf weighting): token vectors = the encoder's last hidden layer
+// (gpt_hidden) of the sentence fed after `bos` (the end-of-text token), scaled to unit length,
+// (n, C) floats (free()); NULL for no tokens; sentences are cut at maxT − 1 tokens. They run
+// forwards on the encoder: one thread per encoder (and tokenizer) at a time.
+float *bertscore_embed_ids(GPT *encoder, int bos, const int *ids, int n);
+// The same for count sentences of ids[i] (n[i] tokens), 16 per forward: emb[i] (n', C) or NULL,
+// len[i] = n' (n[i] cut at maxT − 1); and for texts, encoded with tok (bos = its end-of-text).
+void bertscore_embed_batch(GPT *encoder, int bos, const int *const *ids, const int *n, int count, float **emb, int *len);
+void bertscore_embed_texts(GPT *encoder, const Tokenizer *tok, const char *const *texts, int count, float **emb, int *len);
+// Greedy matching: P = mean over hyp tokens of the max cosine to a ref token, R the same the
+// other way, returns F1 = 2PR/(P+R) (0 when a side is empty); precision, recall may be NULL.
+double bertscore_f1(const float *hyp, int hn, const float *ref, int rn, int C, double *precision, double *recall);
+// b = the mean F1 of `pairs` random (reference i, reference j ≠ i) pairs drawn with `seed`
+// (`gfn metrics`: 1000 pairs of the --ref lines, seed 1); rescaled = (F − b) / (1 − b).
+double bertscore_baseline(float *const *emb, const int *len, int count, int C, int pairs, uint64_t seed);
+double bertscore_rescale(double f1, double baseline);
 
 // --- Markdown tables and SVG plots
 // A report is built in memory in a growing text buffer (then written atomically).

@@ -179,6 +179,7 @@ static void usage(FILE *out) {
         "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n"
         "  pretrain     train a GPT-2 from scratch on a text corpus\n"
         "  corpus       build the pretraining text from the shared data\n"
+        "  metrics      BLEU-4, GLEU, chrF (and a BERTScore stand-in) of line-aligned text files\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
@@ -628,6 +629,128 @@ static int cmd_convert(int argc, char **argv) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// `gfn metrics`: the text metrics of eval.c for line-aligned reference and hypothesis files.
+
+static void metrics_usage(FILE *out) {
+    fprintf(out,
+        "usage: gfn metrics --ref REF --hyp HYP [-m MODEL -t TOKENIZER]\n"
+        "Scores line i of HYP against line i of REF (UTF-8 text, one sentence per line, the same number\n"
+        "of lines; a last line without a newline counts). Prints a '#' header, then one line per pair:\n"
+        "  BLEU-4 GLEU chrF [BERT-F1 BERT-F1-rescaled]     6 decimals each, on a 0..1 scale\n"
+        "and a last line '# mean ...'. BLEU-4: nltk's sentence_bleu with smoothing method1; GLEU: nltk's\n"
+        "sentence_gleu; chrF: sacrebleu's default chrF / 100; tokens: whitespace-separated, case kept.\n"
+        "With -m MODEL -t TOKENIZER: the BERTScore stand-in (greedy max-cosine matching on the model's\n"
+        "last hidden layer), rescaled by b = the mean F1 of 1000 random pairs of REF lines (seed 1).\n");
+}
+
+// The lines of a text file ('\n' ends a line, a '\r' before it is dropped): an array of *count
+// NUL-terminated lines inside one buffer, *buffer; free() both.
+static char **read_lines(const char *path, char **buffer, int *count, GfnError *err) {
+    size_t len = 0;
+    char *text = (char *)read_file(path, &len, err);   // NUL-terminated by read_file
+    if (!text) return NULL;
+    if (memchr(text, 0, len)) { gfn_error_set(err, "%s: holds a NUL byte (not a text file)", path); free(text); return NULL; }
+    int n = 0;
+    for (size_t i = 0; i < len; i++) n += text[i] == '\n';
+    n += len > 0 && text[len - 1] != '\n';
+    char **lines = gfn_malloc((size_t)(n > 0 ? n : 1) * sizeof(char *));
+    char *p = text;
+    for (int k = 0; k < n; k++) {
+        lines[k] = p;
+        char *end = strchr(p, '\n');
+        if (!end) end = text + len;
+        p = *end ? end + 1 : end;
+        if (end > lines[k] && end[-1] == '\r') end--;
+        *end = 0;
+    }
+    *buffer = text;
+    *count = n;
+    return lines;
+}
+
+static int cmd_metrics(int argc, char **argv) {
+    const char *ref_path = NULL, *hyp_path = NULL, *model_path = NULL, *tok_path = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { metrics_usage(stdout); return 0; }
+        const char **slot = !strcmp(a, "--ref") ? &ref_path : !strcmp(a, "--hyp") ? &hyp_path
+                          : !strcmp(a, "-m") || !strcmp(a, "--model") ? &model_path
+                          : !strcmp(a, "-t") || !strcmp(a, "--tokenizer") ? &tok_path : NULL;
+        if (!slot) { fprintf(stderr, "gfn metrics: unknown option '%s'\n", a); metrics_usage(stderr); return 1; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn metrics: %s needs a value\n", a); return 1; }
+        *slot = argv[++i];
+    }
+    if (!ref_path || !hyp_path || !model_path != !tok_path) {
+        fprintf(stderr, "gfn metrics: --ref REF and --hyp HYP are required, and -m MODEL goes with -t TOKENIZER\n");
+        metrics_usage(stderr);
+        return 1;
+    }
+    GfnError err;
+    char *ref_text = NULL, *hyp_text = NULL;
+    int num_ref = 0, num_hyp = 0, status = 1;
+    char **ref = read_lines(ref_path, &ref_text, &num_ref, &err), **hyp = NULL;
+    if (ref) hyp = read_lines(hyp_path, &hyp_text, &num_hyp, &err);
+    GPT *encoder = NULL;
+    Tokenizer *tok = NULL;
+    float **ref_emb = NULL, **hyp_emb = NULL;   // (num_ref) each (len[i], C) unit token vectors
+    int *ref_len = NULL, *hyp_len = NULL, C = 0;
+    if (!ref || !hyp) { fprintf(stderr, "gfn metrics: %s\n", err.msg); goto done; }
+    if (num_ref != num_hyp) {
+        fprintf(stderr, "gfn metrics: %s has %d lines but %s has %d: the files must be line-aligned\n", ref_path,
+                num_ref, hyp_path, num_hyp);
+        goto done;
+    }
+    if (num_ref == 0) { fprintf(stderr, "gfn metrics: %s: no lines to score\n", ref_path); goto done; }
+    double baseline = 0;
+    if (model_path) {
+        if (!(encoder = gpt_load(model_path, &err)) || !(tok = tokenizer_load(tok_path, &err))) {
+            fprintf(stderr, "gfn metrics: %s\n", err.msg);
+            goto done;
+        }
+        C = gpt_config(encoder).n_embd;
+        ref_emb = gfn_calloc((size_t)num_ref, sizeof(float *));
+        ref_len = gfn_calloc((size_t)num_ref, sizeof(int));
+        hyp_emb = gfn_calloc((size_t)num_ref, sizeof(float *));
+        hyp_len = gfn_calloc((size_t)num_ref, sizeof(int));
+        bertscore_embed_texts(encoder, tok, (const char *const *)ref, num_ref, ref_emb, ref_len);
+        bertscore_embed_texts(encoder, tok, (const char *const *)hyp, num_ref, hyp_emb, hyp_len);
+        baseline = bertscore_baseline(ref_emb, ref_len, num_ref, C, 1000, 1);
+        printf("# BERTScore stand-in: encoder %s, baseline b = %.6f (1000 random pairs of %s lines, seed 1)\n",
+               model_path, baseline, ref_path);
+    }
+    printf("# bleu4 gleu chrf%s\n", encoder ? " bert_f1 bert_f1_rescaled" : "");
+    double sum[5] = { 0 };
+    for (int i = 0; i < num_ref; i++) {
+        double v[5] = { bleu4(ref[i], hyp[i]), gleu(ref[i], hyp[i]), chrf(ref[i], hyp[i]), 0, 0 };
+        int columns = 3;
+        if (encoder) {
+            v[3] = bertscore_f1(hyp_emb[i], hyp_len[i], ref_emb[i], ref_len[i], C, NULL, NULL);
+            v[4] = bertscore_rescale(v[3], baseline);
+            columns = 5;
+        }
+        for (int k = 0; k < columns; k++) { printf(k ? " %.6f" : "%.6f", v[k]); sum[k] += v[k]; }
+        printf("\n");
+    }
+    printf("# mean");
+    for (int k = 0; k < (encoder ? 5 : 3); k++) printf(" %.6f", sum[k] / num_ref);
+    printf("\n");
+    status = fflush(stdout) == 0 ? 0 : 1;
+done:
+    for (int i = 0; ref_emb && i < num_ref; i++) { free(ref_emb[i]); free(hyp_emb[i]); }
+    free(ref_emb);
+    free(ref_len);
+    free(hyp_emb);
+    free(hyp_len);
+    gpt_free(encoder);
+    tokenizer_free(tok);
+    free(ref);
+    free(ref_text);
+    free(hyp);
+    free(hyp_text);
+    return status;
+}
+
+// ----------------------------------------------------------------------------------------------
 // `gfn sample`: generations of a model (with an adapter) for a prompt, or of a task's policy.
 typedef struct { int *prompt; int prompt_len; Tokenizer *tok; } TextTask;
 
@@ -812,6 +935,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc, argv);
     if (!strcmp(argv[1], "score")) return cmd_score(argc, argv);
     if (!strcmp(argv[1], "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(argv[1], "metrics")) return cmd_metrics(argc, argv);
     fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

@@ -844,6 +844,8 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
     return a->logits;
 }
 
+const float *gpt_hidden(const GPT *model) { return model->acts.lnf; }
+
 float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *dlogits) {
     int N = model->B * model->T, V = model->config.vocab_size;
     const float *logits = model->acts.logits;
