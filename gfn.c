@@ -318,9 +318,13 @@ int gfn_prefix_sharing = 1;
 // (gpt_forward_shared): the longest common prefix of the rows' prompts, short of each row's last
 // prompt token, whose logits are state 0's. 0 when sharing is off (gfn_prefix_sharing = 0 or
 // GFN_NO_PREFIX_SHARE set to anything but 0).
-static int shared_prompt_len(Task *task, Traj *const *t, int n) {
+int gfn_prefix_sharing_enabled(void) {
     const char *off = getenv("GFN_NO_PREFIX_SHARE");
-    if (!gfn_prefix_sharing || (off && *off && strcmp(off, "0"))) return 0;
+    return gfn_prefix_sharing && !(off && *off && strcmp(off, "0"));
+}
+
+static int shared_prompt_len(Task *task, Traj *const *t, int n) {
+    if (!gfn_prefix_sharing_enabled()) return 0;
     int common;
     const int *first = task->prompt(task, t[0]->query, &common);
     common--;

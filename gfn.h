@@ -447,6 +447,7 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
 // logits above are those of the positions after it. 0 here, or the environment variable
 // GFN_NO_PREFIX_SHARE=1, runs every row whole (the unshared pass, kept for comparisons).
 extern int gfn_prefix_sharing;
+int gfn_prefix_sharing_enabled(void);   // gfn_prefix_sharing, unless GFN_NO_PREFIX_SHARE says no
 // The exact distribution of the sampler at T = 1 over every Z of an enumerable task (one query):
 // fills log_q with log q(Z ⊤) in the order of enumerate_z; returns the count.
 int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count);
