@@ -34,6 +34,11 @@ float rng_uniform(Rng *rng);             // [0, 1), 24 random bits
 float rng_normal(Rng *rng);              // standard normal (Box-Muller)
 int rng_below(Rng *rng, int n);          // uniform integer in [0, n)
 
+// Call first in main(): sets OMP_WAIT_POLICY=passive (unless the user set it) by running the
+// program again, so that threads waiting for each other sleep instead of spinning (model.c says
+// why). Does nothing without OpenMP or where the program cannot re-run itself.
+void gfn_threads_init(char **argv);
+
 // Little-endian reads and writes, byte by byte, so big-endian hosts read the same files.
 uint16_t le_u16(const unsigned char *p);
 uint32_t le_u32(const unsigned char *p);
