@@ -504,8 +504,11 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
 
     // The prompts' longest common prefix (a few-shot prompt, "Question: ", or the whole prompt of
     // a one-query task) is prefilled once, in row 0, and its keys and values copied to the other
-    // rows; the rest of each prompt goes through the queue, one decode step per token. With no
-    // common prefix every row starts from its queue, so its logits are first set by a decode step.
+    // rows; the rest of each prompt runs as one batched forward of all rows reading that prefix
+    // (gpt_forward_cached, tails right-padded: a padded position's keys are overwritten by the
+    // row's first token there before anything reads them). With prefix sharing off (the earlier
+    // path) the rest goes through the queue, one decode step per token; with no common prefix
+    // every row starts from its queue, so its logits are first set by a decode step.
     int common;
     const int *first = task->prompt(task, queries[0], &common);
     for (int b = 1; b < n; b++) {
@@ -514,13 +517,15 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
         while (j < common && j < plen && prompt[j] == first[j]) j++;
         common = j;
     }
+    int tails = common > 0 && gfn_prefix_sharing_enabled(), tail_len = 0;   // tails: one forward
     for (int b = 0; b < n; b++) {
         int plen;
         const int *prompt = task->prompt(task, queries[b], &plen);
-        for (int j = common; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        if (!tails) for (int j = common; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        if (plen - common > tail_len) tail_len = plen - common;
         out[b]->query = queries[b];
         out[b]->ntok = out[b]->nact = 0;
-        pos[b] = common;
+        pos[b] = tails ? plen : common;
     }
     if (common > 0) {
         float *prefill = gpt_prefill(policy, cache, first, 1, common);   // (1, common, V)
@@ -528,6 +533,23 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
             kv_cache_copy_row(cache, b, 0, common);
             memcpy(logits + (size_t)b * V, prefill + (size_t)(common - 1) * V, sizeof(float) * (size_t)V);
         }
+    }
+    if (tails && tail_len > 0) {
+        int *inputs = gfn_malloc(sizeof(int) * (size_t)n * tail_len);   // (n, tail_len)
+        int *rows = gfn_malloc(sizeof(int) * 3 * (size_t)n), *lens = rows + n, *store = rows + 2 * n;   // (n) each
+        for (int b = 0; b < n; b++) {
+            int plen;
+            const int *prompt = task->prompt(task, queries[b], &plen);
+            for (int j = 0; j < tail_len; j++) inputs[(size_t)b * tail_len + j] = common + j < plen ? prompt[common + j] : task->terminator;
+            rows[b] = 0;        // every row reads the common prefix in row 0 ...
+            lens[b] = common;
+            store[b] = b;       // ... and keeps its tail's keys and values in its own row
+        }
+        float *tail_logits = gpt_forward_cached(policy, cache, rows, lens, inputs, n, tail_len, store);   // (n, tail_len, V)
+        for (int b = 0; b < n; b++)   // a row without a tail keeps the prefill's logits
+            if (pos[b] > common)
+                memcpy(logits + (size_t)b * V, tail_logits + ((size_t)b * tail_len + pos[b] - common - 1) * V, sizeof(float) * (size_t)V);
+        free(inputs); free(rows);
     }
 
     for (;;) {
