@@ -466,8 +466,9 @@ typedef struct {
     float *ln1_mean;    // (L, B, T)
     float *ln1_rstd;    // (L, B, T)
     float *qkv;         // (L, B, T, 3C)   q, k, v
-    float *att;         // (L, B, NH, T(T+1)/2) causal softmax probabilities, row t (t+1 long)
-                        // at offset t(t+1)/2: the masked half is never stored
+    float *att;         // (L, B, NH, T·P + T(T+1)/2) causal softmax probabilities, row t
+                        // (P + t + 1 long) at offset t·P + t(t+1)/2, P the longest prefix the
+                        // rows read (0 without one): the masked half is never stored
     float *atty;        // (L, B, T, C)    attention output, input of attn.c_proj
     float *residual2;   // (L, B, T, C)    residual stream after the attention block
     float *ln2;         // (L, B, T, C)
@@ -488,7 +489,7 @@ typedef struct {
     float *dC;          // (B, T, C)   d of an LN output or of the attention output
     float *d4C;         // (B, T, 4C)  d of the MLP hidden layer; also holds dqkv (B, T, 3C)
     float *dlora;       // (B, T, r)   d of x · A
-    float *datt_row;    // (B, NH, T)  one row of attention-probability gradients per head
+    float *datt_row;    // (B, NH, P + T)  one row of attention-probability gradients per head
 } Activations;
 
 struct GPT {
