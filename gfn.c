@@ -313,25 +313,53 @@ static void state_mask(const Task *task, int V, int ntok, int sampler_mask, unsi
     mask[task->terminator] = !(sampler_mask && ntok < task->min_len);
 }
 
+int gfn_prefix_sharing = 1;
+
+// The prompt tokens that every row of a teacher-forced batch starts with and that run once
+// (gpt_forward_shared): the longest common prefix of the rows' prompts, short of each row's last
+// prompt token, whose logits are state 0's. 0 when sharing is off (gfn_prefix_sharing = 0 or
+// GFN_NO_PREFIX_SHARE set to anything but 0).
+int gfn_prefix_sharing_enabled(void) {
+    const char *off = getenv("GFN_NO_PREFIX_SHARE");
+    return gfn_prefix_sharing && !(off && *off && strcmp(off, "0"));
+}
+
+static int shared_prompt_len(Task *task, Traj *const *t, int n) {
+    if (!gfn_prefix_sharing_enabled()) return 0;
+    int common;
+    const int *first = task->prompt(task, t[0]->query, &common);
+    common--;
+    for (int r = 1; r < n && common > 0; r++) {
+        int plen, j = 0;
+        const int *prompt = task->prompt(task, t[r]->query, &plen);
+        while (j < common && j < plen - 1 && prompt[j] == first[j]) j++;
+        common = j;
+    }
+    return common > 0 ? common : 0;
+}
+
 // One teacher-forced forward of the trajectories: rows prompt + tokens, right-padded with ⊤
-// (causal attention: padding never influences earlier positions). Returns the logits (n, T, V).
+// (causal attention: padding never influences earlier positions), their first P =
+// shared_prompt_len tokens run once. Returns the logits (n, T, V) of positions P..P+T-1 of the
+// rows; *T_out = T.
 static float *teacher_forward(GPT *model, Task *task, Traj *const *t, int n, int *T_out) {
-    int T = 1;
+    int P = shared_prompt_len(task, t, n), T = 1;
     for (int r = 0; r < n; r++) {
         int plen;
         task->prompt(task, t[r]->query, &plen);
-        if (plen + t[r]->ntok > T) T = plen + t[r]->ntok;
+        if (plen + t[r]->ntok - P > T) T = plen + t[r]->ntok - P;
     }
-    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)T);   // (n, T)
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)n * (size_t)T);   // (n, T) the rows after the shared prefix
     for (int r = 0; r < n; r++) {
         int plen;
         const int *prompt = task->prompt(task, t[r]->query, &plen);
         int *row = inputs + (size_t)r * T;
         for (int j = 0; j < T; j++) row[j] = task->terminator;
-        memcpy(row, prompt, sizeof(int) * (size_t)plen);
-        memcpy(row + plen, t[r]->tokens, sizeof(int) * (size_t)t[r]->ntok);
+        memcpy(row, prompt + P, sizeof(int) * (size_t)(plen - P));
+        memcpy(row + plen - P, t[r]->tokens, sizeof(int) * (size_t)t[r]->ntok);
     }
-    float *logits = gpt_forward(model, inputs, n, T);
+    int plen0;
+    float *logits = gpt_forward_shared(model, task->prompt(task, t[0]->query, &plen0), P, inputs, n, T);
     free(inputs);
     *T_out = T;
     return logits;
@@ -346,10 +374,11 @@ static void logprobs_from_logits(const float *logits, int T, Task *task, Traj *c
     unsigned char *mask = gfn_malloc((size_t)V);                           // (V)
     int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));      // (nact + 1)
     int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));  // (nact + 1)
+    int P = shared_prompt_len(task, t, n);   // logits row j is position P + j
     for (int r = 0; r < n; r++) {
         int plen;
         task->prompt(task, t[r]->query, &plen);
-        traj_states(t[r], plen, pos, ntok_at);
+        traj_states(t[r], plen - P, pos, ntok_at);
         float *lf = log_pf + (size_t)r * stride, *lt = log_pterm + (size_t)r * stride;
         for (int i = 0; i <= t[r]->nact; i++) {
             state_mask(task, V, ntok_at[i], sampler_mask, mask);
@@ -383,10 +412,11 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
     unsigned char *is_state = gfn_calloc((size_t)n * (size_t)T, 1);           // (n, T)
     int *pos = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
     int *ntok_at = gfn_malloc(sizeof(int) * (size_t)(task->max_len + 2));
+    int P = shared_prompt_len(task, t, n);   // logits row j is position P + j
     for (int r = 0; r < n; r++) {
         int plen;
         task->prompt(task, t[r]->query, &plen);
-        traj_states(t[r], plen, pos, ntok_at);
+        traj_states(t[r], plen - P, pos, ntok_at);
         for (int i = 0; i <= t[r]->nact; i++) {
             float *row = logits + ((size_t)r * T + pos[i]) * V;
             is_state[(size_t)r * T + pos[i]] = 1;
@@ -497,8 +527,11 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
 
     // The prompts' longest common prefix (a few-shot prompt, "Question: ", or the whole prompt of
     // a one-query task) is prefilled once, in row 0, and its keys and values copied to the other
-    // rows; the rest of each prompt goes through the queue, one decode step per token. With no
-    // common prefix every row starts from its queue, so its logits are first set by a decode step.
+    // rows; the rest of each prompt runs as one batched forward of all rows reading that prefix
+    // (gpt_forward_cached, tails right-padded: a padded position's keys are overwritten by the
+    // row's first token there before anything reads them). With prefix sharing off (the earlier
+    // path) the rest goes through the queue, one decode step per token; with no common prefix
+    // every row starts from its queue, so its logits are first set by a decode step.
     int common;
     const int *first = task->prompt(task, queries[0], &common);
     for (int b = 1; b < n; b++) {
@@ -507,13 +540,15 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
         while (j < common && j < plen && prompt[j] == first[j]) j++;
         common = j;
     }
+    int tails = common > 0 && gfn_prefix_sharing_enabled(), tail_len = 0;   // tails: one forward
     for (int b = 0; b < n; b++) {
         int plen;
         const int *prompt = task->prompt(task, queries[b], &plen);
-        for (int j = common; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        if (!tails) for (int j = common; j < plen; j++) queue[(size_t)b * cache_len + queue_len[b]++] = prompt[j];
+        if (plen - common > tail_len) tail_len = plen - common;
         out[b]->query = queries[b];
         out[b]->ntok = out[b]->nact = 0;
-        pos[b] = common;
+        pos[b] = tails ? plen : common;
     }
     if (common > 0) {
         float *prefill = gpt_prefill(policy, cache, first, 1, common);   // (1, common, V)
@@ -521,6 +556,23 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
             kv_cache_copy_row(cache, b, 0, common);
             memcpy(logits + (size_t)b * V, prefill + (size_t)(common - 1) * V, sizeof(float) * (size_t)V);
         }
+    }
+    if (tails && tail_len > 0) {
+        int *inputs = gfn_malloc(sizeof(int) * (size_t)n * tail_len);   // (n, tail_len)
+        int *rows = gfn_malloc(sizeof(int) * 3 * (size_t)n), *lens = rows + n, *store = rows + 2 * n;   // (n) each
+        for (int b = 0; b < n; b++) {
+            int plen;
+            const int *prompt = task->prompt(task, queries[b], &plen);
+            for (int j = 0; j < tail_len; j++) inputs[(size_t)b * tail_len + j] = common + j < plen ? prompt[common + j] : task->terminator;
+            rows[b] = 0;        // every row reads the common prefix in row 0 ...
+            lens[b] = common;
+            store[b] = b;       // ... and keeps its tail's keys and values in its own row
+        }
+        float *tail_logits = gpt_forward_cached(policy, cache, rows, lens, inputs, n, tail_len, store);   // (n, tail_len, V)
+        for (int b = 0; b < n; b++)   // a row without a tail keeps the prefill's logits
+            if (pos[b] > common)
+                memcpy(logits + (size_t)b * V, tail_logits + ((size_t)b * tail_len + pos[b] - common - 1) * V, sizeof(float) * (size_t)V);
+        free(inputs); free(rows);
     }
 
     for (;;) {

@@ -38,6 +38,11 @@ float rng_uniform(Rng *rng);             // [0, 1), 24 random bits
 float rng_normal(Rng *rng);              // standard normal (Box-Muller)
 int rng_below(Rng *rng, int n);          // uniform integer in [0, n)
 
+// Call first in main(): sets OMP_WAIT_POLICY=passive (unless the user set it) by running the
+// program again, so that threads waiting for each other sleep instead of spinning (model.c says
+// why). Does nothing without OpenMP or where the program cannot re-run itself.
+void gfn_threads_init(char **argv);
+
 // Little-endian reads and writes, byte by byte, so big-endian hosts read the same files.
 uint16_t le_u16(const unsigned char *p);
 uint32_t le_u32(const unsigned char *p);
@@ -182,6 +187,14 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T);
 // After gpt_forward: the last hidden layer, ln_f's output (B, T, C) (logits = hidden · wteᵀ),
 // owned by the model and valid until the next forward.
 const float *gpt_hidden(const GPT *model);
+// The same for B rows that all begin with the same P tokens `prefix` (P >= 0): the prefix runs
+// once, as one row without the LM head, and the rows' remaining tokens, inputs (B, T) at positions
+// P..P+T-1, attend to its keys and values. Returns the logits (B, T, V) of those T positions,
+// bit-identical to the matching positions of gpt_forward over the rows prefix + inputs.
+// gpt_backward then sums the gradient of the prefix's keys and values over the rows and
+// backpropagates it once through the prefix: every gradient equals the unshared one up to the
+// order of summation. gpt_cross_entropy and gpt_dinput see the T positions only.
+float *gpt_forward_shared(GPT *model, const int *prefix, int P, const int *inputs, int B, int T);
 // After gpt_forward: log p(targets[b,t] | inputs[b,≤t]) into logprobs (B, T) (may be NULL),
 // targets < 0 are ignored (logprob 0). Returns the mean of −log p over the counted targets.
 // When `dlogits` is non-NULL it receives d(mean loss)/d(logits) (B, T, V); it may be the logits
@@ -260,6 +273,13 @@ void kv_cache_copy_row(KVCache *cache, int dst_row, int src_row, int len);   // 
 // [0, len); rows with src_row[b] < 0 keep theirs. Any mapping (repeats, swaps) is right: the old rows
 // are read from a copy (one layer of the cache at a time).
 void kv_cache_gather(KVCache *cache, const int *src_row, int len);
+// A forward (no backward) of B rows of T tokens that continue cache rows: row b's tokens sit at
+// positions lens[b].. and attend first to positions [0, lens[b]) of cache row rows[b]. Returns the
+// logits (B, T, V), equal to those of decoding the tokens one by one after that row. With
+// store_rows (may be NULL) the new keys and values go to cache row store_rows[b], positions
+// lens[b]..lens[b]+T-1, after the forward.
+float *gpt_forward_cached(GPT *model, KVCache *cache, const int *rows, const int *lens, const int *inputs, int B,
+                          int T, const int *store_rows);
 
 // Training utilities.
 typedef struct {
@@ -468,6 +488,11 @@ float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int strid
                        float *log_pterm, int *T_out);
 void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
                      int T, const float *d_pf, const float *d_pterm);
+// Rows whose prompts begin alike run that common part once (gpt_forward_shared); then the
+// logits above are those of the positions after it. 0 here, or the environment variable
+// GFN_NO_PREFIX_SHARE=1, runs every row whole (the unshared pass, kept for comparisons).
+extern int gfn_prefix_sharing;
+int gfn_prefix_sharing_enabled(void);   // gfn_prefix_sharing, unless GFN_NO_PREFIX_SHARE says no
 // The exact distribution of the sampler at T = 1 over every Z of an enumerable task (one query):
 // fills log_q with log q(Z ⊤) in the order of enumerate_z; returns the count.
 int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count);

@@ -910,6 +910,7 @@ static int cmd_sample(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    gfn_threads_init(argv);   // before any parallel region: threads sleep when they wait (util.c)
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // GPT-2: parameters
 //
@@ -37,8 +38,9 @@ typedef struct {
     float *ln1_mean;    // (L, B, T)
     float *ln1_rstd;    // (L, B, T)
     float *qkv;         // (L, B, T, 3C)   q, k, v
-    float *att;         // (L, B, NH, T(T+1)/2) causal softmax probabilities, row t (t+1 long)
-                        // at offset t(t+1)/2: the masked half is never stored
+    float *att;         // (L, B, NH, T·P + T(T+1)/2) causal softmax probabilities, row t
+                        // (P + t + 1 long) at offset t·P + t(t+1)/2, P the longest prefix the
+                        // rows read (0 without one): the masked half is never stored
     float *atty;        // (L, B, T, C)    attention output, input of attn.c_proj
     float *residual2;   // (L, B, T, C)    residual stream after the attention block
     float *ln2;         // (L, B, T, C)
@@ -59,7 +61,7 @@ typedef struct {
     float *dC;          // (B, T, C)   d of an LN output or of the attention output
     float *d4C;         // (B, T, 4C)  d of the MLP hidden layer; also holds dqkv (B, T, 3C)
     float *dlora;       // (B, T, r)   d of x · A
-    float *datt_row;    // (B, NH, T)  one row of attention-probability gradients per head
+    float *datt_row;    // (B, NH, P + T)  one row of attention-probability gradients per head
 } Activations;
 
 struct GPT {
@@ -80,6 +82,19 @@ struct GPT {
     int B, T;                        // of the last forward (0 before any)
     int lora_generation;             // counts attaches and detaches
     int forward_lora_generation;     // ... as of the last forward, whose layout the backward needs
+    // The shared prefix of the last gpt_forward_shared (prefix_len 0: the last forward had none):
+    // its activations (one row of prefix_len tokens; gpt_forward_shared swaps them with acts while
+    // the prefix runs), which rows read it, and the gradient of its keys and values.
+    int prefix_len;
+    int forward_only;                // the last forward was gpt_forward_cached: no backward
+    Activations prefix_acts;
+    float *prefix_acts_memory;
+    size_t prefix_acts_capacity;
+    int *prefix_inputs;
+    size_t prefix_inputs_capacity;
+    int *prefix_rows, *prefix_lens;  // (B) all 0 and all prefix_len: every row reads the one prefix
+    float *prefix_dqkv;              // (L, prefix_len, 3C) d of its q (unused), k and v
+    size_t prefix_capacity;          // ints in prefix_rows / lens, floats in prefix_dqkv
 };
 
 static float **tensor_slot(GPTParams *p, int i) {
@@ -154,6 +169,11 @@ void gpt_free(GPT *model) {
     free(model->grads_memory);
     free(model->acts_memory);
     free(model->inputs);
+    free(model->prefix_acts_memory);
+    free(model->prefix_inputs);
+    free(model->prefix_rows);
+    free(model->prefix_lens);
+    free(model->prefix_dqkv);
     free(model);
 }
 
@@ -465,29 +485,35 @@ void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const fl
 // costs more than the loop.
 #define PARALLEL_MIN_WORK 50000.0
 
-// Encoder: out[b,t] = wte[id] + wpe[t].
-static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+// Encoder: out[b,t] = wte[id] + wpe[first[b] + t]; first (B) is each row's first position (NULL: 0).
+static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C,
+                            const int *first) {
     // out (B, T, C), inp (B, T), wte (V, C), wpe (maxT, C)
     #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T + (first ? first[bt / T] : 0)) * C;
         float *o = out + (size_t)bt * C;
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
 }
 
-static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C,
+                             const int *first) {
     // dout (B, T, C). A token may repeat, so dwte is split by channel: each thread owns columns.
     if (dwte) {
         #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
         for (int c = 0; c < C; c++)
             for (int bt = 0; bt < B * T; bt++) dwte[(size_t)inp[bt] * C + c] += dout[(size_t)bt * C + c];
     }
-    if (dwpe) {
+    if (dwpe) {   // rows may start at different positions: each thread owns 16 channels at a time
         #pragma omp parallel for schedule(static) if ((double)B * T * C >= PARALLEL_MIN_WORK)
-        for (int t = 0; t < T; t++)
-            for (int b = 0; b < B; b++)
-                for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[((size_t)b * T + t) * C + c];
+        for (int c0 = 0; c0 < C; c0 += 16)
+            for (int t = 0; t < T; t++)
+                for (int b = 0; b < B; b++) {
+                    float *dp = dwpe + (size_t)(t + (first ? first[b] : 0)) * C;
+                    const float *d = dout + ((size_t)b * T + t) * C;
+                    for (int c = c0; c < C && c < c0 + 16; c++) dp[c] += d[c];
+                }
     }
 }
 
@@ -574,43 +600,81 @@ static inline float exp_approx(float x) {
     return p * two_n.value;
 }
 
+// Keys and values of earlier positions, computed elsewhere, that the rows of a forward attend to
+// before their own: row b continues row row[b] of that store, which holds its positions
+// [0, len[b]); the row's own tokens then sit at positions len[b], len[b] + 1, ... Element
+// (l, r, p, c) of the keys is k[l·layer + r·row_stride + p·pos_stride + c], the values likewise
+// from v. Two stores are used: the activations of a shared prefix (one row, the K and V thirds
+// of its qkv) and a KV cache. dk, dv (same layout as k, v, NULL: no gradient) collect the
+// gradient of those keys and values, summed over every row that reads them.
+typedef struct {
+    const float *k, *v;           // (L, rows, positions, C) through the strides below
+    size_t layer, row_stride, pos_stride;
+    const int *row, *len;         // (B) which stored row each forward row continues, and its length
+    int max_len;                  // the largest len[b]
+    float *dk, *dv;               // gradients, or NULL
+} PrefixKV;
+
+// The prefix length of row b (0 without a prefix) and the size of one head's attention rows:
+// row t (len[b] + t + 1 probabilities) at offset t·max_len + t(t+1)/2.
+static int prefix_len(const PrefixKV *pre, int b) { return pre ? pre->len[b] : 0; }
+static size_t att_head_size(const PrefixKV *pre, int T) { return (size_t)T * (pre ? pre->max_len : 0) + TRI(T); }
+
 // Causal self-attention over qkv (B, T, 3C); head h uses channels [h·hs, (h+1)·hs), hs = C/NH.
 //   att[t, t2] = softmax_t2≤t (q_t · k_t2 / √hs),   out_t = Σ_t2 att[t, t2] · v_t2
+// With a prefix, row b's keys and values are the P = len[b] stored ones followed by its own, and
+// its query t (at position P + t) attends to t2 ≤ P + t: the arithmetic is the same as over one
+// row holding the prefix and the suffix, so the outputs are bit-identical to that.
 // O(T²·hs) per head, forward and backward. One thread owns a whole (b, h): it copies the head's
-// keys (forward) or values (backward) transposed to (hs, T), so that a query's dot products with
-// all keys become hs contiguous axpys over the keys; every inner loop then runs over a contiguous
-// axis without a reduction chain, which the compiler vectorises.
-static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    // out (B, T, C), att (B, NH, T(T+1)/2), qkv (B, T, 3C)
-    int hs = C / NH;
+// keys (forward) or values (backward) transposed to (hs, P + T), so that a query's dot products
+// with all keys become hs contiguous axpys over the keys; every inner loop then runs over a
+// contiguous axis without a reduction chain, which the compiler vectorises.
+
+// The key (which = 0) or value (1) of position t2 of row b, head channel 0, and the place of its
+// gradient in the prefix store (NULL for the row's own positions: those live in dqkv).
+static const float *kv_of(const float *qkv, const PrefixKV *pre, int which, int l, int b, int t2, int T, int C, int h, int hs) {
+    int P = prefix_len(pre, b);
+    if (t2 >= P) return qkv + ((size_t)b * T + (t2 - P)) * 3 * C + (1 + which) * C + h * hs;
+    const float *base = which ? pre->v : pre->k;
+    return base + l * pre->layer + (size_t)pre->row[b] * pre->row_stride + (size_t)t2 * pre->pos_stride + h * hs;
+}
+
+static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
+                              const PrefixKV *pre, int l) {
+    // out (B, T, C), att (B, NH, att_head_size), qkv (B, T, 3C); l: the layer, for the prefix
+    int hs = C / NH, maxP = pre ? pre->max_len : 0;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
+    size_t head = att_head_size(pre, T);
+    #pragma omp parallel if (2.0 * B * NH * T * (T + maxP) * hs >= PARALLEL_MIN_WORK)
     {
-        float *kT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's keys
+        float *kT = gfn_malloc((size_t)hs * (T + maxP) * sizeof(float));   // (hs, P + T) this head's keys
         #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
-            int b = bh / NH, h = bh % NH;
+            int b = bh / NH, h = bh % NH, P = prefix_len(pre, b), S = P + T;   // S: keys of the row
             const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q at +0, k at +C, v at +2C
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < hs; i++) kT[(size_t)i * T + t] = x[(size_t)t * 3 * C + C + i];
+            for (int t = 0; t < S; t++) {
+                const float *k = kv_of(qkv, pre, 0, l, b, t, T, C, h, hs);
+                for (int i = 0; i < hs; i++) kT[(size_t)i * S + t] = k[i];
+            }
             for (int t = 0; t < T; t++) {
                 const float *q = x + (size_t)t * 3 * C;            // (hs)
-                float *a = att + (size_t)bh * TRI(T) + TRI(t);     // (t+1)
-                for (int t2 = 0; t2 <= t; t2++) a[t2] = 0.0f;
+                int n = P + t + 1;                                 // keys this query sees
+                float *a = att + (size_t)bh * head + (size_t)t * maxP + TRI(t);   // (n)
+                for (int t2 = 0; t2 < n; t2++) a[t2] = 0.0f;
                 for (int i = 0; i < hs; i++) {                     // a[t2] = Σ_i q[i] · k_t2[i]
-                    const float *k = kT + (size_t)i * T;
+                    const float *k = kT + (size_t)i * S;
                     float qi = q[i];
-                    for (int t2 = 0; t2 <= t; t2++) a[t2] += qi * k[t2];
+                    for (int t2 = 0; t2 < n; t2++) a[t2] += qi * k[t2];
                 }
                 float max = -INFINITY, sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
-                for (int t2 = 0; t2 <= t; t2++) a[t2] = exp_approx(a[t2] - max);
-                for (int t2 = 0; t2 <= t; t2++) sum += a[t2];
-                for (int t2 = 0; t2 <= t; t2++) a[t2] /= sum;
+                for (int t2 = 0; t2 < n; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
+                for (int t2 = 0; t2 < n; t2++) a[t2] = exp_approx(a[t2] - max);
+                for (int t2 = 0; t2 < n; t2++) sum += a[t2];
+                for (int t2 = 0; t2 < n; t2++) a[t2] /= sum;
                 float *o = out + ((size_t)b * T + t) * C + h * hs;   // (hs)
                 for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = x + (size_t)t2 * 3 * C + 2 * C;
+                for (int t2 = 0; t2 < n; t2++) {
+                    const float *v = kv_of(qkv, pre, 1, l, b, t2, T, C, h, hs);
                     float p = a[t2];
                     for (int i = 0; i < hs; i++) o[i] += p * v[i];
                 }
@@ -620,51 +684,72 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
     }
 }
 
-static void attention_backward(float *dqkv, float *datt_row, const float *dout, const float *qkv, const float *att,
-                               int B, int T, int C, int NH) {
-    // dqkv (B, T, 3C) +=, datt_row (B, NH, T) scratch, dout (B, T, C). Keys and values collect
-    // gradients from every later query, so a thread owns a whole (b, h): no two threads write
-    // the same element, and each sums in a fixed order.
-    int hs = C / NH;
+// The backward of one (b, h) of attention_forward: dqkv of the row's own positions +=, and of
+// the prefix's keys and values into pre->dk / dv. vT (hs, P + T) and da (P + T) are scratch.
+static void attention_backward_head(float *dqkv, float *vT, float *da, const float *dout, const float *qkv,
+                                    const float *att, int b, int h, int T, int C, int NH, const PrefixKV *pre, int l) {
+    int hs = C / NH, P = prefix_len(pre, b), S = P + T, maxP = pre ? pre->max_len : 0;
     float scale = 1.0f / sqrtf((float)hs);
-    #pragma omp parallel if (2.0 * B * NH * T * T * hs >= PARALLEL_MIN_WORK)
+    const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q, k, v of head h
+    float *dx = dqkv + (size_t)b * T * 3 * C + h * hs;       // (T, 3C) rows: dq, dk, dv
+    for (int t = 0; t < S; t++) {
+        const float *v = kv_of(qkv, pre, 1, l, b, t, T, C, h, hs);
+        for (int i = 0; i < hs; i++) vT[(size_t)i * S + t] = v[i];
+    }
+    for (int t = 0; t < T; t++) {
+        int n = P + t + 1;
+        const float *a = att + ((size_t)b * NH + h) * att_head_size(pre, T) + (size_t)t * maxP + TRI(t);   // (n)
+        const float *dy = dout + ((size_t)b * T + t) * C + h * hs;   // (hs)
+        // out_t = Σ_t2 a[t2] v_t2:  da[t2] = dy · v_t2,  dv_t2 += a[t2] · dy
+        for (int t2 = 0; t2 < n; t2++) da[t2] = 0.0f;
+        for (int i = 0; i < hs; i++) {
+            const float *v = vT + (size_t)i * S;
+            float dyi = dy[i];
+            for (int t2 = 0; t2 < n; t2++) da[t2] += dyi * v[t2];
+        }
+        for (int t2 = 0; t2 < n; t2++) {
+            float *dv = t2 >= P ? dx + (size_t)(t2 - P) * 3 * C + 2 * C
+                                : pre->dv + l * pre->layer + (size_t)pre->row[b] * pre->row_stride + (size_t)t2 * pre->pos_stride + h * hs;
+            float p = a[t2];
+            for (int i = 0; i < hs; i++) dv[i] += p * dy[i];
+        }
+        // softmax backward, then the 1/√hs: dscore = a · (da − Σ a·da) / √hs
+        float dot = 0.0f;
+        for (int t2 = 0; t2 < n; t2++) dot += a[t2] * da[t2];
+        for (int t2 = 0; t2 < n; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
+        // score = q_t · k_t2:  dq_t += dscore · k_t2,  dk_t2 += dscore · q_t
+        const float *q = x + (size_t)t * 3 * C;
+        float *dq = dx + (size_t)t * 3 * C;
+        for (int t2 = 0; t2 < n; t2++) {
+            const float *k = kv_of(qkv, pre, 0, l, b, t2, T, C, h, hs);
+            float *dk = t2 >= P ? dx + (size_t)(t2 - P) * 3 * C + C
+                                : pre->dk + l * pre->layer + (size_t)pre->row[b] * pre->row_stride + (size_t)t2 * pre->pos_stride + h * hs;
+            float ds = da[t2];
+            for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
+        }
+    }
+}
+
+static void attention_backward(float *dqkv, float *datt_row, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int C, int NH, const PrefixKV *pre, int l) {
+    // dqkv (B, T, 3C) +=, datt_row (B, NH, maxP + T) scratch, dout (B, T, C). Keys and values
+    // collect gradients from every later query, so a thread owns a whole (b, h): no two threads
+    // write the same element, and each sums in a fixed order. The prefix's keys and values are
+    // read by every row, so with a prefix gradient a thread owns a head h of all rows instead.
+    int hs = C / NH, maxP = pre ? pre->max_len : 0, S = maxP + T;
+    int by_head = pre && pre->dk;
+    #pragma omp parallel if (2.0 * B * NH * T * S * hs >= PARALLEL_MIN_WORK)
     {
-        float *vT = gfn_malloc((size_t)hs * T * sizeof(float));   // (hs, T) this head's values
-        #pragma omp for schedule(static)
-        for (int bh = 0; bh < B * NH; bh++) {
-            int b = bh / NH, h = bh % NH;
-            const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q, k, v of head h
-            float *dx = dqkv + (size_t)b * T * 3 * C + h * hs;       // (T, 3C) rows: dq, dk, dv
-            for (int t = 0; t < T; t++)
-                for (int i = 0; i < hs; i++) vT[(size_t)i * T + t] = x[(size_t)t * 3 * C + 2 * C + i];
-            float *da = datt_row + (size_t)bh * T;   // (T) d att of one query row, then d score
-            for (int t = 0; t < T; t++) {
-                const float *a = att + (size_t)bh * TRI(T) + TRI(t);   // (t+1)
-                const float *dy = dout + ((size_t)b * T + t) * C + h * hs;   // (hs)
-                // out_t = Σ_t2 a[t2] v_t2:  da[t2] = dy · v_t2,  dv_t2 += a[t2] · dy
-                for (int t2 = 0; t2 <= t; t2++) da[t2] = 0.0f;
-                for (int i = 0; i < hs; i++) {
-                    const float *v = vT + (size_t)i * T;
-                    float dyi = dy[i];
-                    for (int t2 = 0; t2 <= t; t2++) da[t2] += dyi * v[t2];
-                }
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float *dv = dx + (size_t)t2 * 3 * C + 2 * C, p = a[t2];
-                    for (int i = 0; i < hs; i++) dv[i] += p * dy[i];
-                }
-                // softmax backward, then the 1/√hs: dscore = a · (da − Σ a·da) / √hs
-                float dot = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) dot += a[t2] * da[t2];
-                for (int t2 = 0; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - dot) * scale;
-                // score = q_t · k_t2:  dq_t += dscore · k_t2,  dk_t2 += dscore · q_t
-                const float *q = x + (size_t)t * 3 * C;
-                float *dq = dx + (size_t)t * 3 * C;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = x + (size_t)t2 * 3 * C + C;
-                    float *dk = dx + (size_t)t2 * 3 * C + C, ds = da[t2];
-                    for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
-                }
-            }
+        float *vT = gfn_malloc((size_t)hs * S * sizeof(float));   // (hs, P + T) this head's values
+        if (by_head) {
+            #pragma omp for schedule(static)
+            for (int h = 0; h < NH; h++)
+                for (int b = 0; b < B; b++)
+                    attention_backward_head(dqkv, vT, datt_row + ((size_t)b * NH + h) * S, dout, qkv, att, b, h, T, C, NH, pre, l);
+        } else {
+            #pragma omp for schedule(static)
+            for (int bh = 0; bh < B * NH; bh++)
+                attention_backward_head(dqkv, vT, datt_row + (size_t)bh * S, dout, qkv, att, bh / NH, bh % NH, T, C, NH, pre, l);
         }
         free(vT);
     }
@@ -762,22 +847,22 @@ static void linear_backward(GPT *model, int target, int l, float *dx, const floa
 // ----------------------------------------------------------------------------------------------
 // GPT-2: forward, loss, backward
 
-// Lays out the activation block for (B, T) (and the attached adapter's rank), growing it when
-// this (B, T) needs more than any earlier call.
-static void activations_layout(GPT *model, int B, int T) {
+// Lays out the activation block for (B, T), rows after a prefix of at most maxP positions (and
+// the attached adapter's rank), growing it when this needs more than any earlier call.
+static void activations_layout(GPT *model, int B, int T, int maxP) {
     GPTConfig c = model->config;
     size_t L = (size_t)c.n_layer, C = (size_t)c.n_embd, V = (size_t)c.vocab_size, NH = (size_t)c.n_head;
     size_t N = (size_t)B * T, r = model->lora ? (size_t)model->lora->rank : 0;
     Activations *a = &model->acts;
     struct { float **slot; size_t n; } plan[] = {
         { &a->encoded, N * C }, { &a->ln1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
-        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * TRI(T) }, { &a->atty, L * N * C },
+        { &a->qkv, L * N * 3 * C }, { &a->att, L * B * NH * ((size_t)T * maxP + TRI(T)) }, { &a->atty, L * N * C },
         { &a->residual2, L * N * C }, { &a->ln2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
         { &a->fch, L * N * 4 * C }, { &a->fch_gelu, N * 4 * C }, { &a->residual3, L * N * C },
         { &a->lnf, N * C }, { &a->lnf_mean, N }, { &a->lnf_rstd, N }, { &a->logits, N * V }, { &a->losses, N },
         { &a->lora_u[0], L * N * r }, { &a->lora_u[1], L * N * r }, { &a->lora_u[2], L * N * r },
         { &a->lora_u[3], L * N * r }, { &a->dresidual, N * C }, { &a->dC, N * C }, { &a->d4C, N * 4 * C },
-        { &a->dlora, N * r }, { &a->datt_row, B * NH * T },
+        { &a->dlora, N * r }, { &a->datt_row, B * NH * ((size_t)T + maxP) },
     };
     size_t count = sizeof plan / sizeof *plan, total = 0;
     for (size_t i = 0; i < count; i++) total += plan[i].n;
@@ -795,32 +880,39 @@ static void activations_layout(GPT *model, int B, int T) {
     }
 }
 
-float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
+// Checks a forward's shape and tokens; `what` names the caller in the message.
+static void forward_check(const GPT *model, const char *what, const int *inputs, int B, int T, int first_pos) {
     GPTConfig c = model->config;
-    int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
-    if (B < 1 || T < 1 || T > c.max_seq_len) {
-        fprintf(stderr, "gfn: gpt_forward: B=%d T=%d outside 1..maxT=%d\n", B, T, c.max_seq_len);
+    if (B < 1 || T < 1 || first_pos < 0 || first_pos + T > c.max_seq_len) {
+        fprintf(stderr, "gfn: %s: B=%d T=%d from position %d: outside 1..maxT=%d\n", what, B, T, first_pos, c.max_seq_len);
         exit(1);
     }
-    for (int i = 0; i < N; i++)
-        if (inputs[i] < 0 || inputs[i] >= V) {
-            fprintf(stderr, "gfn: gpt_forward: token id %d outside the vocabulary [0, %d)\n", inputs[i], V);
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (inputs[i] < 0 || inputs[i] >= c.vocab_size) {
+            fprintf(stderr, "gfn: %s: token id %d outside the vocabulary [0, %d)\n", what, inputs[i], c.vocab_size);
             exit(1);
         }
-    activations_layout(model, B, T);
+}
+
+// The forward of B rows of T tokens into model->acts, each row continuing its prefix in `pre`
+// (NULL: none). Without `head` it stops before ln_f and the logits (a prefix needs neither).
+static void forward_pass(GPT *model, const int *inputs, int B, int T, const PrefixKV *pre, int head) {
+    GPTConfig c = model->config;
+    int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
+    activations_layout(model, B, T, pre ? pre->max_len : 0);
     model->B = B;
     model->T = T;
     model->forward_lora_generation = model->lora_generation;
     memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
     Activations *a = &model->acts;
     GPTParams *p = &model->params;
-    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C;
+    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C, head_att = att_head_size(pre, T);
 
-    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C);
+    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B, T, C, pre ? pre->len : NULL);
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
+        float *att = a->att + (size_t)l * B * NH * head_att, *residual2 = a->residual2 + l * NC;
         float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *residual3 = a->residual3 + l * NC;
         float *lora_u[LORA_NUM_TARGETS];
@@ -829,7 +921,7 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
         // x += attn(ln_1(x))
         layernorm_forward(ln1, a->ln1_mean + l * N, a->ln1_rstd + l * N, residual, p->ln1w + l * C, p->ln1b + l * C, N, C);
         linear_forward(model, LORA_ATTN_QKV, l, qkv, ln1, lora_u[LORA_ATTN_QKV], N);
-        attention_forward(atty, att, qkv, B, T, C, NH);
+        attention_forward(atty, att, qkv, B, T, C, NH, pre, l);
         linear_forward(model, LORA_ATTN_PROJ, l, residual2, atty, lora_u[LORA_ATTN_PROJ], N);
         residual_add(residual2, residual, NC);
         // x += mlp(ln_2(x))
@@ -839,9 +931,60 @@ float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
         linear_forward(model, LORA_MLP_PROJ, l, residual3, fch_gelu, lora_u[LORA_MLP_PROJ], N);
         residual_add(residual3, residual2, NC);
     }
+    if (!head) return;
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * NC, p->lnfw, p->lnfb, N, C);
     matmul_forward_nt(a->logits, a->lnf, p->wte, N, C, V);   // tied head: logits = ln_f(x) · wteᵀ
-    return a->logits;
+}
+
+float *gpt_forward(GPT *model, const int *inputs, int B, int T) {
+    forward_check(model, "gpt_forward", inputs, B, T, 0);
+    model->prefix_len = 0;
+    model->forward_only = 0;
+    forward_pass(model, inputs, B, T, NULL, 1);
+    return model->acts.logits;
+}
+
+// The prefix's activation block and the main one trade places, so that forward_pass and
+// backward_pass, which work on model->acts, run the prefix as a forward of its own.
+static void swap_prefix_pass(GPT *model) {
+    Activations acts = model->acts; model->acts = model->prefix_acts; model->prefix_acts = acts;
+    float *memory = model->acts_memory; model->acts_memory = model->prefix_acts_memory; model->prefix_acts_memory = memory;
+    size_t capacity = model->acts_capacity; model->acts_capacity = model->prefix_acts_capacity; model->prefix_acts_capacity = capacity;
+    int *inputs = model->inputs; model->inputs = model->prefix_inputs; model->prefix_inputs = inputs;
+    capacity = model->inputs_capacity; model->inputs_capacity = model->prefix_inputs_capacity; model->prefix_inputs_capacity = capacity;
+}
+
+// The shared prefix as the rows' PrefixKV: its one row's keys and values are the K and V thirds
+// of its qkv (L, P, 3C), and their gradient goes to prefix_dqkv of the same layout.
+static PrefixKV shared_prefix_view(GPT *model) {
+    size_t P = (size_t)model->prefix_len, C = (size_t)model->config.n_embd;
+    PrefixKV pre = { model->prefix_acts.qkv + C, model->prefix_acts.qkv + 2 * C, P * 3 * C, 0, 3 * C,
+                     model->prefix_rows, model->prefix_lens, model->prefix_len, model->prefix_dqkv + C, model->prefix_dqkv + 2 * C };
+    return pre;
+}
+
+float *gpt_forward_shared(GPT *model, const int *prefix, int P, const int *inputs, int B, int T) {
+    if (P <= 0) return gpt_forward(model, inputs, B, T);
+    forward_check(model, "gpt_forward_shared (prefix)", prefix, 1, P, 0);
+    forward_check(model, "gpt_forward_shared", inputs, B, T, P);
+    size_t L = (size_t)model->config.n_layer, C = (size_t)model->config.n_embd;
+    size_t need = (size_t)B > L * P * 3 * C ? (size_t)B : L * P * 3 * C;
+    if (need > model->prefix_capacity) {
+        free(model->prefix_rows); free(model->prefix_lens); free(model->prefix_dqkv);
+        model->prefix_rows = gfn_malloc(need * sizeof(int));
+        model->prefix_lens = gfn_malloc(need * sizeof(int));
+        model->prefix_dqkv = gfn_malloc(need * sizeof(float));
+        model->prefix_capacity = need;
+    }
+    for (int b = 0; b < B; b++) { model->prefix_rows[b] = 0; model->prefix_lens[b] = P; }
+    swap_prefix_pass(model);
+    forward_pass(model, prefix, 1, P, NULL, 0);
+    swap_prefix_pass(model);
+    model->prefix_len = P;
+    model->forward_only = 0;
+    PrefixKV pre = shared_prefix_view(model);
+    forward_pass(model, inputs, B, T, &pre, 1);
+    return model->acts.logits;
 }
 
 const float *gpt_hidden(const GPT *model) { return model->acts.lnf; }
@@ -885,29 +1028,30 @@ float gpt_cross_entropy(GPT *model, const int *targets, float *logprobs, float *
     return count ? (float)(total / count) : 0.0f;
 }
 
-void gpt_backward(GPT *model, const float *dlogits) {
+// The backward of the last forward_pass from dlogits (B, T, V) (NULL: the pass had no head, and
+// its outputs no gradient of their own). inject_dqkv (L, B, T, 3C), or NULL, is a gradient of
+// each layer's q, k, v from elsewhere (a prefix's keys and values, from the rows that read
+// them); `pre` is the prefix this pass read, whose dk / dv get its share.
+static void backward_pass(GPT *model, const float *dlogits, const PrefixKV *pre, const float *inject_dqkv) {
     GPTConfig c = model->config;
     int B = model->B, T = model->T, L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab_size, N = B * T;
-    if (N == 0 || model->forward_lora_generation != model->lora_generation) {
-        fprintf(stderr, "gfn: gpt_backward: needs a forward with the same adapter first\n");
-        exit(1);
-    }
     Activations *a = &model->acts;
     GPTParams *p = &model->params;
-    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C;
+    size_t r = model->lora ? (size_t)model->lora->rank : 0, NC = (size_t)N * C, head_att = att_head_size(pre, T);
     // Per-layer gradient slices of a (possibly frozen, hence NULL) tensor.
     #define GRAD(tensor, l, width) (grad_of(model, tensor) ? grad_of(model, tensor) + (size_t)(l) * (width) : NULL)
 
-    // logits = ln_f(x) · wteᵀ
-    memset(a->dC, 0, NC * sizeof(float));
-    matmul_backward_nt(a->dC, grad_of(model, T_WTE), dlogits, a->lnf, p->wte, N, C, V);
     memset(a->dresidual, 0, NC * sizeof(float));
-    layernorm_backward(a->dresidual, grad_of(model, T_LNFW), grad_of(model, T_LNFB), a->dC,
-                       a->residual3 + (L - 1) * NC, p->lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    if (dlogits) {   // logits = ln_f(x) · wteᵀ
+        memset(a->dC, 0, NC * sizeof(float));
+        matmul_backward_nt(a->dC, grad_of(model, T_WTE), dlogits, a->lnf, p->wte, N, C, V);
+        layernorm_backward(a->dresidual, grad_of(model, T_LNFW), grad_of(model, T_LNFB), a->dC,
+                           a->residual3 + (L - 1) * NC, p->lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    }
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * NC;
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * 3 * NC, *atty = a->atty + l * NC;
-        float *att = a->att + (size_t)l * B * NH * TRI(T), *residual2 = a->residual2 + l * NC;
+        float *att = a->att + (size_t)l * B * NH * head_att, *residual2 = a->residual2 + l * NC;
         float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * 4 * NC, *fch_gelu = a->fch_gelu;
         float *lora_u[LORA_NUM_TARGETS];
         for (int t = 0; t < LORA_NUM_TARGETS; t++) lora_u[t] = a->lora_u[t] + l * N * r;
@@ -925,8 +1069,9 @@ void gpt_backward(GPT *model, const float *dlogits) {
         memset(a->dC, 0, NC * sizeof(float));
         linear_backward(model, LORA_ATTN_PROJ, l, a->dC, a->dresidual, atty, lora_u[LORA_ATTN_PROJ], a->dlora, N);
         float *dqkv = a->d4C;
-        memset(dqkv, 0, 3 * NC * sizeof(float));
-        attention_backward(dqkv, a->datt_row, a->dC, qkv, att, B, T, C, NH);
+        if (inject_dqkv) memcpy(dqkv, inject_dqkv + l * 3 * NC, 3 * NC * sizeof(float));
+        else memset(dqkv, 0, 3 * NC * sizeof(float));
+        attention_backward(dqkv, a->datt_row, a->dC, qkv, att, B, T, C, NH, pre, l);
         memset(a->dC, 0, NC * sizeof(float));
         linear_backward(model, LORA_ATTN_QKV, l, a->dC, dqkv, ln1, lora_u[LORA_ATTN_QKV], a->dlora, N);
         layernorm_backward(a->dresidual, GRAD(T_LN1W, l, C), GRAD(T_LN1B, l, C), a->dC, residual,
@@ -934,7 +1079,32 @@ void gpt_backward(GPT *model, const float *dlogits) {
     }
     #undef GRAD
     // dresidual is now d loss / d(wte[id] + wpe[pos]): gpt_dinput
-    encoder_backward(grad_of(model, T_WTE), grad_of(model, T_WPE), a->dresidual, model->inputs, B, T, C);
+    encoder_backward(grad_of(model, T_WTE), grad_of(model, T_WPE), a->dresidual, model->inputs, B, T, C,
+                     pre ? pre->len : NULL);
+}
+
+void gpt_backward(GPT *model, const float *dlogits) {
+    if (model->forward_only) {
+        fprintf(stderr, "gfn: gpt_backward: the last forward (gpt_forward_cached) has no backward\n");
+        exit(1);
+    }
+    if (model->B * model->T == 0 || model->forward_lora_generation != model->lora_generation) {
+        fprintf(stderr, "gfn: gpt_backward: needs a forward with the same adapter first\n");
+        exit(1);
+    }
+    if (!model->prefix_len) { backward_pass(model, dlogits, NULL, NULL); return; }
+    // The rows first, summing the gradient of the prefix's keys and values over them; then the
+    // prefix once, with that gradient entering at each layer's k and v.
+    size_t P = (size_t)model->prefix_len, L = (size_t)model->config.n_layer, C = (size_t)model->config.n_embd;
+    memset(model->prefix_dqkv, 0, L * P * 3 * C * sizeof(float));
+    PrefixKV pre = shared_prefix_view(model);
+    backward_pass(model, dlogits, &pre, NULL);
+    int B = model->B, T = model->T;
+    swap_prefix_pass(model);
+    model->B = 1; model->T = (int)P;
+    backward_pass(model, NULL, NULL, model->prefix_dqkv);
+    swap_prefix_pass(model);
+    model->B = B; model->T = T;
 }
 
 const float *gpt_dinput(const GPT *model) { return model->acts.dresidual; }
@@ -1180,6 +1350,38 @@ void kv_cache_gather(KVCache *kv, const int *src_row, int len) {
                     memcpy(kv_at(kv, base, l, b, 0), saved + (size_t)src_row[b] * row_floats, row_floats * sizeof(float));
         }
     free(saved); free(is_source);
+}
+
+float *gpt_forward_cached(GPT *model, KVCache *kv, const int *rows, const int *lens, const int *inputs, int B, int T,
+                          const int *store_rows) {
+    int max_len = 0;
+    for (int b = 0; b < B; b++) {
+        if (rows[b] < 0 || rows[b] >= kv->B || lens[b] < 0 || lens[b] > kv->max_len) {
+            fprintf(stderr, "gfn: gpt_forward_cached: row %d: cache row %d / length %d outside [0, %d) / [0, %d]\n",
+                    b, rows[b], lens[b], kv->B, kv->max_len);
+            exit(1);
+        }
+        forward_check(model, "gpt_forward_cached", inputs + (size_t)b * T, 1, T, lens[b]);
+        if (store_rows && (store_rows[b] < 0 || store_rows[b] >= kv->B || lens[b] + T > kv->max_len)) {
+            fprintf(stderr, "gfn: gpt_forward_cached: row %d: cache row %d cannot hold positions up to %d\n", b, store_rows[b], lens[b] + T);
+            exit(1);
+        }
+        if (lens[b] > max_len) max_len = lens[b];
+    }
+    size_t C = (size_t)kv->C, row = (size_t)kv->max_len * C;
+    PrefixKV pre = { kv->k, kv->v, (size_t)kv->B * row, row, C, rows, lens, max_len, NULL, NULL };
+    model->prefix_len = 0;
+    forward_pass(model, inputs, B, T, &pre, 1);
+    model->forward_only = 1;   // the backward has no way to the cache's keys and values
+    if (store_rows)
+        for (int l = 0; l < kv->L; l++)
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++) {
+                    const float *qkv = model->acts.qkv + ((size_t)l * B * T + (size_t)b * T + t) * 3 * C;
+                    memcpy(kv_at(kv, kv->k, l, store_rows[b], lens[b] + t), qkv + C, C * sizeof(float));
+                    memcpy(kv_at(kv, kv->v, l, store_rows[b], lens[b] + t), qkv + 2 * C, C * sizeof(float));
+                }
+    return model->acts.logits;
 }
 
 // ----------------------------------------------------------------------------------------------

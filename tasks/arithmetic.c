@@ -297,7 +297,7 @@ static float log_softmax_at(const float *logits, int V, int token, float *logp) 
     return logits[token] - max - (float)log(sum);
 }
 
-static void arith_log_reward(Task *task, Traj *const *t, int n) {
+static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
     ArithState *st = task->state;
     GPT *base = task->base;
     int V = gpt_config(base).vocab_size, F = st->fewshot_len;
@@ -396,6 +396,98 @@ static void arith_log_reward(Task *task, Traj *const *t, int n) {
         }
     }
     free(feed); free(pos); free(ntok_at); free(state_of); free(lp_z); free(lp_y); free(who);
+}
+
+// The same rewards from batched forwards over the cache (gpt_forward_cached) instead of decode
+// steps: the few-shot prompt is prefilled once into row 0; one forward of the n rows X + Z
+// (positions F..) reading it gives log p of every Z token and of Y_1 after every state, and
+// stores each row's keys and values in its cache row (the prompt's copied beside them); then
+// forwards of Y_1..Y_{m-1} for every state at once, each reading its trajectory's row up to the
+// state, give Y_2..Y_m. Every context token is computed once per trajectory, every Y token once
+// per state, all as matrix products over many rows instead of one row per decode step.
+enum { ARITH_STATES_PER_FORWARD = 128 };
+static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
+    ArithState *st = task->state;
+    GPT *base = task->base;
+    int V = gpt_config(base).vocab_size, F = st->fewshot_len, stride = task->max_len + 1;
+    int T1 = 1, T2 = 0, longest_ctx = 0;   // T1: X + Z after the prompt; T2: Y_1..Y_{m-1}
+    for (int r = 0; r < n; r++) {
+        int q = t[r]->query;
+        if (st->x_len[q] + t[r]->ntok > T1) T1 = st->x_len[q] + t[r]->ntok;
+        if (st->y_len[q] - 1 > T2) T2 = st->y_len[q] - 1;
+        if (st->fx_len[q] + t[r]->ntok > longest_ctx) longest_ctx = st->fx_len[q] + t[r]->ntok;
+    }
+    int cache_len = F + T1 > longest_ctx + T2 ? F + T1 : longest_ctx + T2;
+    if (cache_len + 1 > gpt_config(base).max_seq_len) {
+        fprintf(stderr, "gfn: arithmetic: a reward context of %d tokens exceeds the model's %d\n", cache_len + 1, gpt_config(base).max_seq_len);
+        exit(1);
+    }
+    if (!st->cache || st->cache_rows < n || st->cache_len < cache_len) {
+        kv_cache_free(st->cache);
+        free(st->logits);
+        st->cache_rows = n > st->cache_rows ? n + ARITH_CHUNK : st->cache_rows;
+        st->cache_len = cache_len > st->cache_len ? cache_len + 16 : st->cache_len;
+        st->cache = kv_cache_new(base, st->cache_rows, st->cache_len);
+        st->logits = gfn_malloc(sizeof(float) * (size_t)st->cache_rows * V);
+    }
+    KVCache *cache = st->cache;
+    int states = 0;
+    for (int r = 0; r < n; r++) states += t[r]->nact + 1;
+    int rows_max = n > ARITH_STATES_PER_FORWARD ? n : ARITH_STATES_PER_FORWARD;
+    int *rows = gfn_malloc(sizeof(int) * (size_t)rows_max), *lens = gfn_malloc(sizeof(int) * (size_t)rows_max);   // (rows)
+    int *store = gfn_malloc(sizeof(int) * (size_t)n);                                     // (n)
+    int *inputs = gfn_malloc(sizeof(int) * (size_t)rows_max * (T1 > T2 ? T1 : T2));          // (rows, T)
+    int *ntok_at = gfn_malloc(sizeof(int) * (size_t)n * stride);                           // (n, nact+1)
+    double *lp_y = gfn_calloc((size_t)n * stride, sizeof(double));                         // (n, nact+1) log p(Y | state)
+    int *who = gfn_malloc(sizeof(int) * 2 * (size_t)states);                              // (states, 2) trajectory, state
+
+    gpt_prefill(base, cache, st->fewshot, 1, F);
+    for (int r = 0; r < n; r++) {
+        int q = t[r]->query, *row = inputs + (size_t)r * T1;
+        rows[r] = 0; lens[r] = F; store[r] = r;
+        for (int j = 0; j < T1; j++) row[j] = task->terminator;
+        memcpy(row, st->x[q], sizeof(int) * (size_t)st->x_len[q]);
+        memcpy(row + st->x_len[q], t[r]->tokens, sizeof(int) * (size_t)t[r]->ntok);
+        arith_states(t[r], ntok_at + (size_t)r * stride);
+    }
+    float *logits = gpt_forward_cached(base, cache, rows, lens, inputs, n, T1, store);   // (n, T1, V)
+    for (int r = 1; r < n; r++) kv_cache_copy_row(cache, r, 0, F);
+    for (int r = 0, s = 0; r < n; r++) {
+        int q = t[r]->query, X = st->x_len[q];
+        const float *lg = logits + (size_t)r * T1 * V;   // row j predicts the token after position F + j
+        double prefix = 0;
+        for (int i = 0, j = 0; i <= t[r]->nact; i++) {
+            int at = ntok_at[(size_t)r * stride + i];
+            for (; j < at; j++) prefix += log_softmax_at(lg + (size_t)(X + j - 1) * V, V, t[r]->tokens[j], st->logp);
+            t[r]->log_r[i] = (float)prefix;   // log p(Z up to state i); Y's terms follow
+            lp_y[(size_t)r * stride + i] = log_softmax_at(lg + (size_t)(X + at - 1) * V, V, st->y[q][0], st->logp);
+            who[2 * s] = r; who[2 * s + 1] = i; s++;
+        }
+    }
+    for (int start = 0; T2 > 0 && start < states; start += ARITH_STATES_PER_FORWARD) {
+        int m = states - start < ARITH_STATES_PER_FORWARD ? states - start : ARITH_STATES_PER_FORWARD;
+        for (int c = 0; c < m; c++) {
+            int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query, *row = inputs + (size_t)c * T2;
+            rows[c] = r;
+            lens[c] = st->fx_len[q] + ntok_at[(size_t)r * stride + i];
+            for (int k = 0; k < T2; k++) row[k] = k + 1 < st->y_len[q] ? st->y[q][k] : task->terminator;
+        }
+        logits = gpt_forward_cached(base, cache, rows, lens, inputs, m, T2, NULL);   // (m, T2, V)
+        for (int c = 0; c < m; c++) {
+            int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query;
+            for (int k = 0; k + 1 < st->y_len[q]; k++)   // fed Y_{k+1}, scores Y_{k+2}
+                lp_y[(size_t)r * stride + i] += log_softmax_at(logits + ((size_t)c * T2 + k) * V, V, st->y[q][k + 1], st->logp);
+        }
+    }
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i <= t[r]->nact; i++) t[r]->log_r[i] = (float)((double)t[r]->log_r[i] + lp_y[(size_t)r * stride + i]);
+    free(rows); free(lens); free(store); free(inputs); free(ntok_at); free(lp_y); free(who);
+}
+
+static void arith_log_reward(Task *task, Traj *const *t, int n) {
+    if (n < 1) return;
+    if (gfn_prefix_sharing_enabled()) arith_log_reward_shared(task, t, n);
+    else arith_log_reward_decode(task, t, n);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
     X(pretrain) \
     X(tokenizer) \
     X(gfn) \
+    X(finetune) \
     X(arith)
 
 #define DECLARE(name) void bench_##name(void);
@@ -22,6 +23,7 @@ typedef struct { const char *name; void (*fn)(void); } Bench;
 static const Bench benches[] = { BENCHES(ENTRY) { NULL, NULL } };
 
 int main(int argc, char **argv) {
+    gfn_threads_init(argv);
     for (const Bench *b = benches; b->name; b++) {
         int wanted = argc < 2;
         for (int a = 1; a < argc; a++) wanted |= !strcmp(argv[a], b->name);

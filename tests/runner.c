@@ -53,6 +53,7 @@ typedef struct { const char *name; void (*fn)(void); } Suite;
 static const Suite suites[] = { SUITES(ENTRY) };
 
 int main(int argc, char **argv) {
+    gfn_threads_init(argv);
     for (size_t i = 0; i < sizeof suites / sizeof *suites; i++) {
         int wanted = argc < 2;
         for (int a = 1; a < argc; a++) wanted |= !strcmp(argv[a], suites[i].name);

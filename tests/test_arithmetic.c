@@ -292,8 +292,19 @@ static void test_task(void) {
         CHECK(fabs(core - direct) < 1e-3 * (1 + fabs(direct)), "traj %d: log q core %.6f, direct %.6f", i, core, direct);
     }
     free(lf); free(lt);
-    // The per-prefix reward with KV reuse equals one plain forward of the whole text per prefix.
+    // The per-prefix reward with KV reuse equals one plain forward of the whole text per prefix,
+    // both with the shared forwards (gpt_forward_cached, the default) and with decode steps (the
+    // earlier path, kept for GFN_NO_PREFIX_SHARE=1); the two agree within 1e-4.
+    gfn_prefix_sharing = 0;
     task->log_reward(task, t, N);
+    float decoded[N][64];
+    for (int i = 0; i < N; i++) memcpy(decoded[i], t[i]->log_r, sizeof(float) * (size_t)(t[i]->nact + 1));
+    gfn_prefix_sharing = 1;
+    task->log_reward(task, t, N);
+    double paths = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k <= t[i]->nact; k++) paths = fmax(paths, fabs(decoded[i][k] - t[i]->log_r[k]) / (1 + fabs(decoded[i][k])));
+    CHECK(paths < 1e-4, "log R from shared forwards and from decode steps differ by %g", paths);
     for (int i = 0; i < N; i++) {
         int at[64], states = 0;   // tokens after the prompt at each state: after each action and its inserted tokens
         at[states++] = 0;

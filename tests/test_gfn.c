@@ -533,6 +533,150 @@ static void test_rng_reward(void) {
     task->cleanup(task);
 }
 
+// Largest |a − b| over n floats, relative to the largest |b| (0 when both are zero).
+static double relative_diff(const float *a, const float *b, size_t n) {
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) { diff = fmax(diff, fabs(a[i] - b[i])); scale = fmax(scale, fabs(b[i])); }
+    return scale > 0 ? diff / scale : diff;
+}
+
+// Prefix sharing in the teacher-forced pass (gfn_prefix_sharing) against the unshared pass, on
+// batches whose prompts share all (P = 2: the last prompt token stays with the rows), part
+// (P = 1) or none (P = 0) of their tokens, with tool tokens and a maximum-length row: log q of
+// every state bit for bit, and the gradient of SubTB with respect to every LoRA A and B and
+// every base tensor (all trainable here) within 1e-5 of each tensor's largest entry (only the
+// order of summation differs; test_model's finite-difference tolerance is 1e-2). Then two
+// training steps, sharing on and off, leave LoRA parameters within 1e-6 of each other (not bit
+// for bit: AdamW steps on gradients summed in another order).
+static void test_prefix_share(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 1, 0, 5);
+    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    Rng rng;
+    rng_seed(&rng, 31);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.3f * rng_normal(&rng);
+    gpt_freeze_all(policy, 0);
+    enum { N = 6 };
+    static const int batches[3][N] = { { 0, 0, 0, 0, 0, 0 }, { 0, 2, 0, 2, 2, 0 }, { 0, 1, 2, 1, 0, 1 } };
+    static const char *const names[3] = { "all", "part", "none" };
+    static const int shared[3] = { 2, 1, 0 };
+    int stride = task.max_len + 1;
+    size_t np = gpt_num_parameters(policy), nl = lora->num_parameters;
+    for (int k = 0; k < 3; k++) {
+        Traj *t[N];
+        for (int i = 0; i < N; i++) t[i] = traj_new(task.max_len);
+        SamplerConfig sc = { 1.5f, 0, 1.0f };
+        sample_trajectories(policy, &task, batches[k], t, N, &sc, &rng);
+        int tool_seq[5] = { 1, 3, 7, 8, 2 }, tool_forced[5] = { 0, 0, 1, 1, 0 };
+        t[0]->ntok = 5; t[0]->nact = 3;
+        for (int j = 0; j < 5; j++) { t[0]->tokens[j] = tool_seq[j]; t[0]->forced[j] = (unsigned char)tool_forced[j]; }
+        t[1]->ntok = t[1]->nact = 5;
+        for (int j = 0; j < 5; j++) { t[1]->tokens[j] = j; t[1]->forced[j] = 0; }
+        tt_log_reward(&task, t, N);
+        float lf[2][N * 6], lt[2][N * 6], dlf[N * 6], dlt[N * 6];
+        float *base_grad[2], *lora_grad[2];
+        int T[2];
+        for (int share = 0; share < 2; share++) {
+            gfn_prefix_sharing = share;
+            gpt_zero_grad(policy);
+            float *logits = policy_logprobs(policy, &task, t, N, stride, lf[share], lt[share], &T[share]);
+            float lr[N * 6];
+            int len[N], group[N];
+            for (int i = 0; i < N; i++) {
+                len[i] = t[i]->nact;
+                group[i] = t[i]->query;
+                for (int s = 0; s <= t[i]->nact; s++) lr[i * stride + s] = t[i]->log_r[s];
+            }
+            TrajBatch b = { N, stride, len, lf[share], lt[share], lr, group };
+            loss_subtb(&b, 1.0f, dlf, dlt);
+            policy_backward(policy, &task, t, N, stride, logits, T[share], dlf, dlt);
+            base_grad[share] = malloc(sizeof(float) * np);
+            lora_grad[share] = malloc(sizeof(float) * nl);
+            memcpy(base_grad[share], gpt_grads_memory(policy), sizeof(float) * np);
+            memcpy(lora_grad[share], lora->grad_memory, sizeof(float) * nl);
+        }
+        gfn_prefix_sharing = 1;
+        CHECK(T[0] - T[1] == shared[k], "%s: %d prompt tokens shared, want %d", names[k], T[0] - T[1], shared[k]);
+        int same = 1;
+        for (int i = 0; i < N; i++)
+            for (int s = 0; s <= t[i]->nact; s++) {
+                same &= lt[0][i * stride + s] == lt[1][i * stride + s];
+                if (s < t[i]->nact) same &= lf[0][i * stride + s] == lf[1][i * stride + s];
+            }
+        CHECK(same, "%s: log q with prefix sharing differs from the unshared pass", names[k]);
+        for (int w = 0; w < GPT_NUM_TENSORS; w++) {
+            float **params = (float **)gpt_params(policy);
+            size_t off = (size_t)(params[w] - gpt_params_memory(policy));
+            size_t len = (w + 1 < GPT_NUM_TENSORS ? (size_t)(params[w + 1] - gpt_params_memory(policy)) : np) - off;
+            double d = relative_diff(base_grad[1] + off, base_grad[0] + off, len);
+            CHECK(d <= 1e-5, "%s: gradient of %s differs by %.3g (relative)", names[k], gpt_tensor_names[w], d);
+        }
+        for (int w = 0; w < LORA_NUM_TARGETS; w++) {
+            size_t a = (size_t)(lora->grad_A[w] - lora->grad_memory), b = (size_t)(lora->grad_B[w] - lora->grad_memory);
+            size_t end = w + 1 < LORA_NUM_TARGETS ? (size_t)(lora->grad_A[w + 1] - lora->grad_memory) : nl;
+            double da = relative_diff(lora_grad[1] + a, lora_grad[0] + a, b - a);
+            double db = relative_diff(lora_grad[1] + b, lora_grad[0] + b, end - b);
+            CHECK(da <= 1e-5 && db <= 1e-5, "%s: LoRA %s gradient differs: A %.3g, B %.3g", names[k], lora_target_names[w], da, db);
+        }
+        for (int share = 0; share < 2; share++) { free(base_grad[share]); free(lora_grad[share]); }
+        for (int i = 0; i < N; i++) traj_free(t[i]);
+    }
+    // The sampler runs the prompts' tails after their common prefix as one forward with sharing
+    // on, and as decode steps with it off: the same greedy trajectories (the logits differ at
+    // most by rounding). Not compared when sampling: the decode-step path lets rows without a
+    // tail draw their first token while the others still feed theirs, so the random draws go to
+    // the rows in another order.
+    for (int k = 1; k < 3; k++)
+        for (int greedy = 1; greedy < 2; greedy++) {
+            Traj *t[2][N];
+            for (int share = 0; share < 2; share++) {
+                gfn_prefix_sharing = share;
+                Rng srng;
+                rng_seed(&srng, 77);
+                SamplerConfig sc = { greedy ? 0.0f : 1.5f, 0, 1.0f };
+                for (int i = 0; i < N; i++) t[share][i] = traj_new(task.max_len);
+                sample_trajectories(policy, &task, batches[k], t[share], N, &sc, &srng);
+            }
+            gfn_prefix_sharing = 1;
+            int same = 1;
+            for (int i = 0; i < N; i++) {
+                same &= t[0][i]->ntok == t[1][i]->ntok && t[0][i]->nact == t[1][i]->nact;
+                for (int j = 0; same && j < t[0][i]->ntok; j++) same &= t[0][i]->tokens[j] == t[1][i]->tokens[j];
+                traj_free(t[0][i]); traj_free(t[1][i]);
+            }
+            CHECK(same, "%s, %s: the sampler's trajectories differ with prefix sharing", names[k], greedy ? "greedy" : "T=1.5");
+        }
+    gpt_free(policy);
+
+    // Two training steps with sharing and without, from the same start.
+    float *after[2];
+    size_t count = 0;
+    for (int share = 0; share < 2; share++) {
+        gfn_prefix_sharing = share;
+        GPT *base = tt_model();
+        Task train_task = tt_task(base, 1, 0, 5);
+        GPT *p = copy_model(base);
+        TrainConfig cfg;
+        train_config_default(&cfg);
+        cfg.steps = 2; cfg.batch = 6; cfg.samples_per_query = 3; cfg.lora_rank = 2; cfg.quiet = 1; cfg.lr = 1e-2f; cfg.warmup = 0;
+        float log_z[2] = { 0, 0 };
+        GfnError err = { { 0 } };
+        CHECK(gfn_train(&train_task, p, &cfg, log_z, &err) == 0, "train: %s", err.msg);
+        count = gpt_lora(p)->num_parameters;
+        after[share] = malloc(sizeof(float) * count);
+        memcpy(after[share], gpt_lora(p)->memory, sizeof(float) * count);
+        gpt_free(p);
+        gpt_free(base);
+    }
+    gfn_prefix_sharing = 1;
+    double worst = 0;
+    for (size_t i = 0; i < count; i++) worst = fmax(worst, fabs(after[0][i] - after[1][i]));
+    CHECK(worst <= 1e-6, "two training steps with and without prefix sharing differ by %.3g", worst);
+    if (getenv("GFN_TEST_VERBOSE")) printf("   training steps: shared vs unshared max |diff| %.3g\n", worst);
+    free(after[0]); free(after[1]);
+}
+
 void test_gfn(void) {
     // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
     // machine costs several times the work. Run this suite on one thread, then restore.
@@ -545,6 +689,7 @@ void test_gfn(void) {
     test_objective_identities();
     test_replay_buffer();
     test_chain_fd();
+    test_prefix_share();
     test_forced_tokens();
     test_exact_distribution();
     test_toy_run();

@@ -1,0 +1,214 @@
+// tests/bench_finetune.c — the speed of fine-tuning (issue 13), against the machine's own matmul
+// rate measured in the same run: arithmetic fine-tuning (the `make run` flags) in seconds per
+// step and trajectories per second, question-only and 3-shot prompts, with prefix sharing and
+// without (GFN_NO_PREFIX_SHARE's path: the old one), 1 and 2 threads, and 2 threads beside a
+// competing busy process; sampling tokens per second at batch 1, 16 and 64; the step's counted
+// useful FLOPs over (step time x matmul rate); the matmul at M = 16, 64, 256 against its best.
+// GFN_BENCH_STEPS (default 3) sets the training steps timed per configuration.
+#define _POSIX_C_SOURCE 200809L   // fork, kill, waitpid, clock_gettime under -std=c11
+#include "../gfn.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static double wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+// Best GFLOP/s of out (M, N) = inp (M, K) · W (K, N) over a few repeats (operands in cache after
+// the first).
+static double matmul_gflops(int M, int K, int N) {
+    float *a = gfn_malloc(sizeof(float) * (size_t)M * K), *w = gfn_malloc(sizeof(float) * (size_t)K * N);
+    float *out = gfn_malloc(sizeof(float) * (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)K * N; i++) w[i] = (float)(i % 5) * 0.1f;
+    double best = 0, flops = 2.0 * M * K * N;
+    int reps = (int)(2e9 / flops) + 3;
+    for (int r = 0; r < reps; r++) {
+        double t0 = wall_seconds();
+        matmul_forward(out, a, w, NULL, M, K, N);
+        double dt = wall_seconds() - t0;
+        if (dt > 0 && flops / dt / 1e9 > best) best = flops / dt / 1e9;
+    }
+    free(a); free(w); free(out);
+    return best;
+}
+
+// A process that only burns a core, as other programs on a laptop do; returns its pid.
+static pid_t busy_process(void) {
+    pid_t pid = fork();
+    if (pid == 0) { volatile unsigned long x = 0; for (;;) x++; }
+    return pid;
+}
+
+// Seconds per step of `steps` arithmetic training steps (the `make run` flags).
+static double train_seconds(Task *task, int steps) {
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.steps = steps; cfg.batch = 16; cfg.samples_per_query = 4; cfg.lora_rank = 16; cfg.lr = 5e-4f;
+    cfg.reward_temp_start = 1.1f; cfg.reward_temp_end = 0.5f; cfg.reward_temp_horizon = 100; cfg.quiet = 1;
+    GPT *policy = copy_model(task->base);
+    float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    GfnError err = { { 0 } };
+    double t0 = wall_seconds();
+    if (gfn_train(task, policy, &cfg, log_z, &err)) printf("  training failed: %s\n", err.msg);
+    double seconds = (wall_seconds() - t0) / steps;
+    free(log_z);
+    gpt_free(policy);
+    return seconds;
+}
+
+// Useful forward FLOPs of one token: 2 per weight it multiplies (the layers and the tied head);
+// attention's O(context) part is left out (about 7% at these lengths).
+static double token_flops(GPTConfig c, int lora_rank) {
+    double C = c.n_embd, L = c.n_layer;
+    return 2.0 * (L * 12.0 * C * C + C * c.vocab_size) + 2.0 * L * lora_rank * (C + 3 * C + C + C + C + 4 * C + 4 * C + C);
+}
+
+// FLOPs of one training step on a sampled batch: decoding (the prompt's common part once, the
+// rest per row), the reward (3-shot prompt once, X + Z per trajectory, Y per state), the
+// teacher-forced forward (shared prompt once, the rest per row) and its backward (the base is
+// frozen: the input gradient through every layer, one forward's worth; the LoRA terms are in
+// token_flops).
+static double step_flops(Task *task, int batch) {
+    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
+    int *queries = gfn_malloc(sizeof(int) * (size_t)batch);
+    for (int i = 0; i < batch; i++) { t[i] = traj_new(task->max_len); queries[i] = i / 4; }
+    Rng rng;
+    rng_seed(&rng, 5);
+    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    sample_trajectories(task->base, task, queries, t, batch, &sc, &rng);
+    int common, plen;
+    const int *first = task->prompt(task, queries[0], &common);
+    double prompt_rest = 0, z = 0, y = 0;
+    for (int i = 0; i < batch; i++) {
+        const int *p = task->prompt(task, queries[i], &plen);
+        int j = 0;
+        while (j < common && j < plen && p[j] == first[j]) j++;
+        common = j;
+    }
+    for (int i = 0; i < batch; i++) {
+        task->prompt(task, queries[i], &plen);
+        int clen, ylen;
+        const int *ans;
+        arith_reward_context(task, queries[i], &clen, &ans, &ylen);
+        prompt_rest += plen - common;
+        z += t[i]->ntok + 1;
+        y += (double)(t[i]->nact + 1) * ylen;
+    }
+    int fewshot_len = 0, clen, ylen;
+    const int *ans;
+    arith_reward_context(task, 0, &clen, &ans, &ylen);
+    task->prompt(task, 0, &plen);
+    fewshot_len = clen - plen > 0 ? clen - plen : 0;   // under the question-only prompt
+    double f = token_flops(gpt_config(task->base), 16);
+    double sample = common + prompt_rest + z;
+    double reward = (fewshot_len > 0 ? fewshot_len : common) + prompt_rest + z + y;
+    double teacher = common + prompt_rest + z;
+    for (int i = 0; i < batch; i++) traj_free(t[i]);
+    free(t); free(queries);
+    return f * (sample + reward + 2.0 * teacher);
+}
+
+void bench_finetune(void) {
+    int steps = getenv("GFN_BENCH_STEPS") ? atoi(getenv("GFN_BENCH_STEPS")) : 3;
+    if (steps < 1) steps = 1;
+#ifdef _OPENMP
+    int max_threads = omp_get_max_threads() < 2 ? 2 : omp_get_max_threads();
+#else
+    int max_threads = 1;
+#endif
+    // The matmul's best in-cache figure: the largest of the shapes below (the model's own, and
+    // GPT-2's 256x768x3072), each the best of a few repeats, on 1 thread and on all of them.
+    set_threads(1);
+    static const int ms[3] = { 16, 64, 256 };
+    double g1[3], peak1 = matmul_gflops(256, 768, 3072), big1 = peak1;
+    for (int i = 0; i < 3; i++) { g1[i] = matmul_gflops(ms[i], 256, 1024); if (g1[i] > peak1) peak1 = g1[i]; }
+    printf("finetune: matmul (1 thread) against its best in-cache figure here, %.1f GFLOP/s (256x768x3072: %.1f)\n", peak1, big1);
+    for (int i = 0; i < 3; i++) {
+        printf("  M=%-4d K=256 N=1024  %7.1f GFLOP/s  %5.1f%% of best\n", ms[i], g1[i], 100 * g1[i] / peak1);
+        printf("bench matmul_m%d_fraction %.3f\n", ms[i], g1[i] / peak1);
+    }
+    set_threads(max_threads);
+    double peak2 = matmul_gflops(256, 768, 3072), m256 = matmul_gflops(256, 256, 1024);
+    if (m256 > peak2) peak2 = m256;
+    printf("  best with %d threads: %.1f GFLOP/s\n", max_threads, peak2);
+
+    static const char *const prompts[2] = { "question", "fewshot" };
+    printf("arithmetic fine-tuning step (batch 16, k 4, rank 16; %d steps each), old = GFN_NO_PREFIX_SHARE=1\n", steps);
+    printf("  %-9s %-14s %11s %11s %8s %9s %10s\n", "prompt", "threads", "old s/step", "new s/step", "speedup", "traj/s", "efficiency");
+    for (int pi = 0; pi < 2; pi++) {
+        Task *task = &task_arithmetic;
+        TaskOptions opt = { "weights/base.ckpt", "weights/tokenizer.bin", "", 1, -13.815511f, 1, 0, NULL, prompts[pi], 0 };
+        GfnError err = { { 0 } };
+        if (task->setup(task, &opt, &err)) { printf("  %s: %s\n", prompts[pi], err.msg); return; }
+        set_threads(1);
+        double flops = step_flops(task, 16);
+        static const struct { int threads, busy; const char *name; } runs[3] = {
+            { 1, 0, "1" }, { 2, 0, "2" }, { 2, 1, "2 + busy proc" },
+        };
+        for (int r = 0; r < 3; r++) {
+            if (runs[r].threads > max_threads) continue;
+            set_threads(runs[r].threads);
+            pid_t busy = runs[r].busy ? busy_process() : -1;
+            gfn_prefix_sharing = 0;
+            double old_s = train_seconds(task, steps);
+            gfn_prefix_sharing = 1;
+            double new_s = train_seconds(task, steps);
+            if (busy > 0) { kill(busy, SIGKILL); waitpid(busy, NULL, 0); }
+            double peak = runs[r].threads == 1 ? peak1 : peak2;
+            double eff = flops / (new_s * peak * 1e9);
+            printf("  %-9s %-14s %11.3f %11.3f %7.2fx %9.1f %9.1f%%\n", prompts[pi], runs[r].name, old_s, new_s, old_s / new_s,
+                   16 / new_s, 100 * eff);
+            printf("bench finetune_%s_t%d%s_step_s %.3f\nbench finetune_%s_t%d%s_speedup %.2f\nbench finetune_%s_t%d%s_efficiency %.3f\n",
+                   prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", new_s, prompts[pi], runs[r].threads,
+                   runs[r].busy ? "_busy" : "", old_s / new_s, prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", eff);
+            fflush(stdout);
+        }
+        if (pi == 1) {   // sampling speed with the 3-shot prompt (its common part prefilled once)
+            printf("sampling (base model, 3-shot prompt, %d threads): tokens/s by batch\n", max_threads);
+            set_threads(max_threads);
+            static const int batches[3] = { 1, 16, 64 };
+            for (int b = 0; b < 3; b++) {
+                int n = batches[b];
+                Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)n);
+                int *queries = gfn_malloc(sizeof(int) * (size_t)n);
+                for (int i = 0; i < n; i++) { t[i] = traj_new(task->max_len); queries[i] = i % task->num_train; }
+                Rng rng;
+                rng_seed(&rng, 3);
+                SamplerConfig sc = { 1.0f, 0, 1.0f };
+                double tokens = 0, t0 = wall_seconds();
+                int rounds = n == 1 ? 8 : 2;
+                for (int k = 0; k < rounds; k++) {
+                    sample_trajectories(task->base, task, queries, t, n, &sc, &rng);
+                    for (int i = 0; i < n; i++) tokens += t[i]->ntok + 1;
+                }
+                double dt = wall_seconds() - t0;
+                printf("  batch %-3d %9.1f tokens/s\n", n, tokens / dt);
+                printf("bench sample_b%d_tokens_per_s %.1f\n", n, tokens / dt);
+                for (int i = 0; i < n; i++) traj_free(t[i]);
+                free(t); free(queries);
+            }
+        }
+        task->cleanup(task);
+    }
+    gfn_prefix_sharing = 1;
+}
