@@ -40,6 +40,7 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(corpus) \
     X(gfn) \
     X(arith) \
+    X(texttasks) \
     X(weights)
 
 #define DECLARE(name) void test_##name(void);
