@@ -404,7 +404,9 @@ typedef struct {
     const char *stop;           // --stop: rng's terminator with a tokenizer, "eot" or "newline" (NULL: eot)
     const char *prompt;         // --prompt: arithmetic's policy prompt, "question" or "fewshot" (NULL:
                                 // question for a tuned policy, the 3-shot prompt for the untuned base)
-    int seed_answers;           // --seed-answers 1: rng's 101 valid answers seed the replay buffer
+    int seed_answers;           // --seed-answers 1: rng's 101 valid answers (infill: the true 4th
+                                // sentences) seed the replay buffer
+    int num_labelled;           // --labelled N: subj's labelled examples, 10, 20 or 50 (0: 10)
 } TaskOptions;
 
 typedef struct Task Task;
@@ -641,6 +643,66 @@ const int *arith_reward_context(Task *task, int query, int *len, const int **ans
 void arith_rebuild(Task *task, Traj *t, const int *actions, int nact);
 // results/arithmetic.md and .svg from a folder of result files (`gfn report arithmetic DIR`).
 int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
+
+// The text tasks: next-sentence continuation (tasks/continuation.c), story infilling
+// (tasks/infill.c), subjectivity with a latent rationale (tasks/subj.c), and what they share
+// (tasks/text.c). Data from the shared folder (--data DIR,
+// else gfn_data_dir()); base model and tokenizer from -m / -t, else weights/base.ckpt and
+// weights/tokenizer.bin.
+extern Task task_continuation, task_infill, task_subj;
+// Loads the tokenizer and task->base (checking they fit together); 0 or err set.
+int text_task_load(Task *task, const TaskOptions *opt, Tokenizer **tok, GfnError *err);
+// Frees what text_task_load and a text task's setup put in the Task: the base model, the allowed
+// mask and the demos array (not the trajectories in it, which the task owns).
+void text_task_release(Task *task);
+// The data folder of a text task: --data, else gfn_data_dir(); NULL with err set when neither.
+const char *text_task_data_dir(const TaskOptions *opt, const char *task_name, GfnError *err);
+// Tokens of a text (after an end-of-text token when after_eot: a document's start) into a fresh
+// array (free() it) of *len ids.
+int *text_encode(const Tokenizer *tok, const char *text, int after_eot, int *len);
+// The bytes of tokens[0..n) into buf, NUL-terminated, truncated at cap; returns the length.
+size_t text_of_tokens(const Tokenizer *tok, const int *tokens, int n, char *buf, size_t cap);
+// (V) 1 for every token except end-of-text and those whose bytes contain a byte of `banned`;
+// the terminator is allowed whatever its bytes. Free it.
+unsigned char *text_allowed_mask(const Tokenizer *tok, int V, const char *banned, int terminator);
+// The base model's log-likelihood of a context C, a Z and a suffix Y (the text C Z Y).
+typedef struct {
+    const int *ctx; int ctx_len;    // C (>= 1 token: the first token is not scored)
+    const int *z; int z_len;        // Z
+    const int *y; int y_len;        // Y (>= 1 token)
+} ScoredText;
+// Scratch of log_p_every_prefix (a KV cache), kept between calls; zero-initialise it.
+typedef struct { KVCache *cache; int rows, len; float *logits; } PrefixScorer;
+void prefix_scorer_free(PrefixScorer *s);
+// out[r * stride + i] = log p(z_1..z_i Y | C) for i = 0..z_len of each row: one forward of C Z per
+// row for Z and Y_1, then |Y| - 1 decode steps per state from a copy of that row's KV cache. The
+// Z tokens and Y_1 are scored under `mask` (the softmax renormalised over mask[v] != 0; NULL: the
+// full softmax), Y_2.. under the full softmax.
+void log_p_every_prefix(GPT *base, PrefixScorer *s, const ScoredText *rows, int n, const unsigned char *mask,
+                        float *out, int stride);
+// The same into t[r]->log_r[0..nact] (row r scores trajectory r, whose Z is all actions).
+void text_log_reward(GPT *base, PrefixScorer *s, const ScoredText *rows, Traj *const *t, int n, const unsigned char *mask);
+// out[r] = log p(Z Y | C) of each row (the last state only) from one forward of C Z Y per row.
+void log_p_whole(GPT *base, const ScoredText *rows, int n, const unsigned char *mask, float *out);
+// k trajectories for each query first..first+count-1 (row q*k + j), sampled with sc in batches
+// of whole queries from one seed; rewards not filled. Free with text_free_trajectories.
+Traj **text_sample_queries(Task *task, GPT *policy, int first, int count, int k, const SamplerConfig *sc, uint64_t seed);
+void text_free_trajectories(Traj **t, int n);
+// values (count, k): the mean and the max over each query's k values, each averaged over queries.
+void per_query_mean_max(const float *values, int count, int k, double *mean, double *max);
+// Continuation: log p(Z "." | X) under the base, with the sentence mask (the untempered final
+// log R) of each trajectory, into out (n).
+void continuation_log_p(Task *task, Traj *const *t, int n, float *out);
+// Infilling: the reward's context (end-of-text, "s1 s2 s3") and suffix (" s5") of a query, the
+// true 4th sentence (" s4" as tokens; NULL when it does not fit 5..25 tokens), and log R of the
+// last state of each trajectory (one forward each).
+void infill_reward_text(Task *task, int query, const int **ctx, int *ctx_len, const int **y, int *y_len);
+const int *infill_true_middle(Task *task, int query, int *len);
+void infill_log_p(Task *task, Traj *const *t, int n, float *out);
+// Subjectivity (E-step): a query's label (0 objective, 1 subjective), and the label the base
+// prefers after X Z of each trajectory (one forward of X Z Y per label) into out (n).
+int subj_label(Task *task, int query);
+void subj_base_label(Task *task, Traj *const *t, int n, int *out);
 
 // ----------------------------------------------------------------------------------------------
 // 7. pretrain.c: a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`), and the

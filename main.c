@@ -18,7 +18,7 @@
 // ----------------------------------------------------------------------------------------------
 // The task registry: a new task adds its line here (and its file in tasks/).
 
-static Task *const tasks[] = { &task_toy, &task_rng, &task_arithmetic };
+static Task *const tasks[] = { &task_toy, &task_rng, &task_arithmetic, &task_continuation, &task_infill, &task_subj };
 
 Task *task_find(const char *name) {
     for (size_t i = 0; i < sizeof tasks / sizeof *tasks; i++)
@@ -209,7 +209,9 @@ static void train_usage(FILE *out) {
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  --stop eot|newline  rng with -m: the terminator (eot)\n"
         "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
-        "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers (0)\n"
+        "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers; infill: with\n"
+        "                      the true 4th sentences (0)\n"
+        "  --labelled N        subj: labelled examples, 10, 20 or 50 (10)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -241,7 +243,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0 };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -287,6 +289,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
         else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
         else if (!strcmp(a, "--seed-answers")) topt.seed_answers = num != 0;
+        else if (!strcmp(a, "--labelled")) topt.num_labelled = (int)num;
         else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
         else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
@@ -853,7 +856,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0 };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
