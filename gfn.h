@@ -468,6 +468,10 @@ typedef struct {
     int quiet;                  // no progress line
 } TrainConfig;
 void train_config_default(TrainConfig *cfg);
+// The peak LoRA learning rate of an objective when none is given (`gfn train` without --lr):
+// modified SubTB and DB constrain log q(⊤) at every prefix, a steeper loss than one residual per
+// Z, and diverge at rates the others take (rng: 1e-2 vs 3e-3; arithmetic: 5e-4 vs 2e-4).
+float loss_default_lr(LossKind loss);
 // Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
 // learned log Z (TB; a query's log Z starts at the VarGrad estimate of its first batch). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
