@@ -222,6 +222,7 @@ ReplayBuffer *replay_new(int num_queries, int capacity, int max_len) {
     rb->capacity = capacity;
     rb->max_len = max_len;
     rb->count = gfn_calloc((size_t)num_queries, sizeof(int));
+    rb->filled = gfn_calloc((size_t)num_queries, sizeof(int));
     rb->items = gfn_calloc((size_t)num_queries * (size_t)capacity, sizeof(Traj *));
     for (size_t i = 0; i < (size_t)num_queries * (size_t)capacity; i++) rb->items[i] = traj_new(max_len);
     return rb;
@@ -230,7 +231,7 @@ ReplayBuffer *replay_new(int num_queries, int capacity, int max_len) {
 void replay_free(ReplayBuffer *rb) {
     if (!rb) return;
     for (size_t i = 0; i < (size_t)rb->num_queries * (size_t)rb->capacity; i++) traj_free(rb->items[i]);
-    free(rb->items); free(rb->count); free(rb);
+    free(rb->items); free(rb->count); free(rb->filled); free(rb);
 }
 
 // Kept sorted by final log R, best first, so the worst is the last and eviction is a shift.
@@ -250,7 +251,12 @@ int replay_add(ReplayBuffer *rb, const Traj *t) {
     items[at] = slot;
     traj_copy(slot, t);
     if (count < rb->capacity) rb->count[t->query] = count + 1;
+    if (count == 0) rb->filled[rb->num_filled++] = t->query;
     return 1;
+}
+
+int replay_query(const ReplayBuffer *rb, Rng *rng) {
+    return rb->num_filled ? rb->filled[rng_below(rng, rb->num_filled)] : -1;
 }
 
 const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng) {
@@ -905,7 +911,7 @@ void train_config_default(TrainConfig *cfg) {
     cfg->batch = 16;
     cfg->samples_per_query = 16;
     cfg->accum = 1;
-    cfg->lr = 1e-4f;
+    cfg->lr = loss_default_lr(cfg->loss);
     cfg->lr_min = 0;
     cfg->lr_log_z = 0.1f;
     cfg->warmup = 20;
@@ -925,6 +931,10 @@ void train_config_default(TrainConfig *cfg) {
     cfg->lambda = 1.0f;
     cfg->short_log_r = -99.0f;
     cfg->seed = 1;
+}
+
+float loss_default_lr(LossKind loss) {
+    return loss == LOSS_SUBTB || loss == LOSS_DB ? 2e-4f : 5e-4f;
 }
 
 GPT *copy_model(GPT *model) {
@@ -962,12 +972,37 @@ typedef struct {
     float *dlf, *dlt;       // (batch, stride)
     int *len, *group;       // (batch)
     float *d_log_z;         // (num_train)
+    unsigned char *log_z_known;   // (num_train) TB: 1 once a query's log Z was initialised
+    Traj **sample_traj;     // (batch) the rows the sampler fills (views into traj)
+    int *sample_queries;    // (batch)
     int stride;
 } TrainScratch;
 
+// What one step did, for the log: rows by behaviour, and TB's residuals δ (sum and sum of |δ|).
+typedef struct {
+    long on_policy, tempered, replayed, given;
+    double delta, abs_delta;
+    long delta_rows;
+} StepStats;
+
+// TB's log Z of a query it has not seen before starts at the VarGrad estimate of this batch,
+// log Ẑ_X = mean over the query's rows of (log R − log q(Z ⊤)) (a constant, no gradient), so the
+// first residuals average zero instead of being ≈ −log Z_X each; it is then learned as before.
+static void tb_init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
+    for (int r = 0; r < b->n; r++) {
+        int q = b->group[r], count = 0;
+        if (known[q]) continue;
+        double sum = 0;
+        for (int o = r; o < b->n; o++)
+            if (b->group[o] == q) { sum += b->log_r[(size_t)o * b->stride + b->len[o]] - traj_log_q(b, o); count++; }
+        log_z[q] = (float)(sum / count);
+        known[q] = 1;
+    }
+}
+
 static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch *s,
-                               ReplayBuffer *replay, const float *log_z, int step, Rng *rng,
-                               double *mean_log_r, long *tokens) {
+                               ReplayBuffer *replay, float *log_z, int step, Rng *rng,
+                               double *mean_log_r, long *tokens, StepStats *stats) {
     int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
     for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
@@ -975,23 +1010,34 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     }
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
     // on-policy estimator, so it always samples from the policy itself.
+    float sampled = cfg->frac_on_policy + cfg->frac_tempered;
     float u = cfg->loss == LOSS_REINFORCE ? 0.0f : rng_uniform(rng);
-    int from_replay = u >= cfg->frac_on_policy + cfg->frac_tempered;
-    if (from_replay) {
-        for (int i = 0; i < n && from_replay; i++) if (!replay->count[s->queries[i]]) from_replay = 0;
-        for (int i = 0; i < n && from_replay; i++) traj_copy(s->traj[i], replay_sample(replay, s->queries[i], rng));
-    }
+    int num_sample = 0;
     if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
         for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
         task->log_reward(task, s->traj, n);
-        from_replay = 1;
+        stats->given += n;
+    } else if (u >= sampled) {
+        // A replay batch draws its queries among those that hold entries (with 1000 questions
+        // most have none for most of a run); only while the buffer is empty are rows sampled.
+        for (int i = 0; i < n; i++) {
+            int q = i % K == 0 ? replay_query(replay, rng) : s->queries[i - 1];
+            if (q >= 0) { s->queries[i] = q; traj_copy(s->traj[i], replay_sample(replay, q, rng)); stats->replayed++; }
+            else { s->sample_traj[num_sample] = s->traj[i]; s->sample_queries[num_sample++] = s->queries[i]; }
+        }
+        u = rng_uniform(rng) * sampled;   // the sampled fallback rows: on-policy or tempered, in proportion
+    } else {
+        for (int i = 0; i < n; i++) { s->sample_traj[i] = s->traj[i]; s->sample_queries[i] = s->queries[i]; }
+        num_sample = n;
     }
-    if (!from_replay) {
+    if (num_sample) {
         SamplerConfig sc = { 1.0f, 0, 1.0f };
-        if (u >= cfg->frac_on_policy) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
-        sample_trajectories(policy, task, s->queries, s->traj, n, &sc, rng);
-        task->log_reward(task, s->traj, n);
-        for (int i = 0; i < n; i++) replay_add(replay, s->traj[i]);
+        int tempered = u >= cfg->frac_on_policy;
+        if (tempered) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+        sample_trajectories(policy, task, s->sample_queries, s->sample_traj, num_sample, &sc, rng);
+        task->log_reward(task, s->sample_traj, num_sample);
+        for (int i = 0; i < num_sample; i++) replay_add(replay, s->sample_traj[i]);
+        if (tempered) stats->tempered += num_sample; else stats->on_policy += num_sample;
     }
     // Tempered rewards of every state; prefixes shorter than the minimum get a constant floor.
     float reward_temp = reward_temperature(cfg, step);
@@ -1010,7 +1056,16 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group };
     float loss;
     switch (cfg->loss) {
-    case LOSS_TB: loss = loss_tb(&b, log_z, s->dlf, s->dlt, s->d_log_z); break;
+    case LOSS_TB:
+        tb_init_log_z(&b, log_z, s->log_z_known);
+        loss = loss_tb(&b, log_z, s->dlf, s->dlt, s->d_log_z);
+        for (int r = 0; r < n; r++) {
+            double delta = log_z[b.group[r]] + traj_log_q(&b, r) - b.log_r[(size_t)r * b.stride + b.len[r]];
+            stats->delta += delta;
+            stats->abs_delta += fabs(delta);
+            stats->delta_rows++;
+        }
+        break;
     case LOSS_DB: loss = loss_db(&b, s->dlf, s->dlt); break;
     case LOSS_VARGRAD: loss = loss_vargrad(&b, task->num_train, s->dlf, s->dlt, NULL); break;
     case LOSS_SFT: loss = loss_sft(&b, s->dlf, s->dlt); break;
@@ -1042,6 +1097,10 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.lr = gfn_calloc(cells, sizeof(float));
     s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
     s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    s.log_z_known = gfn_calloc((size_t)task->num_train, 1);
+    s.sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
+    s.sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
+    StepStats total = { 0, 0, 0, 0, 0, 0, 0 };   // rows by behaviour since the start
     ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
     for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
     Rng rng;
@@ -1060,9 +1119,10 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         gpt_zero_grad(policy);
         memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
         double loss = 0, mean_log_r = 0;
+        StepStats st = { 0, 0, 0, 0, 0, 0, 0 };
         for (int micro = 0; micro < cfg->accum; micro++) {
             double mlr;
-            loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens) / cfg->accum;
+            loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens, &st) / cfg->accum;
             mean_log_r += mlr / cfg->accum;
         }
         float grad_norm = cfg->clip > 0 ? clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip) : 0;
@@ -1073,20 +1133,27 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
             // log Z follows the same warm-up and decay, at its own (higher) peak rate
             adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));
         }
-        double elapsed = gfn_wall_seconds() - start;
+        total.on_policy += st.on_policy; total.tempered += st.tempered; total.replayed += st.replayed; total.given += st.given;
+        double elapsed = gfn_wall_seconds() - start, rows = (double)n * cfg->accum;
         if (log) {
             text[0] = 0;
             if (task->render) task->render(task, s.traj[0], text, sizeof text);
+            // the behaviour of this step's rows (fractions), and TB's residual δ (mean, mean |δ|)
             fprintf(log, "{\"step\": %d, \"loss\": %.6g, \"mean_log_r\": %.6g, \"log_z\": %.6g, "
-                         "\"lr\": %.3g, \"grad_norm\": %.4g, \"tokens_per_s\": %.1f, \"text\": ",
-                    step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1));
+                         "\"lr\": %.3g, \"grad_norm\": %.4g, \"tokens_per_s\": %.1f, "
+                         "\"on_policy\": %.4g, \"tempered\": %.4g, \"replay\": %.4g, ",
+                    step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1),
+                    st.on_policy / rows, st.tempered / rows, st.replayed / rows);
+            if (st.delta_rows) fprintf(log, "\"tb_delta\": %.6g, \"tb_abs_delta\": %.6g, ", st.delta / st.delta_rows, st.abs_delta / st.delta_rows);
+            fputs("\"text\": ", log);
             json_write_string(log, text);
             fputs("}\n", log);
         }
         if (show_progress) {
-            double eta = elapsed / (step + 1) * (cfg->steps - step - 1);
-            fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  %.0f tok/s  ETA %.0fs   ",
-                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], tokens / (elapsed > 0 ? elapsed : 1), eta);
+            double eta = elapsed / (step + 1) * (cfg->steps - step - 1), all = rows * (step + 1);
+            fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  rows on/temp/replay %.0f/%.0f/%.0f%%  %.0f tok/s  ETA %.0fs   ",
+                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], 100 * total.on_policy / all, 100 * total.tempered / all,
+                    100 * total.replayed / all, tokens / (elapsed > 0 ? elapsed : 1), eta);
         }
         if (cfg->save_path && cfg->save_every > 0 && (step + 1) % cfg->save_every == 0 && step + 1 < cfg->steps)
             if (lora_save(policy, cfg->save_path, err)) { status = 1; break; }
@@ -1097,6 +1164,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     for (int i = 0; i < n; i++) traj_free(s.traj[i]);
     free(s.traj); free(s.queries); free(s.len); free(s.group);
     free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);
+    free(s.log_z_known); free(s.sample_traj); free(s.sample_queries);
     replay_free(replay);
     adamw_free(&opt); adamw_free(&opt_z);
     return status;

@@ -384,6 +384,8 @@ typedef struct {
     int num_queries, capacity, max_len;
     int *count;             // (num_queries)
     Traj **items;           // (num_queries, capacity)
+    int *filled;            // (num_queries) the queries that hold entries, in order of their first
+    int num_filled;
 } ReplayBuffer;
 ReplayBuffer *replay_new(int num_queries, int capacity, int max_len);
 void replay_free(ReplayBuffer *rb);
@@ -391,6 +393,8 @@ void replay_free(ReplayBuffer *rb);
 int replay_add(ReplayBuffer *rb, const Traj *t);
 // Samples one of the query's trajectories with probability ∝ softmax(log R); NULL when empty.
 const Traj *replay_sample(const ReplayBuffer *rb, int query, Rng *rng);
+// A uniform draw among the queries that hold entries; -1 when the buffer is empty.
+int replay_query(const ReplayBuffer *rb, Rng *rng);
 
 // 4c. Tasks: a file in tasks/ fills one Task and adds a line to the registry in main.c.
 typedef struct {
@@ -531,8 +535,12 @@ typedef struct {
     int quiet;                  // no progress line
 } TrainConfig;
 void train_config_default(TrainConfig *cfg);
+// The peak LoRA learning rate of an objective when none is given (`gfn train` without --lr):
+// modified SubTB and DB constrain log q(⊤) at every prefix, a steeper loss than one residual per
+// Z, and diverge at rates the others take (rng: 1e-2 vs 3e-3; arithmetic: 5e-4 vs 2e-4).
+float loss_default_lr(LossKind loss);
 // Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
-// learned log Z (TB). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
+// learned log Z (TB; a query's log Z starts at the VarGrad estimate of its first batch). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
 // A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
 GPT *copy_model(GPT *model);

@@ -195,7 +195,7 @@ static void train_usage(FILE *out) {
         "  --batch N           trajectories per micro-batch (16)\n"
         "  --k N               trajectories per query in a batch (16)\n"
         "  --accum N           micro-batches per step, gradients averaged (1)\n"
-        "  --lr F              LoRA peak learning rate (1e-4); --lr-min F its cosine floor (0)\n"
+        "  --lr F              LoRA peak learning rate (subtb, db 2e-4; others 5e-4); --lr-min F its cosine floor (0)\n"
         "  --lr-logz F         log Z learning rate (0.1)\n"
         "  --warmup N          warm-up steps (20)\n"
         "  --clip F            gradient norm clip, 0 = off (1)\n"
@@ -244,6 +244,7 @@ static int cmd_train(int argc, char **argv) {
     TrainConfig cfg;
     train_config_default(&cfg);
     TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0 };
+    int lr_given = 0;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -273,7 +274,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) cfg.batch = (int)num;
         else if (!strcmp(a, "--k")) cfg.samples_per_query = (int)num;
         else if (!strcmp(a, "--accum")) cfg.accum = (int)num;
-        else if (!strcmp(a, "--lr")) cfg.lr = (float)num;
+        else if (!strcmp(a, "--lr")) { cfg.lr = (float)num; lr_given = 1; }
         else if (!strcmp(a, "--lr-min")) cfg.lr_min = (float)num;
         else if (!strcmp(a, "--lr-logz")) cfg.lr_log_z = (float)num;
         else if (!strcmp(a, "--warmup")) cfg.warmup = (int)num;
@@ -298,6 +299,12 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
         return 1;
     }
+    if (!lr_given) cfg.lr = loss_default_lr(cfg.loss);
+    fprintf(stderr, "gfn train %s: loss %s, lr %g%s, lr-logz %g, steps %d, batch %d, k %d, accum %d, clip %g, rank %d, alpha %g, "
+            "on-policy %g, tempered %g (T %g-%g), replay %g\n", task->name, loss_names[cfg.loss], cfg.lr,
+            lr_given ? "" : " (the loss's default)", cfg.lr_log_z, cfg.steps, cfg.batch, cfg.samples_per_query, cfg.accum,
+            cfg.clip, cfg.lora_rank, cfg.lora_alpha, cfg.frac_on_policy, cfg.frac_tempered, cfg.temp_lo, cfg.temp_hi,
+            1 - cfg.frac_on_policy - cfg.frac_tempered);
     if (cfg.loss == LOSS_SFT && !task->demonstration) {
         fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
         return 1;

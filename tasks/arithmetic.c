@@ -21,9 +21,10 @@
 // - The policy q(Z | X) is prompted with X only (as in the paper); the few-shot prompt is used by
 //   the reward and by the untuned base model's evaluation (a policy without LoRA, i.e.
 //   `--steps 0`), which is the paper's prompted-base baseline.
-// - Data: the paper's files when present (hw = 1000 question/answer pairs for training, the first
-//   10 worked rationales that are not test questions for SFT and replay seeding, the first 3 of
-//   those as the few-shot prompt; tests of 3, 4 and 5 operands); otherwise the same distribution
+// - Data: the paper's files when present (hw = 1000 question/answer pairs for training, less the
+//   135 that are test questions; the first 10 worked rationales that are not test questions for
+//   SFT and replay seeding, the first 3 of those as the few-shot prompt; tests of 3, 4 and 5
+//   operands); otherwise the same distribution
 //   from arith_generate with fixed seeds, the training questions excluding every test question
 //   (`--data none` forces the generator).
 #include "../gfn.h"
@@ -576,6 +577,17 @@ static int arith_questions(Task *task, ArithState *st, const char *data_path, in
         demos = gfn_calloc(ARITH_NUM_DEMOS, sizeof(ArithQuestion));
         memcpy(demos, train, sizeof(ArithQuestion) * ARITH_NUM_DEMOS);
     }
+    // No test question is trained on: the paper's hw file shares 135 questions with the 3- and
+    // 4-operand test files, and a reward-trained policy would see their answers (the base and SFT
+    // would not). The generated list excludes the tests already; this filter covers both.
+    int kept = 0;
+    for (int i = 0; i < num_train; i++) {
+        int in_test = 0;
+        for (int s = 0; s < 3; s++) in_test |= contains(tests[s], num_tests[s], &train[i]);
+        if (!in_test) train[kept++] = train[i];
+    }
+    if (!st->quiet) fprintf(stderr, "arithmetic: %d of %d training questions are test questions; dropped\n", num_train - kept, num_train);
+    num_train = kept;
     // Demonstrations: the first ARITH_NUM_DEMOS that are no test question; appended to train if new.
     ArithQuestion *chosen = gfn_calloc(ARITH_NUM_DEMOS, sizeof(ArithQuestion));
     int num_chosen = 0;

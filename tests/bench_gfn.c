@@ -49,7 +49,7 @@ static double metric(const Metrics *m, const char *name) {
 }
 
 #define TOY_FLAGS "--rank 8 --alpha 16 --warmup 10 --on-policy 0.5 --tempered 0.25 --temp-lo 0.8 --temp-hi 1.5 --lr 1e-2"
-#define RNG_FLAGS "--batch 32 --rank 8 --alpha 16 --warmup 10 --lr 1e-2 --on-policy 0.5 --tempered 0.25 --temp-lo 0.8 --temp-hi 1.5"
+#define RNG_FLAGS "--batch 32 --rank 8 --alpha 16 --warmup 10 --lr 5e-3 --on-policy 0.5 --tempered 0.25 --temp-lo 0.8 --temp-hi 1.5"
 
 void bench_gfn(void) {
     static const struct { const char *loss, *args; } toy[] = {
@@ -78,7 +78,7 @@ void bench_gfn(void) {
         { "base",      "--steps 0" },
         { "reinforce", "--loss reinforce --steps 400" },
         { "tb",        "--loss tb --steps 3000" },
-        { "subtb",     "--loss subtb --steps 2500" },
+        { "subtb",     "--loss subtb --steps 3000" },
     };
     printf("rng (built-in character-level base): valid fraction and KL to uniform over 0-100, sampled (10000)\n"
            "and exact; target: GFlowNet >= 99%% valid, KL <= 0.05 (flags: " RNG_FLAGS ")\n");

@@ -436,9 +436,21 @@ static void test_paper_files(void) {
     GfnError err = { { 0 } };
     Task *task = &task_arithmetic;
     if (!CHECK(task->setup(task, &opt, &err) == 0, "setup with %s: %s", dir, err.msg)) return;
-    // hw's 1000 questions plus the 10 worked ones (not in hw), then 3 × 500 tests.
-    CHECK(task->num_train == 1010 && task->num_test == 1500 && task->num_demos == 10, "train %d test %d demos %d",
+    // hw's 1000 questions less the 135 that are in a test file (counted with Python's json from
+    // the files: 85 three-operand, 50 four-operand), plus the 10 worked ones (not in hw), then 3 × 500 tests.
+    CHECK(task->num_train == 1000 - 135 + 10 && task->num_test == 1500 && task->num_demos == 10, "train %d test %d demos %d",
           task->num_train, task->num_test, task->num_demos);
+    // No training prompt is the prompt of a test question.
+    int leaked = 0;
+    for (int q = 0; q < task->num_train; q++) {
+        int n, m;
+        const int *a = task->prompt(task, q, &n);
+        for (int t = task->num_train; t < task->num_train + task->num_test; t++) {
+            const int *b = task->prompt(task, t, &m);
+            if (n == m && !memcmp(a, b, sizeof(int) * (size_t)n)) { leaked++; break; }
+        }
+    }
+    CHECK(leaked == 0, "%d training questions are test questions", leaked);
     task->cleanup(task);
     opt.data_path = "tests_tmp_arith_nowhere";
     CHECK(task->setup(task, &opt, &err) != 0 && strstr(err.msg, "tests_tmp_arith_nowhere"), "missing data: %s", err.msg);

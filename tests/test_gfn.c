@@ -677,6 +677,124 @@ static void test_prefix_share(void) {
     free(after[0]); free(after[1]);
 }
 
+// The toy task with many queries: the same X, Y and reward under num_queries indices, so that,
+// as in arithmetic's 1000 questions, most queries are seen once or never in a short run.
+static int many_query_toy(Task *many, int num_queries) {
+    *many = task_toy;
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0 };
+    GfnError err = { { 0 } };
+    if (!CHECK(many->setup(many, &opt, &err) == 0, "toy setup: %s", err.msg)) return 1;
+    many->num_train = num_queries;
+    return 0;
+}
+
+// Trains a copy of the task's base with cfg (logging to a temp file); returns the JSONL lines'
+// values of `field` in values[0..steps) (NAN where absent).
+static void train_logged(Task *task, TrainConfig *cfg, float *log_z, const char *field, double *values) {
+    const char *path = "tests_tmp_gfn_log.jsonl";
+    cfg->log_path = path;
+    cfg->quiet = 1;
+    GPT *policy = copy_model(task->base);
+    GfnError err = { { 0 } };
+    CHECK(gfn_train(task, policy, cfg, log_z, &err) == 0, "training: %s", err.msg);
+    gpt_free(policy);
+    for (int i = 0; i < cfg->steps; i++) values[i] = NAN;
+    FILE *f = fopen(path, "r");
+    char line[4096], key[64];
+    snprintf(key, sizeof key, "\"%s\": ", field);
+    for (int i = 0; f && i < cfg->steps && fgets(line, sizeof line, f); i++) {
+        const char *at = strstr(line, key);
+        if (at) values[i] = strtod(at + strlen(key), NULL);
+    }
+    if (f) fclose(f);
+    remove(path);
+}
+
+static double mean_of(const double *v, int from, int to) {
+    double s = 0;
+    for (int i = from; i < to; i++) s += v[i];
+    return s / (to - from);
+}
+
+// A 25 % replay setting replays about 25 % of the rows once the buffer holds entries, however
+// many queries have none (1000 here); gold Z seeded into the buffer are replayed.
+static void test_replay_fraction(void) {
+    Task many;
+    if (many_query_toy(&many, 1000)) return;
+    enum { STEPS = 240 };
+    double frac[STEPS];
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.loss = LOSS_SUBTB; cfg.steps = STEPS; cfg.batch = 4; cfg.samples_per_query = 4; cfg.lr = 1e-3f;
+    cfg.lora_rank = 4; cfg.frac_on_policy = 0.5f; cfg.frac_tempered = 0.25f;
+    float *log_z = calloc(1000, sizeof(float));
+    const char *names[3] = { "on_policy", "tempered", "replay" };
+    const double want[3] = { 0.5, 0.25, 0.25 };
+    for (int b = 0; b < 3; b++) {
+        train_logged(&many, &cfg, log_z, names[b], frac);
+        double m = mean_of(frac, 1, STEPS);   // step 1 may find the buffer empty
+        CHECK(fabs(m - want[b]) < 0.08, "%s rows: %.3f of the rows, want %.2f +- 0.08 (binomial sd 0.03)", names[b], m, want[b]);
+    }
+    // Replay only, the buffer seeded with one gold Z of query 7: every row replays it.
+    Traj *gold = traj_new(many.max_len);
+    Rng rng;
+    rng_seed(&rng, 5);
+    many.demonstration(&many, 7, gold, &rng);
+    many.log_reward(&many, &gold, 1);
+    many.demos = &gold;
+    many.num_demos = 1;
+    cfg.steps = 20; cfg.frac_on_policy = 0; cfg.frac_tempered = 0;
+    double mean_log_r[20];
+    train_logged(&many, &cfg, log_z, "replay", frac);
+    int all_replayed = 1;
+    for (int i = 0; i < 20; i++) all_replayed &= frac[i] == 1.0;
+    train_logged(&many, &cfg, log_z, "mean_log_r", mean_log_r);
+    int all_gold = 1;
+    for (int i = 0; i < 20; i++) all_gold &= fabs(mean_log_r[i] - gold->log_r[gold->nact]) < 1e-4;
+    CHECK(all_replayed && all_gold, "replay-only training with one gold Z: rows replayed %d, all the gold Z %d", all_replayed, all_gold);
+    many.demos = NULL;
+    many.num_demos = 0;
+    traj_free(gold);
+    free(log_z);
+    many.cleanup(&many);
+}
+
+// TB's log Z of a fresh query starts at its first batch's VarGrad estimate, so the residual's
+// mean over that batch is 0; with many queries seen once or twice each, |δ| then shrinks.
+static void test_tb_log_z_init(void) {
+    Task many;
+    if (many_query_toy(&many, 200)) return;
+    enum { STEPS = 300 };
+    double delta[STEPS];
+    float *log_z = calloc(200, sizeof(float));
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.loss = LOSS_TB; cfg.steps = 1; cfg.batch = 16; cfg.samples_per_query = 8; cfg.lr = 0; cfg.lr_log_z = 0;
+    train_logged(&many, &cfg, log_z, "tb_delta", delta);
+    CHECK(fabs(delta[0]) < 1e-4, "TB residual's mean over the first batch %g, want 0", delta[0]);
+    cfg.steps = STEPS; cfg.lr = 1e-2f; cfg.lr_log_z = 0.1f; cfg.warmup = 10; cfg.lora_rank = 8;
+    for (int q = 0; q < 200; q++) log_z[q] = 0;
+    train_logged(&many, &cfg, log_z, "tb_abs_delta", delta);
+    double first = mean_of(delta, 0, 30), last = mean_of(delta, STEPS - 30, STEPS);
+    CHECK(last < 0.5 * first, "TB mean |delta|: %.3f over the first 30 steps, %.3f over the last 30 (want at most half)", first, last);
+    printf("   toy, 200 queries, TB: mean |delta| %.3f over steps 1-30, %.3f over steps %d-%d\n", first, last, STEPS - 29, STEPS);
+    // Every query has the same exact log Z (the toy enumerates it): the learned ones are near it.
+    FILE *f = tmpfile();
+    GPT *base = copy_model(many.base);
+    many.evaluate(&many, base, NULL, f, 1);
+    gpt_free(base);
+    rewind(f);
+    char name[64];
+    double value, log_z_true = NAN, err_sum = 0;
+    while (fscanf(f, "%63s %lf", name, &value) == 2) if (!strcmp(name, "logz_true")) log_z_true = value;
+    fclose(f);
+    int seen = 0;
+    for (int q = 0; q < 200; q++) if (log_z[q] != 0) { err_sum += fabs(log_z[q] - log_z_true); seen++; }
+    CHECK(seen > 100 && err_sum / seen < 0.5, "learned log Z of %d queries off the exact %.3f by %.3f on average", seen, log_z_true, err_sum / seen);
+    free(log_z);
+    many.cleanup(&many);
+}
+
 void test_gfn(void) {
     // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
     // machine costs several times the work. Run this suite on one thread, then restore.
@@ -693,6 +811,8 @@ void test_gfn(void) {
     test_forced_tokens();
     test_exact_distribution();
     test_toy_run();
+    test_replay_fraction();
+    test_tb_log_z_init();
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
