@@ -43,6 +43,7 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(decode) \
     X(eval) \
     X(arithmetic) \
+    X(probe) \
     X(weights)
 
 #define DECLARE(name) void test_##name(void);
