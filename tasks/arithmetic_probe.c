@@ -111,7 +111,7 @@ int arith_step_check(const Tokenizer *tok, const int *written, int n, const char
 // ----------------------------------------------------------------------------------------------
 // The probe run
 
-enum { PROBE_SETS = 3, PROBE_MAX_WRITE = 16, PROBE_EXAMPLES = 6 };
+enum { PROBE_SETS = 3, PROBE_MAX_WRITE = 16, PROBE_EXAMPLES = 2 };   // examples: wrong steps shown per set
 static const int probe_ops[PROBE_SETS] = { 3, 4, 5 };
 
 // The question of a test query, read back from the end of its reward context.
@@ -291,7 +291,7 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
     ProbeCounts pc[PROBE_SETS];
     memset(pc, 0, sizeof pc);
     Text examples = { NULL, 0, 0 };
-    int num_examples = 0, status = 0;
+    int num_examples[PROBE_SETS] = { 0, 0, 0 }, status = 0;
     Rng rng;
     rng_seed(&rng, seed);
     double t0 = gfn_wall_seconds();
@@ -299,7 +299,7 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
         ArithQuestion q;
         if (query_question(task, tok, query, &q)) { gfn_error_set(err, "probe: test query %d has no question in its context", query); status = 1; break; }
         if (q.n < 3 || q.n > 5 || pc[q.n - 3].questions >= per_set) continue;
-        status = probe_question(task, tok, query, &q, &rng, cache, logits, &pc[q.n - 3], &examples, &num_examples, err);
+        status = probe_question(task, tok, query, &q, &rng, cache, logits, &pc[q.n - 3], &examples, &num_examples[q.n - 3], err);
     }
     double probe_s = gfn_wall_seconds() - t0;
     kv_cache_free(cache);
@@ -342,7 +342,7 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
         cell(md, p->all_right, p->questions);
         text_appendf(md, "\n");
     }
-    if (num_examples) text_appendf(md, "\nThe first wrong steps:\n\n%s", examples.s);
+    if (examples.len) text_appendf(md, "\nThe first %d wrong steps of each set:\n\n%s", PROBE_EXAMPLES, examples.s);
     free(examples.s);
     text_appendf(md, "\n(probes 1 and 2: %.0f s)\n", probe_s);
 
