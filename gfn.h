@@ -652,6 +652,24 @@ void arith_rebuild(Task *task, Traj *t, const int *actions, int nact);
 // results/arithmetic.md and .svg from a folder of result files (`gfn report arithmetic DIR`).
 int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
 
+// Probes of the base model (tasks/arithmetic_probe.c, `gfn probe arithmetic`). A chain of kind
+// full (every step), truncated (the first n − 2 steps) or corrupted (the running value copied into
+// step `at`, 2 <= at <= n − 1, off by `delta`, later values computed from it as the calculator does).
+typedef enum { ARITH_CHAIN_FULL, ARITH_CHAIN_TRUNCATED, ARITH_CHAIN_CORRUPTED } ArithChain;
+// Its text as ARITH_RATIONALE writes it (no leading space); returns its last value.
+int arith_chain_text(const ArithQuestion *q, ArithChain kind, int at, int delta, char *buf, size_t cap);
+// The same chain as a trajectory of the set-up task: each step's " a op b =" (", a op b =" after the
+// first) encoded as actions, arith_rebuild inserting the calculator's values. 0, or 1 if it does not fit.
+int arith_chain_traj(Task *task, const Tokenizer *tok, const ArithQuestion *q, ArithChain kind, int at, int delta, Traj *t);
+// log p(Z Y | ctx) from one plain forward of ctx Z Y (no cache): the task's log R of a finished Z.
+double arith_probe_log_r(GPT *base, const int *ctx, int ctx_len, const int *z, int z_len, const int *y, int y_len);
+// The next-step check: 1 iff the text of the tokens written[0..n) is exactly `expected`.
+int arith_step_check(const Tokenizer *tok, const int *written, int n, const char *expected);
+// The three probes (reward discrimination, next-step accuracy with the gold prefix, and, when
+// with_accuracy, the task's evaluation of the untuned base 3-shot and question alone) on the first
+// per_set test questions of 3, 4 and 5 operands, as Markdown appended to md. Sets the task up itself.
+int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, int with_accuracy, Text *md, GfnError *err);
+
 // The text tasks: next-sentence continuation (tasks/continuation.c), story infilling
 // (tasks/infill.c), subjectivity with a latent rationale (tasks/subj.c), and what they share
 // (tasks/text.c). Data from the shared folder (--data DIR,

@@ -181,6 +181,7 @@ static void usage(FILE *out) {
         "  corpus       build the pretraining text from the shared data\n"
         "  metrics      BLEU-4, GLEU, chrF (and a BERTScore stand-in) of line-aligned text files\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
+        "  probe arithmetic   the base model's probes: reward discrimination, next-step accuracy, base accuracy\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
         "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
@@ -919,6 +920,45 @@ static int cmd_sample(int argc, char **argv) {
     return status;
 }
 
+// ----------------------------------------------------------------------------------------------
+// gfn probe arithmetic: the base model's probes (tasks/arithmetic_probe.c), Markdown on stdout.
+
+static int cmd_probe(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[2], "arithmetic")) {
+        fprintf(argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) ? stdout : stderr,
+                "usage: gfn probe arithmetic [-m MODEL] [-t TOKENIZER] [--data DIR|none] [-n N] [-s SEED] [--no-accuracy]\n"
+                "  reward discrimination, next-step accuracy with the gold prefix and the untuned base's accuracy on\n"
+                "  the first N (100) test questions of 3, 4 and 5 operands, as Markdown tables on stdout\n");
+        return argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) ? 0 : 1;
+    }
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
+    long long per_set = 100, seed = 1;
+    int with_accuracy = 1;
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--no-accuracy")) { with_accuracy = 0; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "gfn probe: option %s needs a value\n", a); return 1; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m")) topt.model_path = v;
+        else if (!strcmp(a, "-t")) topt.tokenizer_path = v;
+        else if (!strcmp(a, "--data")) topt.data_path = v;
+        else if (!strcmp(a, "-n")) { if (parse_long(a, v, 1, 100000, &per_set)) return 1; }
+        else if (!strcmp(a, "-s")) { if (parse_long(a, v, 0, 1LL << 62, &seed)) return 1; }
+        else { fprintf(stderr, "gfn probe: unknown option %s\n", a); return 1; }
+    }
+    topt.seed = (uint64_t)seed;
+    Text md = { NULL, 0, 0 };
+    GfnError err = { { 0 } };
+    if (arith_probe(&task_arithmetic, &topt, (int)per_set, (uint64_t)seed, with_accuracy, &md, &err)) {
+        fprintf(stderr, "gfn probe: %s\n", err.msg);
+        free(md.s);
+        return 1;
+    }
+    fputs(md.s, stdout);
+    free(md.s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     gfn_threads_init(argv);   // before any parallel region: threads sleep when they wait (util.c)
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -933,6 +973,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "pretrain")) return cmd_pretrain(argc, argv);
     if (!strcmp(argv[1], "corpus")) return cmd_corpus(argc, argv);
+    if (!strcmp(argv[1], "probe")) return cmd_probe(argc, argv);
     if (!strcmp(argv[1], "report") && argc == 5 && !strcmp(argv[2], "arithmetic")) {   // report arithmetic DIR OUT
         char md[4096], svg[4096];
         GfnError err = { { 0 } };

@@ -44,6 +44,7 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(eval) \
     X(arithmetic) \
     X(texttasks) \
+    X(probe) \
     X(weights)
 
 #define DECLARE(name) void test_##name(void);
