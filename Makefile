@@ -20,7 +20,7 @@ HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
 
-.PHONY: all test bench run reproduce reproduce-rng data weights clean
+.PHONY: all test sanitize bench run reproduce reproduce-rng data weights clean
 all: gfn
 
 gfn: $(SRC) $(HDR)
@@ -32,6 +32,23 @@ tests/run_tests: $(SRC) $(HDR) $(TEST_SRC) tests/test.h
 
 test: gfn tests/run_tests
 	./tests/run_tests
+
+# The same suite built with AddressSanitizer + UndefinedBehaviorSanitizer, every finding fatal, as
+# separate binaries (gfn-san runs the bad-input cases). Where $(CC) cannot link the sanitizers it
+# says so and succeeds, so CI runs it wherever it can.
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_OK := $(shell echo 'int main(void){return 0;}' | $(CC) $(SAN_FLAGS) -x c - -o /dev/null 2>/dev/null && echo 1)
+gfn-san: $(SRC) $(HDR)
+	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -o $@ $(SRC) $(LDLIBS)
+tests/run_tests_san: $(SRC) $(HDR) $(TEST_SRC) tests/test.h
+	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -DGFN_NO_MAIN -o $@ $(SRC) $(TEST_SRC) $(LDLIBS)
+ifeq ($(SAN_OK),1)
+sanitize: gfn-san tests/run_tests_san
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 GFN_BIN=./gfn-san ./tests/run_tests_san
+else
+sanitize:
+	@echo "make sanitize: $(CC) cannot build with -fsanitize=address,undefined here; skipped"
+endif
 
 # Copies the shared datasets into an ignored data/ folder (CI does this first).
 SHARED_DATA ?= ../shared/data
@@ -141,4 +158,4 @@ reproduce-rng: gfn
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
 clean:
-	rm -f gfn tests/run_tests tests/bench
+	rm -f gfn gfn-san tests/run_tests tests/run_tests_san tests/bench

@@ -421,7 +421,7 @@ static int read_questions(const char *path, ArithQuestion **out, int *count, cha
             gfn_error_set(err, "%s: entry %d: no str_query of the form \"Question: a op b ... = ? Answer:\"", path, i);
             json_free(root); return 1;
         }
-        if (!sol || sol->type != JSON_NUMBER || (int)sol->number != arith_answer(&(*out)[i])) {
+        if (!sol || sol->type != JSON_NUMBER || sol->number != (double)arith_answer(&(*out)[i])) {   // no int cast: 1e300
             gfn_error_set(err, "%s: entry %d: num_sol missing or not the value of \"%s\"", path, i, qs->string);
             json_free(root); return 1;
         }
