@@ -742,6 +742,11 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
 }
 
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
+    FILE *log = NULL;   // opened first, so that a bad path fails before anything is allocated
+    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
+        gfn_error_set(err, "%s: cannot create the log file: %s", cfg->log_path, strerror(errno));
+        return 1;
+    }
     gpt_freeze_all(policy, 1);
     LoRA *lora = gpt_lora(policy);
     if (!lora) lora = gpt_lora_attach(policy, cfg->lora_rank, cfg->lora_alpha, 0, cfg->lora_targets, cfg->seed);
@@ -765,11 +770,6 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
-    FILE *log = NULL;
-    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
-        gfn_error_set(err, "%s: cannot create the log file", cfg->log_path);
-        return 1;
-    }
     int show_progress = !cfg->quiet && isatty(2);
     double start = now_seconds();
     long tokens = 0;

@@ -340,16 +340,42 @@ void test_badinput(void) {
         free(msg); free(before); free(after);
     }
     printf("   badinput: %d cases\n", n);
-    remove(capture);
-    free(capture);
+
+    // A diverging pretraining run (weight decay 10 at lr 10 multiplies the weights by -99 a step)
+    // stops with an error at the first non-finite loss or gradient norm, and the checkpoint it
+    // saved last still loads: every value finite.
+    GfnError err;
+    char cmd[4096], corpus[600 * 24 + 1] = "";
+    const char *words[8] = { "the", "cat", "sat", "on", "a", "mat", "dog", "log" };
+    uint32_t lcg = 1;
+    for (int i = 0; i < 600; i++) {
+        lcg = lcg * 1664525u + 1013904223u;
+        strcat(corpus, words[lcg >> 29]);
+        strcat(corpus, i % 12 == 11 ? "\n" : " ");
+    }
+    const char *corpus_path = test_path("bad_diverge.txt"), *ckpt = test_path("bad_diverge.ckpt");
+    write_str(corpus_path, corpus);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s pretrain -t %s/tok300.bin -i %s -o %s --layers 1 --heads 2 --dim 16 --ctx 16 "
+             "--batch 4 --steps 40 --lr 10 --weight-decay 10 --clip 0 --warmup 0 --save-every 2 --samples 0 --eval-every 0 "
+             "--quiet > %s 2>&1", gfn, w, corpus_path, ckpt, capture);
+    int status = system(cmd);
+    size_t len;
+    char *msg = (char *)read_file(capture, &len, &err);
+    CHECK(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1 && msg && strstr(msg, "not finite") &&
+          strstr(msg, ckpt), "diverging pretrain: status %d: %s", status, msg ? msg : "");
+    GPT *last = gpt_load(ckpt, &err);
+    CHECK(last != NULL, "the last checkpoint of a diverged run must load: %s", err.msg);
+    gpt_free(last);
+    free(msg);
 
     // tokenizer_train where a merge leaves no new pair ("aaaa": one merge, then nothing): it
     // once passed qsort a NULL array (UBSan: nonnull-attribute).
-    GfnError err;
     const char *aa = test_path("bad_aaaa.txt");
     write_str(aa, "aaaa");
     const char *in[1] = { aa };
     Tokenizer *tok = tokenizer_train(in, 1, 259, &err);
     CHECK(tok != NULL, "tokenizer_train on aaaa: %s", err.msg);
     tokenizer_free(tok);
+    remove(capture);
+    free(capture);
 }
