@@ -24,19 +24,28 @@ static void put(const char *name, const uint8_t *data, size_t size) {
     fclose(f);
 }
 
+#if defined(FUZZ_CHECKPOINT) || defined(FUZZ_PEFT) || defined(FUZZ_TOKENIZER) || defined(FUZZ_IDS)
 static const char *at(const char *name) {
     static char path[128];
     snprintf(path, sizeof path, "%s/%s", work, name);
     return path;
 }
+#endif
 
-// The two files of a directory format: the input before and after its first NUL byte.
+// A directory format: DIR/first gets the input before its first NUL byte, DIR/second the rest.
+// Returns the directory's path.
 #if defined(FUZZ_HF) || defined(FUZZ_PEFT) || defined(FUZZ_GPT2_VOCAB)
-static void put_pair(const char *first, const char *second, const uint8_t *data, size_t size) {
+static const char *put_pair(const char *dir, const char *first, const char *second, const uint8_t *data, size_t size) {
+    static char path[128], name[128];
+    snprintf(path, sizeof path, "%s/%s", work, dir);
+    mkdir(path, 0755);
     const uint8_t *nul = memchr(data, 0, size);
     size_t n = nul ? (size_t)(nul - data) : size;
-    put(first, data, n);
-    put(second, nul ? nul + 1 : data + size, nul ? size - n - 1 : 0);
+    snprintf(name, sizeof name, "%s/%s", dir, first);
+    put(name, data, n);
+    snprintf(name, sizeof name, "%s/%s", dir, second);
+    put(name, nul ? nul + 1 : data + size, nul ? size - n - 1 : 0);
+    return path;
 }
 #endif
 #endif
@@ -92,19 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     put("model.ckpt", data, size);
     gpt_free(gpt_load(at("model.ckpt"), &err));
 #elif defined(FUZZ_HF)
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s", at("hf"));
-    mkdir(dir, 0755);
-    put_pair("hf/config.json", "hf/model.safetensors", data, size);
-    gpt_free(gpt_load(dir, &err));
+    gpt_free(gpt_load(put_pair("hf", "config.json", "model.safetensors", data, size), &err));
 #elif defined(FUZZ_PEFT)
     static GPT *base;   // a tiny model the adapters are loaded onto
     if (!base) base = gpt_new_random((GPTConfig){ 64, 16, 2, 2, 16 }, 1);   // tests/fixtures/tiny_hf's shape
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s/", at("peft"));
-    mkdir(dir, 0755);
-    put_pair("peft/adapter_config.json", "peft/adapter_model.safetensors", data, size);
-    lora_load(base, dir, &err);
+    lora_load(base, put_pair("peft", "adapter_config.json", "adapter_model.safetensors", data, size), &err);
     put("adapter.lora", data, size);   // and the same bytes as our own adapter file
     lora_load(base, at("adapter.lora"), &err);
     if (gpt_lora(base)) gpt_lora_detach(base);
@@ -112,11 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     put("tokenizer.bin", data, size);
     exercise(tokenizer_load(at("tokenizer.bin"), &err));
 #elif defined(FUZZ_GPT2_VOCAB)
-    char dir[128];
-    snprintf(dir, sizeof dir, "%s", at("gpt2"));
-    mkdir(dir, 0755);
-    put_pair("gpt2/encoder.json", "gpt2/vocab.bpe", data, size);
-    exercise(tokenizer_load(dir, &err));
+    exercise(tokenizer_load(put_pair("gpt2", "encoder.json", "vocab.bpe", data, size), &err));
 #elif defined(FUZZ_IDS)
     static int ready;
     if (!ready) {   // a tiny model with 64 ids and a context of 8 (make fuzz discards gfn's output)
