@@ -8,6 +8,7 @@
 // lf_k = log q(z_k | X z_<k). Rewards are constants: gradients flow only through lf and lt.
 #include "gfn.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1078,6 +1079,11 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
 }
 
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
+    FILE *log = NULL;   // opened first, so that a bad path fails before anything is allocated
+    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
+        gfn_error_set(err, "%s: cannot create the log file: %s", cfg->log_path, strerror(errno));
+        return 1;
+    }
     gpt_freeze_all(policy, 1);
     LoRA *lora = gpt_lora(policy);
     if (!lora) lora = gpt_lora_attach(policy, cfg->lora_rank, cfg->lora_alpha, 0, cfg->lora_targets, cfg->seed);
@@ -1105,11 +1111,6 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
-    FILE *log = NULL;
-    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
-        gfn_error_set(err, "%s: cannot create the log file", cfg->log_path);
-        return 1;
-    }
     int show_progress = !cfg->quiet && isatty(2);
     double start = gfn_wall_seconds();
     long tokens = 0;
@@ -1125,7 +1126,14 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
             loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens, &st) / cfg->accum;
             mean_log_r += mlr / cfg->accum;
         }
-        float grad_norm = cfg->clip > 0 ? clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip) : 0;
+        float grad_norm = clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip > 0 ? cfg->clip : INFINITY);
+        if (!isfinite(loss) || !isfinite(grad_norm)) {   // stop before the update: the saved adapter stays the last good one
+            gfn_error_set(err, "train: step %d: the loss (%g) or the gradient norm (%g) is not finite; stopped "
+                          "(try a lower --lr; %s)", step + 1, loss, (double)grad_norm,
+                          cfg->save_path ? "the adapter saved last is kept" : "nothing was saved");
+            status = 1;
+            break;
+        }
         float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->lr_min);
         adamw_update(&opt, lora->memory, lora->grad_memory, lr);
         if (cfg->loss == LOSS_TB) {
@@ -1160,7 +1168,10 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     }
     if (show_progress) fputc('\n', stderr);
     if (!status && cfg->save_path && lora_save(policy, cfg->save_path, err)) status = 1;
-    if (log) fclose(log);
+    if (log && (ferror(log) | fclose(log)) && !status) {
+        gfn_error_set(err, "%s: error writing the log (disk full?)", cfg->log_path);
+        status = 1;
+    }
     for (int i = 0; i < n; i++) traj_free(s.traj[i]);
     free(s.traj); free(s.queries); free(s.len); free(s.group);
     free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);

@@ -67,6 +67,11 @@ FILE *atomic_begin(const char *path, char **tmp, GfnError *err);
 int atomic_finish(FILE *f, char *tmp, const char *path, int ok, GfnError *err);
 // Wall-clock seconds, for progress lines and throughput figures.
 double gfn_wall_seconds(void);
+// 0 when PATH may be written as an output (absent, or a regular file); else an error: a symlink,
+// a device node or a directory is never replaced.
+int output_path_check(const char *path, GfnError *err);
+// 0 when all n values are finite; else an error naming the file and the tensor.
+int check_finite(const float *x, size_t n, const char *path, const char *tensor, GfnError *err);
 
 // A small JSON reader (RFC 8259), enough for config.json, safetensors headers, PEFT configs,
 // GPT-2's encoder.json and the task data files. Parsing builds a tree of nodes in one arena.
@@ -145,6 +150,7 @@ void matmul_backward_nt(float *dinp, float *dweight, const float *dout, const fl
 // LoRA adapters (Hu et al. 2021, as PEFT applies them): for a targeted module with weight
 // W [in, out], y = x·W + b + s · (x · A) · B, with A [in, r] and B [r, out] here (the transpose of
 // PEFT's lora_A [r, in] and lora_B [out, r]); s = alpha / r, or alpha / √r with rsLoRA.
+#define LORA_ALPHA_MAX 65536.0f   // the largest LoRA alpha accepted (flag, adapter file, PEFT config)
 enum { LORA_ATTN_QKV = 0, LORA_ATTN_PROJ = 1, LORA_MLP_FC = 2, LORA_MLP_PROJ = 3, LORA_NUM_TARGETS = 4 };
 extern const char *const lora_target_names[LORA_NUM_TARGETS];  // "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"
 typedef struct {

@@ -2,6 +2,7 @@
 // and main(). Depends on every other file; nothing depends on it (tests and bench link without it).
 #include "gfn.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -70,19 +71,36 @@ static void pretrain_usage(FILE *out) {
         (unsigned long long)d.seed, d.samples, d.sample_len, (double)d.temperature);
 }
 
-// Parses a whole-string number; 0 on success.
+// Parse a flag's value, the whole string, into its allowed range; 0 on success, else a message
+// naming the flag and the range. Every numeric flag goes through one of these, so no value that
+// is out of range, not finite or too big for its type reaches a conversion.
 static int parse_long(const char *flag, const char *s, long long lo, long long hi, long long *out) {
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) { fprintf(stderr, "gfn: %s wants an integer in [%lld, %lld], got '%s'\n", flag, lo, hi, s); return 1; }
+    if (!*s || *end || errno == ERANGE || v < lo || v > hi) { fprintf(stderr, "gfn: %s wants an integer in [%lld, %lld], got '%s'\n", flag, lo, hi, s); return 1; }
     *out = v;
     return 0;
 }
-static int parse_float(const char *flag, const char *s, float *out) {
+static int parse_real(const char *flag, const char *s, double lo, double hi, float *out) {
     char *end;
     double v = strtod(s, &end);
-    if (!*s || *end || !(v == v)) { fprintf(stderr, "gfn: %s wants a number, got '%s'\n", flag, s); return 1; }
+    if (!*s || *end || !isfinite(v) || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "gfn: %s wants a finite number in [%g, %g], got '%s'\n", flag, lo, hi, s);
+        return 1;
+    }
     *out = (float)v;
+    return 0;
+}
+// A whole number written as an integer or a float ("1e3"), as `gfn train` has always taken them.
+static int parse_count(const char *flag, const char *s, int lo, int hi, int *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi) || v != floor(v)) {
+        fprintf(stderr, "gfn: %s wants a whole number in [%d, %d], got '%s'\n", flag, lo, hi, s);
+        return 1;
+    }
+    *out = (int)v;
     return 0;
 }
 
@@ -116,16 +134,16 @@ static int cmd_pretrain(int argc, char **argv) {
     const char **inputs = gfn_calloc((size_t)argc, sizeof *inputs);
     int n_in = 0, bad = 0;
     struct { const char *flag; int *dst; long long lo, hi; } ints[] = {
-        {"--layers", &cfg.n_layer, 1, 1024}, {"--heads", &cfg.n_head, 1, 1024}, {"--dim", &cfg.n_embd, 1, 65536},
-        {"--ctx", &cfg.ctx, 2, 1 << 20}, {"--batch", &cfg.batch, 1, 1 << 20}, {"--steps", &cfg.steps, 0, 1 << 30},
+        {"--layers", &cfg.n_layer, 1, 1024}, {"--heads", &cfg.n_head, 1, 1024}, {"--dim", &cfg.n_embd, 1, 32768},
+        {"--ctx", &cfg.ctx, 2, 65536}, {"--batch", &cfg.batch, 1, 4096}, {"--steps", &cfg.steps, 0, 1 << 30},
         {"--warmup", &cfg.warmup, 0, 1 << 30}, {"--eval-every", &cfg.eval_every, 0, 1 << 30},
         {"--eval-chunks", &cfg.eval_chunks, 0, 1 << 30}, {"--save-every", &cfg.save_every, 0, 1 << 30},
         {"--stop-after", &cfg.stop_after, 0, 1 << 30}, {"--threads", &cfg.threads, 0, 4096},
         {"--samples", &cfg.samples, 0, 1024}, {"--sample-len", &cfg.sample_len, 0, 1 << 20},
     };
-    struct { const char *flag; float *dst; } floats[] = {
-        {"--lr", &cfg.lr}, {"--min-lr", &cfg.min_lr}, {"--weight-decay", &cfg.weight_decay}, {"--clip", &cfg.clip},
-        {"--val-frac", &cfg.val_frac}, {"--temperature", &cfg.temperature},
+    struct { const char *flag; float *dst; double lo, hi; } floats[] = {
+        {"--lr", &cfg.lr, 0, 10}, {"--min-lr", &cfg.min_lr, 0, 10}, {"--weight-decay", &cfg.weight_decay, 0, 10},
+        {"--clip", &cfg.clip, 0, 1e6}, {"--val-frac", &cfg.val_frac, 1e-6, 0.999999}, {"--temperature", &cfg.temperature, 0, 100},
     };
     struct { const char *flag; const char **dst; } strs[] = {
         {"-t", &cfg.tokenizer_path}, {"-o", &cfg.out_path}, {"--log", &cfg.log_path}, {"--resume", &cfg.resume_path},
@@ -148,7 +166,7 @@ static int cmd_pretrain(int argc, char **argv) {
                 if (parse_long(a, argv[++i], ints[k].lo, ints[k].hi, &v)) bad = 1; else *ints[k].dst = (int)v;
             }
         for (size_t k = 0; k < sizeof floats / sizeof *floats && !known; k++)
-            if (!strcmp(a, floats[k].flag)) { known = 1; bad |= parse_float(a, argv[++i], floats[k].dst); }
+            if (!strcmp(a, floats[k].flag)) { known = 1; bad |= parse_real(a, argv[++i], floats[k].lo, floats[k].hi, floats[k].dst); }
         for (size_t k = 0; k < sizeof strs / sizeof *strs && !known; k++)
             if (!strcmp(a, strs[k].flag)) { known = 1; *strs[k].dst = argv[++i]; }
         if (!known && !strcmp(a, "--seed")) {
@@ -159,6 +177,12 @@ static int cmd_pretrain(int argc, char **argv) {
         if (!known) { fprintf(stderr, "gfn: pretrain: unknown flag '%s'\n", a); bad = 1; }
     }
     if (bad) { pretrain_usage(stderr); free(inputs); return 1; }
+    // Consistent with each other, and no allocation beyond what a run on one machine can hold.
+    double block_params = 12.0 * cfg.n_layer * cfg.n_embd * cfg.n_embd + (double)cfg.ctx * cfg.n_embd;
+    const char *clash = cfg.min_lr > cfg.lr ? "--min-lr must be at most --lr"
+                      : (long long)cfg.batch * cfg.ctx > (1 << 22) ? "--batch x --ctx must be at most 4194304 tokens a step"
+                      : block_params > 4e9 ? "--layers x --dim^2 x 12 must be at most 4e9 parameters" : NULL;
+    if (clash) { fprintf(stderr, "gfn pretrain: %s\n", clash); free(inputs); return 1; }
     cfg.inputs = inputs;
     cfg.num_inputs = n_in;
     GfnError err = {{0}};
@@ -251,9 +275,7 @@ static int cmd_train(int argc, char **argv) {
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "gfn train: option %s needs a value\n", a); return 1; }
         const char *v = argv[++i];
-        char *end = NULL;
-        double num = strtod(v, &end);
-        int is_num = end && *end == 0 && end != v;
+        int bad = 0;
         if (!strcmp(a, "--loss")) {
             int found = 0;
             for (int l = 0; l <= LOSS_REINFORCE; l++) if (!strcmp(v, loss_names[l])) { cfg.loss = (LossKind)l; found = 1; }
@@ -266,38 +288,73 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;
         else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
-        else if (!strcmp(a, "--reward-temp")) {
-            if (sscanf(v, "%f,%f,%d", &cfg.reward_temp_start, &cfg.reward_temp_end, &cfg.reward_temp_horizon) != 3) {
-                fprintf(stderr, "gfn train: --reward-temp wants START,END,HORIZON\n"); return 1;
+        else if (!strcmp(a, "--reward-temp")) {   // START,END,HORIZON
+            char part[3][64] = { "", "", "" };
+            const char *p = v;
+            int parts = 0;
+            for (; parts < 3; parts++) {
+                size_t n = strcspn(p, ",");
+                if (n >= sizeof part[0]) break;
+                memcpy(part[parts], p, n);
+                p += n;
+                if (*p != ',') { parts++; break; }
+                p++;
             }
-        } else if (!is_num) { fprintf(stderr, "gfn train: unknown option %s or bad number '%s'\n", a, v); return 1; }
-        else if (!strcmp(a, "--steps")) cfg.steps = (int)num;
-        else if (!strcmp(a, "--batch")) cfg.batch = (int)num;
-        else if (!strcmp(a, "--k")) cfg.samples_per_query = (int)num;
-        else if (!strcmp(a, "--accum")) cfg.accum = (int)num;
-        else if (!strcmp(a, "--lr")) { cfg.lr = (float)num; lr_given = 1; }
-        else if (!strcmp(a, "--lr-min")) cfg.lr_min = (float)num;
-        else if (!strcmp(a, "--lr-logz")) cfg.lr_log_z = (float)num;
-        else if (!strcmp(a, "--warmup")) cfg.warmup = (int)num;
-        else if (!strcmp(a, "--clip")) cfg.clip = (float)num;
-        else if (!strcmp(a, "--rank")) cfg.lora_rank = (int)num;
-        else if (!strcmp(a, "--alpha")) cfg.lora_alpha = (float)num;
-        else if (!strcmp(a, "--on-policy")) cfg.frac_on_policy = (float)num;
-        else if (!strcmp(a, "--tempered")) cfg.frac_tempered = (float)num;
-        else if (!strcmp(a, "--temp-lo")) cfg.temp_lo = (float)num;
-        else if (!strcmp(a, "--temp-hi")) cfg.temp_hi = (float)num;
-        else if (!strcmp(a, "--replay")) cfg.replay_capacity = (int)num;
-        else if (!strcmp(a, "--lambda")) cfg.lambda = (float)num;
-        else if (!strcmp(a, "--save-every")) cfg.save_every = (int)num;
-        else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
-        else if (!strcmp(a, "--seed-answers")) topt.seed_answers = num != 0;
-        else if (!strcmp(a, "--labelled")) topt.num_labelled = (int)num;
-        else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
-        else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
+            if (parts != 3 || *p) { fprintf(stderr, "gfn train: --reward-temp wants START,END,HORIZON, got '%s'\n", v); return 1; }
+            bad = parse_real("--reward-temp START", part[0], 1e-3, 1e6, &cfg.reward_temp_start) ||
+                  parse_real("--reward-temp END", part[1], 1e-3, 1e6, &cfg.reward_temp_end) ||
+                  parse_count("--reward-temp HORIZON", part[2], 1, 10000000, &cfg.reward_temp_horizon);
+        }
+        else if (!strcmp(a, "--steps")) bad = parse_count(a, v, 0, 10000000, &cfg.steps);
+        else if (!strcmp(a, "--batch")) bad = parse_count(a, v, 1, 4096, &cfg.batch);
+        else if (!strcmp(a, "--k")) bad = parse_count(a, v, 1, 4096, &cfg.samples_per_query);
+        else if (!strcmp(a, "--accum")) bad = parse_count(a, v, 1, 1024, &cfg.accum);
+        else if (!strcmp(a, "--lr")) { bad = parse_real(a, v, 0, 10, &cfg.lr); lr_given = 1; }
+        else if (!strcmp(a, "--lr-min")) bad = parse_real(a, v, 0, 10, &cfg.lr_min);
+        else if (!strcmp(a, "--lr-logz")) bad = parse_real(a, v, 0, 100, &cfg.lr_log_z);
+        else if (!strcmp(a, "--warmup")) bad = parse_count(a, v, 0, 10000000, &cfg.warmup);
+        else if (!strcmp(a, "--clip")) bad = parse_real(a, v, 0, 1e6, &cfg.clip);
+        else if (!strcmp(a, "--rank")) bad = parse_count(a, v, 1, 1024, &cfg.lora_rank);
+        else if (!strcmp(a, "--alpha")) bad = parse_real(a, v, 1e-6, LORA_ALPHA_MAX, &cfg.lora_alpha);
+        else if (!strcmp(a, "--on-policy")) bad = parse_real(a, v, 0, 1, &cfg.frac_on_policy);
+        else if (!strcmp(a, "--tempered")) bad = parse_real(a, v, 0, 1, &cfg.frac_tempered);
+        else if (!strcmp(a, "--temp-lo")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_lo);
+        else if (!strcmp(a, "--temp-hi")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_hi);
+        else if (!strcmp(a, "--replay")) bad = parse_count(a, v, 1, 100000, &cfg.replay_capacity);
+        else if (!strcmp(a, "--lambda")) bad = parse_real(a, v, 1e-6, 1e3, &cfg.lambda);
+        else if (!strcmp(a, "--save-every")) bad = parse_count(a, v, 0, 10000000, &cfg.save_every);
+        else if (!strcmp(a, "--eval-n")) bad = parse_count(a, v, 0, 1000000, &topt.eval_n);
+        else if (!strcmp(a, "--seed-answers")) bad = parse_count(a, v, 0, 1, &topt.seed_answers);
+        else if (!strcmp(a, "--labelled")) bad = parse_count(a, v, 1, 100000, &topt.num_labelled);
+        else if (!strcmp(a, "--reward-floor")) {   // a probability; the task takes its log
+            float floor_r;
+            bad = parse_real(a, v, 1e-30, 1, &floor_r);
+            topt.reward_floor = logf(floor_r);
+        } else if (!strcmp(a, "-s")) {
+            long long seed;
+            bad = parse_long(a, v, 0, 0x7FFFFFFFFFFFFFFFll, &seed);
+            cfg.seed = topt.seed = (uint64_t)seed;
+        }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
+        if (bad) return 1;
     }
-    if (cfg.steps < 0 || cfg.batch < 1 || cfg.accum < 1 || cfg.lora_rank < 1 || cfg.replay_capacity < 1) {
-        fprintf(stderr, "gfn train: --steps must be at least 0; --batch, --accum, --rank and --replay at least 1\n");
+    const char *clash = cfg.samples_per_query > cfg.batch ? "--k must be at most --batch"
+                      : cfg.lr_min > cfg.lr ? "--lr-min must be at most --lr"
+                      : cfg.temp_lo > cfg.temp_hi ? "--temp-lo must be at most --temp-hi"
+                      : cfg.frac_on_policy + cfg.frac_tempered > 1 ? "--on-policy + --tempered must be at most 1" : NULL;
+    if (clash) {
+        fprintf(stderr, "gfn train: %s (--batch %d --k %d, --lr %g --lr-min %g, --temp-lo %g --temp-hi %g, --on-policy %g "
+                "--tempered %g)\n", clash, cfg.batch, cfg.samples_per_query, (double)cfg.lr,
+                (double)cfg.lr_min, (double)cfg.temp_lo, (double)cfg.temp_hi, (double)cfg.frac_on_policy,
+                (double)cfg.frac_tempered);
+        return 1;
+    }
+    GfnError out_err;
+    struct stat save_st;   // --save DIR or DIR/ is a PEFT directory; a file must be one we may replace
+    int save_is_dir = cfg.save_path && cfg.save_path[0] && (cfg.save_path[strlen(cfg.save_path) - 1] == '/' ||
+                                        (stat(cfg.save_path, &save_st) == 0 && S_ISDIR(save_st.st_mode)));
+    if (cfg.save_path && !save_is_dir && output_path_check(cfg.save_path, &out_err)) {
+        fprintf(stderr, "gfn train: %s\n", out_err.msg);
         return 1;
     }
     if (!lr_given) cfg.lr = loss_default_lr(cfg.loss);
@@ -424,7 +481,11 @@ static int cmd_tokenizer(int argc, char **argv) {
     for (int i = 3; i < argc && !help; i++) {
         if (!strcmp(argv[i], "-i")) {
             while (i + 1 < argc && argv[i + 1][0] != '-') inputs[num_inputs++] = argv[++i];
-        } else if (!strcmp(argv[i], "-V") && i + 1 < argc) vocab_size = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "-V") && i + 1 < argc) {
+            long long v;
+            if (parse_long("-V", argv[++i], 257, 1 << 24, &v)) { free(inputs); return 1; }
+            vocab_size = (int)v;
+        }
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) help = 2;
         else { fprintf(stderr, "gfn tokenizer train: unknown option '%s' (see gfn tokenizer --help)\n", argv[i]); free(inputs); return 1; }
@@ -474,6 +535,16 @@ static void score_usage(FILE *out) {
         "  -h, --help             this help\n");
 }
 
+// A model and a tokenizer loaded together must agree: every id the tokenizer makes must index
+// the model's embedding (a model may have more ids than the tokenizer, never fewer).
+static int vocab_check(const GPT *model, const char *model_path, const Tokenizer *tok, const char *tok_path, const char *cmd) {
+    int V = gpt_config(model).vocab_size, n = tokenizer_vocab_size(tok);
+    if (n <= V) return 0;
+    fprintf(stderr, "gfn %s: the tokenizer %s has %d ids but the model %s only %d: they do not belong together\n",
+            cmd, tok_path, n, model_path, V);
+    return 1;
+}
+
 // The lines of an ids file, parsed and checked against the model before anything is scored.
 typedef struct { int *ids; int len; } IdLine;
 
@@ -500,8 +571,8 @@ static IdLine *read_id_lines(const char *path, GPTConfig config, int *count, Gfn
             int digits = 0, overflow = 0;
             for (char *c = q; c < tok_end; c++) {
                 if (*c < '0' || *c > '9') { digits = -1; break; }
-                v = v * 10 + (*c - '0');
-                overflow |= v > 1000000000L;
+                if (v > 100000000L) overflow = 1;   // stop growing: any id this long is out of range
+                else v = v * 10 + (*c - '0');
                 digits++;
             }
             if (digits <= 0) {
@@ -579,6 +650,7 @@ static int cmd_score(int argc, char **argv) {
     if (text_path) {
         Tokenizer *tok = tokenizer_load(tok_path, &err);
         double bpb = 0, npt = 0;
+        if (tok && vocab_check(model, model_path, tok, tok_path, "score")) { tokenizer_free(tok); gpt_free(model); return 1; }
         int failed = !tok || evaluate_file(model, tok, text_path, 8, gpt_config(model).max_seq_len, &bpb, &npt, &err);
         if (failed) fprintf(stderr, "gfn score: %s\n", err.msg);
         else printf("%s: %.4f nats/token, %.4f bits/byte\n", text_path, npt, bpb);
@@ -829,17 +901,21 @@ static int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "-a")) adapter = v;
         else if (!strcmp(a, "-p")) prompt = v;
         else if (!strcmp(a, "--task")) task_name = v;
-        else if (!strcmp(a, "-n")) n = atoi(v);
-        else if (!strcmp(a, "-b")) batch = atoi(v);
-        else if (!strcmp(a, "-l")) max_len = atoi(v);
-        else if (!strcmp(a, "-T")) sc.temperature = (float)atof(v);
-        else if (!strcmp(a, "--top-k")) sc.top_k = atoi(v);
-        else if (!strcmp(a, "--top-p")) { sc.top_p = (float)atof(v); top_p_given = 1; }
-        else if (!strcmp(a, "-s")) seed = (uint64_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "-n")) { if (parse_count(a, v, 1, 1000000, &n)) return 1; }
+        else if (!strcmp(a, "-b")) { if (parse_count(a, v, 1, 4096, &batch)) return 1; }
+        else if (!strcmp(a, "-l")) { if (parse_count(a, v, 1, 65536, &max_len)) return 1; }
+        else if (!strcmp(a, "-T")) { if (parse_real(a, v, 1e-3, 1000, &sc.temperature)) return 1; }
+        else if (!strcmp(a, "--top-k")) { if (parse_count(a, v, 0, 1 << 22, &sc.top_k)) return 1; }
+        else if (!strcmp(a, "--top-p")) { if (parse_real(a, v, 1e-6, 1, &sc.top_p)) return 1; top_p_given = 1; }
+        else if (!strcmp(a, "-s")) {
+            long long s;
+            if (parse_long(a, v, 0, 0x7FFFFFFFFFFFFFFFll, &s)) return 1;
+            seed = (uint64_t)s;
+        }
         else if (!strcmp(a, "--decode")) decode = v;
-        else if (!strcmp(a, "--beams")) bc.beams = atoi(v);
-        else if (!strcmp(a, "--groups")) bc.groups = atoi(v);
-        else if (!strcmp(a, "--diversity")) bc.diversity = (float)atof(v);
+        else if (!strcmp(a, "--beams")) { if (parse_count(a, v, 1, 4096, &bc.beams)) return 1; }
+        else if (!strcmp(a, "--groups")) { if (parse_count(a, v, 1, 4096, &bc.groups)) return 1; }
+        else if (!strcmp(a, "--diversity")) { if (parse_real(a, v, 0, 1e6, &bc.diversity)) return 1; }
         else { fprintf(stderr, "gfn sample: unknown option %s\n", a); sample_usage(stderr); return 1; }
     }
     int beam = !strcmp(decode, "beam") || !strcmp(decode, "diverse");
@@ -855,7 +931,6 @@ static int cmd_sample(int argc, char **argv) {
                 "groups, diversity >= 0\n", bc.beams, bc.groups, bc.diversity);
         return 1;
     }
-    if (n < 1 || max_len < 1 || sc.temperature <= 0) { fprintf(stderr, "gfn sample: -n, -l and -T must be positive\n"); return 1; }
     if (!strcmp(decode, "greedy")) { sc.temperature = 0; n = 1; }   // one answer: greedy is deterministic
     if (batch < 1) batch = n < 64 ? n : 64;
     GfnError err = { { 0 } };
@@ -872,13 +947,20 @@ static int cmd_sample(int argc, char **argv) {
         if (!text_task.base) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
         tt.tok = tokenizer_load(tok_path, &err);
         if (!tt.tok) { fprintf(stderr, "gfn: %s\n", err.msg); gpt_free(text_task.base); return 1; }
+        if (vocab_check(text_task.base, model_path, tt.tok, tok_path, "sample")) {
+            tokenizer_free(tt.tok); gpt_free(text_task.base); return 1;
+        }
         size_t plen;
         tt.prompt = tokenizer_encode(tt.tok, prompt, strlen(prompt), 1, &plen);
         tt.prompt_len = (int)plen;
         int V = gpt_config(text_task.base).vocab_size, maxT = gpt_config(text_task.base).max_seq_len;
-        if (tt.prompt_len < 1) { fprintf(stderr, "gfn sample: empty prompt\n"); return 1; }
         if (tt.prompt_len + max_len > maxT) max_len = maxT - tt.prompt_len;
-        if (max_len < 1) { fprintf(stderr, "gfn sample: the prompt (%d tokens) fills the model's context (%d)\n", tt.prompt_len, maxT); return 1; }
+        if (tt.prompt_len < 1 || max_len < 1) {
+            if (tt.prompt_len < 1) fprintf(stderr, "gfn sample: -p: empty prompt\n");
+            else fprintf(stderr, "gfn sample: -p: the prompt (%d tokens) fills the model's context (%d)\n", tt.prompt_len, maxT);
+            free(tt.prompt); tokenizer_free(tt.tok); gpt_free(text_task.base);
+            return 1;
+        }
         text_task.state = &tt;
         text_task.name = "text";
         text_task.terminator = tokenizer_eot_id(tt.tok);
@@ -959,8 +1041,7 @@ static int cmd_probe(int argc, char **argv) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    gfn_threads_init(argv);   // before any parallel region: threads sleep when they wait (util.c)
+static int run_command(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
@@ -991,4 +1072,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gfn: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;
+}
+
+// Whatever the command, output that did not reach standard output (a full disk, /dev/full, a
+// closed pipe) makes the exit status nonzero.
+int main(int argc, char **argv) {
+    gfn_threads_init(argv);   // before any parallel region: threads sleep when they wait (util.c)
+    int status = run_command(argc, argv);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "gfn: error writing standard output: %s\n", strerror(errno));
+        return 1;
+    }
+    return status;
 }

@@ -1467,7 +1467,7 @@ float gpt_train_step(GPT *model, AdamW *opt, const int *inputs, const int *targe
     gpt_backward(model, logits);
     float norm = clip_grad_norm(grads, n, max_norm);
     if (grad_norm) *grad_norm = norm;
-    adamw_update(opt, params, grads, lr);
+    if (isfinite(loss) && isfinite(norm)) adamw_update(opt, params, grads, lr);   // else the caller stops; params stay finite
     return loss;
 }
 
@@ -1584,6 +1584,9 @@ static GPT *gpt_load_checkpoint(const char *path, GfnError *err) {
     }
     free(buf);
     fclose(f);
+    float **params = (float **)&model->params;   // GPTParams walked as an array
+    for (int k = 0; k < GPT_NUM_TENSORS; k++)
+        if (check_finite(params[k], model->tensor_sizes[k], path, gpt_tensor_names[k], err)) { gpt_free(model); return NULL; }
     return model;
 }
 
@@ -1639,10 +1642,21 @@ static int is_directory(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int make_directory(const char *dir, GfnError *err) {
+// *created tells whether the directory is new, so that a failed save can take it away again.
+static int make_directory(const char *dir, int *created, GfnError *err) {
+    *created = 0;
     if (is_directory(dir)) return 0;
     if (mkdir(dir, 0777) != 0) { gfn_error_set(err, "%s: cannot create directory: %s", dir, strerror(errno)); return 1; }
+    *created = 1;
     return 0;
+}
+
+// After a failed save into a directory it created: the files it may have written, then the
+// directory itself, so that no empty or half-written directory is left behind.
+static void unmake_directory(const char *dir, const char *file1, const char *file2) {
+    remove(file1);
+    remove(file2);
+    rmdir(dir);
 }
 
 // A JSON number that is a whole number in [0, limit].
@@ -1935,6 +1949,16 @@ GPT *gpt_load_hf(const char *dir, GfnError *err) {
     if (gpt_config_check(c, why, sizeof why)) { gfn_error_set(err, "%s: %s", config_path, why); goto done; }
     if (safetensors_open(&st, weights_path, err)) goto done;
     st_open = 1;
+    // The config must not make us allocate more than the file can fill: every parameter takes
+    // at least 2 bytes (F16, BF16), so a config declaring a huge model is refused here.
+    size_t sizes[GPT_NUM_TENSORS], num_params = 0;
+    tensor_sizes(c, sizes);
+    for (int k = 0; k < GPT_NUM_TENSORS; k++) num_params += sizes[k];
+    if (num_params > st.file_len / 2) {
+        gfn_error_set(err, "%s declares %zu parameters (V=%d maxT=%d L=%d NH=%d C=%d), but %s has only %zu bytes",
+                      config_path, num_params, c.vocab_size, c.max_seq_len, c.n_layer, c.n_head, c.n_embd, weights_path, st.file_len);
+        goto done;
+    }
     model = gpt_alloc(c);   // every tensor is filled below, or the load fails
     float **params = (float **)&model->params;   // GPTParams walked as an array
     seen = gfn_calloc(GPT_NUM_TENSORS * (size_t)c.n_layer, 1);
@@ -1956,7 +1980,8 @@ GPT *gpt_load_hf(const char *dir, GfnError *err) {
         char *flag = &seen[(size_t)k * (size_t)c.n_layer + (size_t)layer];
         if (*flag) { gfn_error_set(err, "%s: tensor %s appears twice (with and without \"transformer.\")", weights_path, t->name); goto fail; }
         *flag = 1;
-        if (safetensors_to_f32(&st, t, params[k] + (size_t)layer * t->numel, err)) goto fail;
+        float *dst = params[k] + (size_t)layer * t->numel;
+        if (safetensors_to_f32(&st, t, dst, err) || check_finite(dst, t->numel, weights_path, t->name, err)) goto fail;
     }
     for (int k = 0; k < GPT_NUM_TENSORS; k++)
         for (int l = 0; l < (hf_tensor_per_layer(k) ? c.n_layer : 1); l++)
@@ -1987,7 +2012,8 @@ done:
 int gpt_save_hf(const GPT *model, const char *dir, GfnError *err) {
     GPTConfig c = gpt_config(model);
     float *const *params = (float *const *)&model->params;   // GPTParams walked as an array
-    if (make_directory(dir, err)) return 1;
+    int created;
+    if (make_directory(dir, &created, err)) return 1;
     int n = 4 + 12 * c.n_layer;
     SafeTensorWrite *tensors = gfn_calloc((size_t)n, sizeof(SafeTensorWrite));
     char (*names)[96] = gfn_malloc((size_t)n * sizeof *names);
@@ -2014,6 +2040,7 @@ int gpt_save_hf(const GPT *model, const char *dir, GfnError *err) {
         rc = write_file_atomic(config_path, text.s, text.len, err);
         free(text.s);
     }
+    if (rc && created) unmake_directory(dir, weights_path, config_path);
     free(weights_path);
     free(config_path);
     free(names);
@@ -2102,7 +2129,7 @@ static int lora_load_file(GPT *model, const char *path, GfnError *err) {
     uint32_t n_layer = le_u32(buf + 28);
     float alpha = le_f32(buf + 16);
     if (version != 1) { gfn_error_set(err, "%s: adapter file version %u (this gfn reads version 1)", path, version); goto done; }
-    if (rank == 0 || rank > 65536 || !isfinite(alpha) || rslora > 1 || mask == 0 || mask >= (1u << LORA_NUM_TARGETS)) {
+    if (rank == 0 || rank > 65536 || !(alpha > 0 && alpha <= LORA_ALPHA_MAX) || rslora > 1 || mask == 0 || mask >= (1u << LORA_NUM_TARGETS)) {
         gfn_error_set(err, "%s: bad adapter header (rank %u, alpha %g, rslora %u, targets 0x%x)", path, rank, alpha, rslora, mask);
         goto done;
     }
@@ -2136,6 +2163,11 @@ static int lora_load_file(GPT *model, const char *path, GfnError *err) {
         B[t] = gfn_malloc(nb * sizeof(float));
         for (size_t i = 0; i < na; i++, p += 4) A[t][i] = le_f32(p);
         for (size_t i = 0; i < nb; i++, p += 4) B[t][i] = le_f32(p);
+        char name[64];
+        snprintf(name, sizeof name, "%s.lora_A", lora_module_paths[t]);
+        if (check_finite(A[t], na, path, name, err)) goto done;
+        snprintf(name, sizeof name, "%s.lora_B", lora_module_paths[t]);
+        if (check_finite(B[t], nb, path, name, err)) goto done;
     }
     lora_install(model, (int)rank, alpha, (int)rslora, targeted, A, B);
     rc = 0;
@@ -2150,7 +2182,8 @@ done:
 static const char *const peft_prefix = "base_model.model.transformer.h.";
 
 static int lora_save_peft(const LoRA *lora, GPTConfig c, const char *dir, GfnError *err) {
-    if (make_directory(dir, err)) return 1;
+    int created;
+    if (make_directory(dir, &created, err)) return 1;
     int n = 0;
     for (int t = 0; t < LORA_NUM_TARGETS; t++) n += lora->targeted[t] ? 2 * c.n_layer : 0;
     SafeTensorWrite *tensors = gfn_calloc((size_t)n, sizeof(SafeTensorWrite));
@@ -2198,6 +2231,7 @@ static int lora_save_peft(const LoRA *lora, GPTConfig c, const char *dir, GfnErr
         rc = write_file_atomic(config_path, text.s, text.len, err);
         free(text.s);
     }
+    if (rc && created) unmake_directory(dir, weights_path, config_path);
     free(weights_path);
     free(config_path);
     free(transposed);
@@ -2268,7 +2302,9 @@ static int lora_load_peft(GPT *model, const char *dir, GfnError *err) {
     uint64_t r;
     if (!type || type->type != JSON_STRING || strcmp(type->string, "LORA")) { gfn_error_set(err, "%s: peft_type must be \"LORA\"", config_path); goto done; }
     if (!json_whole(json_get(config, "r"), 65536, &r) || r == 0) { gfn_error_set(err, "%s: \"r\" must be a positive whole number", config_path); goto done; }
-    if (!alpha || alpha->type != JSON_NUMBER) { gfn_error_set(err, "%s: \"lora_alpha\" must be a number", config_path); goto done; }
+    if (!alpha || alpha->type != JSON_NUMBER || !(alpha->number > 0 && alpha->number <= LORA_ALPHA_MAX)) {
+        gfn_error_set(err, "%s: \"lora_alpha\" must be a number in (0, %g]", config_path, (double)LORA_ALPHA_MAX); goto done;
+    }
     if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { gfn_error_set(err, "%s: \"use_rslora\" must be true or false", config_path); goto done; }
     if ((bias && bias->type == JSON_STRING && strcmp(bias->string, "none")) || (dora && dora->type == JSON_BOOL && dora->number) ||
         (save && save->type != JSON_NULL && save->len) || (layers && layers->type != JSON_NULL) ||
@@ -2346,7 +2382,7 @@ static int lora_load_peft(GPT *model, const char *dir, GfnError *err) {
         }
         tmp = realloc(tmp, rows * cols * sizeof(float));
         if (!tmp) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
-        if (safetensors_to_f32(&st, ts, tmp, err)) { free(tmp); goto done; }
+        if (safetensors_to_f32(&st, ts, tmp, err) || check_finite(tmp, rows * cols, weights_path, ts->name, err)) { free(tmp); goto done; }
         float *dst = is_B ? B[t] + (size_t)l * r * out : A[t] + (size_t)l * in * r;   // ours: the transpose
         for (size_t a = 0; a < rows; a++)
             for (size_t b = 0; b < cols; b++) dst[b * rows + a] = tmp[a * cols + b];

@@ -5,6 +5,7 @@
 // (arith_text). Read top to bottom.
 #include "gfn.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -546,8 +547,12 @@ static int pretrain_check_config(const PretrainConfig *c, GfnError *err) {
     else if (!(c->val_frac > 0 && c->val_frac < 1)) bad = "val-frac must be in (0, 1)";
     else if (c->eval_every < 0 || c->eval_chunks < 0 || c->save_every < 0 || c->stop_after < 0) bad = "eval-every, eval-chunks, save-every and stop-after must be >= 0";
     else if (c->samples < 0 || c->sample_len < 0 || !(c->temperature >= 0)) bad = "samples, their length and temperature must be >= 0";
-    if (bad) gfn_error_set(err, "pretrain: %s", bad);
-    return bad != NULL;
+    if (bad) { gfn_error_set(err, "pretrain: %s", bad); return 1; }
+    // Files read at the end are checked now, before hours of training; outputs before writing.
+    FILE *f = c->eval_file ? fopen(c->eval_file, "rb") : NULL;
+    if (c->eval_file && !f) { gfn_error_set(err, "%s: cannot open the --eval-file: %s", c->eval_file, strerror(errno)); return 1; }
+    if (f) fclose(f);
+    return output_path_check(c->out_path, err);
 }
 
 static void log_json(FILE *log, const char *fmt, ...) {
@@ -650,6 +655,11 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
         float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->min_lr), norm;
         float loss = gpt_train_step(model, &opt, inputs, targets, B, T, lr, cfg->clip > 0 ? cfg->clip : INFINITY, &norm);
         step++;
+        if (!isfinite(loss) || !isfinite(norm)) {   // the files on disk stay those of the last save
+            gfn_error_set(err, "pretrain: step %d: the loss (%g) or the gradient norm (%g) is not finite; stopped, "
+                          "%s keeps the last save (try a lower --lr)", step, (double)loss, (double)norm, cfg->out_path);
+            goto done;
+        }
         double now = gfn_wall_seconds();
         train_seconds += now - t_step;
 
@@ -703,7 +713,10 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     if (cfg->samples > 0 && cfg->sample_len > 0) print_samples(model, tok, cfg->samples, cfg->sample_len, cfg->temperature, cfg->seed);
     status = 0;
 done:
-    if (log) fclose(log);
+    if (log && (ferror(log) | fclose(log)) && status == 0) {
+        gfn_error_set(err, "%s: error writing the log (disk full?)", cfg->log_path);
+        status = 1;
+    }
     free(inputs); free(targets); free(token_bytes);
     adamw_free(&opt);
     if (model) gpt_free(model);
@@ -985,7 +998,11 @@ static int corpus_arithmetic(TextBuf *out, const char *dir, uint64_t seed, GfnEr
         Json *root = json_parse(text, len, tests[k], err);
         free(text);
         if (!root) { free(held_out.slots); return 1; }
-        for (Json *q = root->type == JSON_ARRAY ? root->child : NULL; q; q = q->next) {
+        if (root->type != JSON_ARRAY) {   // else its questions would silently not be held out
+            gfn_error_set(err, "%s/%s: expected a JSON array of questions", dir, tests[k]);
+            json_free(root); free(held_out.slots); return 1;
+        }
+        for (Json *q = root->child; q; q = q->next) {
             Json *s = json_get(q, "str_query");
             if (s && s->type == JSON_STRING) hashset_add(&held_out, s->string, s->len);
         }

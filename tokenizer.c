@@ -1157,7 +1157,7 @@ Tokenizer *tokenizer_train(const char *const *paths, int num_paths, int vocab_si
         for (size_t i = 0; i < num; i++) merge_in_word(&t, words[i], (int)best.left, (int)best.right, z, &fresh);
         free(words);
         // One heap entry per new pair, with its final count.
-        qsort(fresh.keys, fresh.len, sizeof(uint64_t), compare_u64);
+        if (fresh.len) qsort(fresh.keys, fresh.len, sizeof(uint64_t), compare_u64);   // keys is NULL when empty
         for (size_t i = 0; i < fresh.len; i++) {
             if (i > 0 && fresh.keys[i] == fresh.keys[i - 1]) continue;
             int64_t count = t.stats[*pair_map_find(&t.pair_slot, fresh.keys[i])].count;

@@ -195,11 +195,23 @@ unsigned char *read_file(const char *path, size_t *len, GfnError *err) {
 // Atomic writes come in two halves so that big files can be streamed (a checkpoint is too large
 // to build in memory a second time): atomic_begin creates PATH.tmp; atomic_finish flushes, closes
 // and renames it over PATH, or removes it when the writer reports a failure (ok == 0).
+// An output may be a new name or a regular file; a device node, a directory or a symlink is
+// refused, since the rename would replace the node (or the link) rather than write through it.
+int output_path_check(const char *path, GfnError *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0;   // a new file
+    if (S_ISLNK(st.st_mode)) { gfn_error_set(err, "%s: is a symbolic link; refusing to replace it (give the target's path)", path); return 1; }
+    if (!S_ISREG(st.st_mode)) { gfn_error_set(err, "%s: exists and is not a regular file; refusing to replace it", path); return 1; }
+    return 0;
+}
+
 FILE *atomic_begin(const char *path, char **tmp, GfnError *err) {
+    if (output_path_check(path, err)) { *tmp = NULL; return NULL; }
     size_t plen = strlen(path);
     *tmp = gfn_malloc(plen + 5);
     memcpy(*tmp, path, plen);
     memcpy(*tmp + plen, ".tmp", 5);
+    if (output_path_check(*tmp, err)) { free(*tmp); *tmp = NULL; return NULL; }
     FILE *f = fopen(*tmp, "wb");
     if (!f) { gfn_error_set(err, "%s: cannot create: %s", *tmp, strerror(errno)); free(*tmp); *tmp = NULL; }
     return f;
@@ -222,6 +234,17 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
     FILE *f = atomic_begin(path, &tmp, err);
     if (!f) return 1;
     return atomic_finish(f, tmp, path, fwrite(data, 1, len, f) == len, err);
+}
+
+// Every value of a tensor read from a file must be finite: a NaN or an infinity would flow
+// silently into every loss and sample.
+int check_finite(const float *x, size_t n, const char *path, const char *tensor, GfnError *err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) {
+            gfn_error_set(err, "%s: tensor %s holds a non-finite value (%g at index %zu)", path, tensor, (double)x[i], i);
+            return 1;
+        }
+    return 0;
 }
 
 // The shared datasets folder: $GFN_DATA, ./data (made by `make data`) or ../shared/data, the

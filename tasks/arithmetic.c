@@ -512,22 +512,27 @@ static int read_questions(const char *path, ArithQuestion **out, int *count, cha
         char buf[256];
         if (!qs || qs->type != JSON_STRING || arith_parse_query(qs->string, &(*out)[i])) {
             gfn_error_set(err, "%s: entry %d: no str_query of the form \"Question: a op b ... = ? Answer:\"", path, i);
-            json_free(root); return 1;
+            goto fail;
         }
-        if (!sol || sol->type != JSON_NUMBER || (int)sol->number != arith_answer(&(*out)[i])) {
+        if (!sol || sol->type != JSON_NUMBER || sol->number != (double)arith_answer(&(*out)[i])) {   // no int cast: 1e300
             gfn_error_set(err, "%s: entry %d: num_sol missing or not the value of \"%s\"", path, i, qs->string);
-            json_free(root); return 1;
+            goto fail;
         }
         if (rationales) {
             arith_text(&(*out)[i], ARITH_RATIONALE, buf, sizeof buf);
             if (!rat || rat->type != JSON_STRING || strcmp(rat->string, buf)) {
                 gfn_error_set(err, "%s: entry %d: str_rationale is not \"%s\"", path, i, buf);
-                json_free(root); return 1;
+                goto fail;
             }
         }
     }
     json_free(root);
     return 0;
+fail:   // nothing of a bad file is kept
+    json_free(root);
+    free(*out); *out = NULL;
+    if (rationales) { for (int k = 0; k < *count; k++) free((*rationales)[k]); free(*rationales); *rationales = NULL; }
+    return 1;
 }
 
 static int file_exists(const char *path) {

@@ -201,6 +201,11 @@ static int rng_setup(Task *task, const TaskOptions *opt, GfnError *err) {
             return 1;
         }
         task->max_len = 3;   // "100" and every shorter integer fit in 3 digit tokens
+        if (st->prompt_len + task->max_len > gpt_config(task->base).max_seq_len) {
+            gfn_error_set(err, "%s: a context of %d tokens is too short for the prompt (%d tokens) and an answer (%d)",
+                          opt->model_path, gpt_config(task->base).max_seq_len, st->prompt_len, task->max_len);
+            return 1;
+        }
         task->allowed = gfn_calloc((size_t)V, 1);
         for (int v = 0; v < tokenizer_vocab_size(st->tok); v++) {   // tokens made only of digits
             size_t blen;

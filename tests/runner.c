@@ -1,6 +1,7 @@
 // tests/runner.c — the one test runner of `make test`. Runs every suite (or those named on the
 // command line) and ends with the line "N passed, N failed, N skipped". Suites mirror the source
 // files (tests/test_FILE.c); the runner links them without main.c.
+#define _POSIX_C_SOURCE 200809L   // mkdtemp
 #include "test.h"
 
 #include <stdarg.h>
@@ -30,6 +31,31 @@ void test_skip(const char *name, const char *why) {
 
 const char *test_data_dir(void) { return gfn_data_dir(); }
 
+// This run's scratch directory: made once with mkdtemp (so two runs in one folder never share a
+// file) and removed with everything in it when the runner ends.
+static char tmp_dir[64];
+const char *test_tmp_dir(void) {
+    if (!tmp_dir[0]) {
+        strcpy(tmp_dir, "tests_tmp_XXXXXX");
+        if (!mkdtemp(tmp_dir)) { perror("tests: mkdtemp"); exit(1); }
+    }
+    return tmp_dir;
+}
+
+// Each name gets one string for the whole run (the same pointer every time), freed at the end.
+static char **tmp_paths;
+static int num_tmp_paths;
+const char *test_path(const char *name) {
+    size_t dir_len = strlen(test_tmp_dir());
+    for (int i = 0; i < num_tmp_paths; i++)
+        if (!strcmp(tmp_paths[i] + dir_len + 1, name)) return tmp_paths[i];
+    tmp_paths = realloc(tmp_paths, (size_t)(num_tmp_paths + 1) * sizeof *tmp_paths);
+    char *p = malloc(dir_len + strlen(name) + 2);
+    if (!tmp_paths || !p) { fprintf(stderr, "tests: out of memory\n"); exit(1); }
+    sprintf(p, "%s/%s", tmp_dir, name);
+    return tmp_paths[num_tmp_paths++] = p;
+}
+
 // Suites: each tests/test_*.c file adds its functions here.
 #define SUITES(X) \
     X(util) \
@@ -45,7 +71,8 @@ const char *test_data_dir(void) { return gfn_data_dir(); }
     X(arithmetic) \
     X(texttasks) \
     X(probe) \
-    X(weights)
+    X(weights) \
+    X(badinput)
 
 #define DECLARE(name) void test_##name(void);
 SUITES(DECLARE)
@@ -67,6 +94,13 @@ int main(int argc, char **argv) {
         printf("   %s: %s\n", suites[i].name, tests_failed == before ? "ok" : "FAILED");
         fflush(stdout);
     }
+    if (tmp_dir[0]) {   // the scratch directory and all in it
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", tmp_dir);
+        if (system(cmd) != 0) printf("tests: could not remove %s\n", tmp_dir);
+    }
+    for (int i = 0; i < num_tmp_paths; i++) free(tmp_paths[i]);
+    free(tmp_paths);
     printf("%d passed, %d failed, %d skipped\n", tests_passed, tests_failed, tests_skipped);
     return tests_failed ? 1 : 0;
 }

@@ -13,6 +13,10 @@ int test_check(int ok, const char *cond, const char *file, int line, const char 
 void test_skip(const char *name, const char *why);
 // Directory of the shared data (../shared/data or $GFN_DATA or ./data), or NULL when absent.
 const char *test_data_dir(void);
+// This run's own scratch directory (tests_tmp_XXXXXX, made by mkdtemp, removed at the end) and
+// a path NAME inside it (the same string for the run's whole length).
+const char *test_tmp_dir(void);
+const char *test_path(const char *name);
 
 #define CHECK(cond, ...) test_check(!!(cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
 // |a - b| <= tol * max(1, |b|) style helpers are written where used; keep tolerances explicit.

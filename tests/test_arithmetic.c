@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const corpus_path = "tests_tmp_arith_corpus.txt";
-static const char *const tok_path = "tests_tmp_arith_tok.bin";
-static const char *const model_path = "tests_tmp_arith_model.ckpt";
+#define ARITH_CORPUS test_path("arith_corpus.txt")
+#define ARITH_TOK test_path("arith_tok.bin")
+#define ARITH_MODEL test_path("arith_model.ckpt")
 
 static void test_calculator(void) {
     static const struct { const char *text; int ok; long long value; } cases[] = {
@@ -95,18 +95,18 @@ static int make_base_model(void) {
     int ne = 0;
     for (int n = 3; n <= 5; n++) ne += arith_test_questions(n, 500, excl + ne);
     int made = arith_generate(99, 2, 5, LINES, excl, ne, qs);
-    FILE *f = fopen(corpus_path, "w");
+    FILE *f = fopen(ARITH_CORPUS, "w");
     if (!f) { free(qs); return 1; }
     char line[256];
     for (int i = 0; i < made; i++) { arith_text(&qs[i], ARITH_WORKED, line, sizeof line); fprintf(f, "%s\n", line); }
     fclose(f);
     free(qs);
     GfnError err = { { 0 } };
-    const char *paths[1] = { corpus_path };
+    const char *paths[1] = { ARITH_CORPUS };
     Tokenizer *tok = tokenizer_train(paths, 1, 300, &err);
-    if (!tok || tokenizer_save(tok, tok_path, &err)) { printf("tokenizer: %s\n", err.msg); return 1; }
+    if (!tok || tokenizer_save(tok, ARITH_TOK, &err)) { printf("tokenizer: %s\n", err.msg); return 1; }
     size_t len, n;
-    unsigned char *text = read_file(corpus_path, &len, &err);
+    unsigned char *text = read_file(ARITH_CORPUS, &len, &err);
     int *ids = tokenizer_encode(tok, (const char *)text, len, 0, &n);
     free(text);
     GPTConfig config = { tokenizer_vocab_size(tok), 256, 2, 2, 48 };
@@ -127,7 +127,7 @@ static int make_base_model(void) {
     }
     adamw_free(&opt);
     free(ids);
-    int rc = gpt_save(model, model_path, &err);
+    int rc = gpt_save(model, ARITH_MODEL, &err);
     if (rc) printf("model: %s\n", err.msg);
     gpt_free(model);
     return rc;
@@ -195,7 +195,7 @@ static void test_task(void) {
        if (make_base_model()) { CHECK(0, "could not make the tiny base model"); return; }
     Task *task = &task_arithmetic;
     CHECK(task == &task_arithmetic, "arithmetic is not in the registry");
-    TaskOptions opt = { .model_path = model_path, .tokenizer_path = tok_path, .data_path = "none", .seed = 1,
+    TaskOptions opt = { .model_path = ARITH_MODEL, .tokenizer_path = ARITH_TOK, .data_path = "none", .seed = 1,
                         .reward_floor = -13.815511f, .quiet = 1, .eval_n = 4 };
     GfnError err = { { 0 } };
     if (!CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) return;
@@ -203,7 +203,7 @@ static void test_task(void) {
     CHECK(task->num_demos == 10, "%d demonstrations", task->num_demos);
     // Allowed actions: digits and " +-=," only, '=' last; ⊤ = ".".
     int V = gpt_config(task->base).vocab_size, num_allowed = 0;
-    Tokenizer *tok = tokenizer_load(tok_path, &err);
+    Tokenizer *tok = tokenizer_load(ARITH_TOK, &err);
     size_t bl;
     const unsigned char *tb = tokenizer_token_bytes(tok, task->terminator, &bl);
     CHECK(bl == 1 && tb[0] == '.', "terminator is not '.'");
@@ -356,7 +356,7 @@ static void test_task(void) {
 }
 
 static void test_report(void) {
-    const char *dir = "tests_tmp_arith_results";
+    const char *dir = test_path("arith_results");
     char path[256];
     FILE *f;
     static const struct { const char *method; int seed; double a3, a4, a5; } runs[] = {
@@ -364,7 +364,7 @@ static void test_report(void) {
         { "base-question", 1, 0.95, 0.9, 0.8 },   // a second base row: the target compares with "base" only
     };
     mkdir(dir, 0755);
-    remove("tests_tmp_arith_results/broken.txt");
+    remove(test_path("arith_results/broken.txt"));
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
         snprintf(path, sizeof path, "%s/%s_%d.txt", dir, runs[i].method, runs[i].seed);
         f = fopen(path, "w");
@@ -381,14 +381,14 @@ static void test_report(void) {
                 seed, seed == 1 ? 0.99 : 0.97, seed == 1 ? 0.05 : 0.03, seed);
         fclose(f);
     }
-    f = fopen("tests_tmp_arith_results/notes.md", "w");   // not a .txt: ignored
+    f = fopen(test_path("arith_results/notes.md"), "w");   // not a .txt: ignored
     if (f) { fputs("method bogus\n", f); fclose(f); }
-    f = fopen("tests_tmp_arith_results/NOTES.md", "w");   // what was tried: copied into the report
+    f = fopen(test_path("arith_results/NOTES.md"), "w");   // what was tried: copied into the report
     if (f) { fputs("## What was tried\n\nnotes-marker\n", f); fclose(f); }
     GfnError err = { { 0 } };
-    CHECK(arith_report(dir, "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) == 0, "report: %s", err.msg);
+    CHECK(arith_report(dir, test_path("arith_report.md"), test_path("arith_report.svg"), &err) == 0, "report: %s", err.msg);
     size_t len;
-    char *md = (char *)read_file("tests_tmp_arith_report.md", &len, &err), *svg = (char *)read_file("tests_tmp_arith_report.svg", &len, &err);
+    char *md = (char *)read_file(test_path("arith_report.md"), &len, &err), *svg = (char *)read_file(test_path("arith_report.svg"), &len, &err);
     if (CHECK(md && svg, "outputs missing: %s", err.msg)) {
         // subtb: mean 85.0 ± std 7.1 (sample std of 0.9, 0.8), 60.0 ± 14.1, 30.0 ± 14.1
         CHECK(strstr(md, "| GFlowNet, modified SubTB | question | 2 | 100 | 85.0 ± 7.1 | 60.0 ± 14.1 | 30.0 ± 14.1 | 95.2 / 75.4 / 40.7 | 12 |") != NULL, "subtb row:\n%s", md);
@@ -410,20 +410,20 @@ static void test_report(void) {
     }
     free(md); free(svg);
     // With a reward maximiser run too, the report judges the target on its own numbers.
-    f = fopen("tests_tmp_arith_results/reinforce_1.txt", "w");
+    f = fopen(test_path("arith_results/reinforce_1.txt"), "w");
     if (f) { fputs("method reinforce\nseed 1\nacc_3 0.2\nacc_4 0.1\nacc_5 0.05\nn_3 100\nwall_s 1\n", f); fclose(f); }
-    CHECK(arith_report(dir, "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) == 0, "report: %s", err.msg);
-    md = (char *)read_file("tests_tmp_arith_report.md", &len, &err);
+    CHECK(arith_report(dir, test_path("arith_report.md"), test_path("arith_report.svg"), &err) == 0, "report: %s", err.msg);
+    md = (char *)read_file(test_path("arith_report.md"), &len, &err);
     CHECK(md && strstr(md, "30.0 vs 10.0 vs 5.0 — **met**; GFlowNet at least 2x SFT: **met**; GFlowNet above the untuned base on 3, 4 and 5 operands: **met**"),
           "target line:\n%s", md ? md : err.msg);
     free(md);
-    remove("tests_tmp_arith_results/reinforce_1.txt");
+    remove(test_path("arith_results/reinforce_1.txt"));
     // A result file without accuracies is an error naming it.
-    f = fopen("tests_tmp_arith_results/broken.txt", "w");
+    f = fopen(test_path("arith_results/broken.txt"), "w");
     if (f) { fputs("method tb\nseed 1\n", f); fclose(f); }
-    CHECK(arith_report(dir, "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) != 0 && strstr(err.msg, "broken.txt"), "broken: %s", err.msg);
-    CHECK(arith_report("tests_tmp_arith_nowhere", "tests_tmp_arith_report.md", "tests_tmp_arith_report.svg", &err) != 0 && strstr(err.msg, "nowhere"), "missing dir: %s", err.msg);
-    remove("tests_tmp_arith_results/broken.txt");
+    CHECK(arith_report(dir, test_path("arith_report.md"), test_path("arith_report.svg"), &err) != 0 && strstr(err.msg, "broken.txt"), "broken: %s", err.msg);
+    CHECK(arith_report(test_path("arith_nowhere"), test_path("arith_report.md"), test_path("arith_report.svg"), &err) != 0 && strstr(err.msg, "nowhere"), "missing dir: %s", err.msg);
+    remove(test_path("arith_results/broken.txt"));
 }
 
 static void test_paper_files(void) {
@@ -431,7 +431,7 @@ static void test_paper_files(void) {
     if (!data) { test_skip("arith paper files", "no shared data (set GFN_DATA)"); return; }
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/arithmetic", data);
-    TaskOptions opt = { .model_path = model_path, .tokenizer_path = tok_path, .data_path = dir, .seed = 1,
+    TaskOptions opt = { .model_path = ARITH_MODEL, .tokenizer_path = ARITH_TOK, .data_path = dir, .seed = 1,
                         .reward_floor = -13.815511f, .quiet = 1, .eval_n = 4 };
     GfnError err = { { 0 } };
     Task *task = &task_arithmetic;
@@ -452,8 +452,8 @@ static void test_paper_files(void) {
     }
     CHECK(leaked == 0, "%d training questions are test questions", leaked);
     task->cleanup(task);
-    opt.data_path = "tests_tmp_arith_nowhere";
-    CHECK(task->setup(task, &opt, &err) != 0 && strstr(err.msg, "tests_tmp_arith_nowhere"), "missing data: %s", err.msg);
+    opt.data_path = test_path("arith_nowhere");
+    CHECK(task->setup(task, &opt, &err) != 0 && strstr(err.msg, test_path("arith_nowhere")), "missing data: %s", err.msg);
 }
 
 

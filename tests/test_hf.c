@@ -187,7 +187,7 @@ static void write_raw_safetensors(const char *path, const char *header, const un
 
 static void test_safetensors(void) {
     GfnError err;
-    const char *path = "tests_tmp_st.safetensors";
+    const char *path = test_path("st.safetensors");
     // Round trip of F32 tensors: a scalar, a matrix with awkward values, a 3-d tensor, an empty one.
     float scalar = -0.0f, matrix[6] = { 1.0f, -2.5f, 1e-38f, 3.4e38f, 1.0f / 3.0f, 0 }, cube[24], none[1] = { 0 };
     Rng rng;
@@ -304,8 +304,8 @@ static void test_round_trips(void) {
     // gpt_save_hf -> gpt_load_hf and gpt_load of the directory: bit-exact.
     GPTConfig config = { 50, 12, 3, 4, 8 };
     GPT *model = gpt_new_random(config, 99);
-    CHECK(gpt_save_hf(model, "tests_tmp_hf", &err) == 0, "%s", err.msg);
-    GPT *back = gpt_load_hf("tests_tmp_hf", &err), *back2 = gpt_load("tests_tmp_hf/", &err);
+    CHECK(gpt_save_hf(model, test_path("hf"), &err) == 0, "%s", err.msg);
+    GPT *back = gpt_load_hf(test_path("hf"), &err), *back2 = gpt_load(test_path("hf/"), &err);
     CHECK(back && back2, "reload: %s", err.msg);
     if (back && back2) {
         GPTConfig c = gpt_config(back);
@@ -319,25 +319,25 @@ static void test_round_trips(void) {
 
     // Refusals: an epsilon we do not compute, a missing tensor, a wrong shape.
     const char *cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4, \"layer_norm_epsilon\": 1e-6}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "tests_tmp_hf/config.json") && strstr(err.msg, "layer_norm_epsilon"), "eps: %s", err.msg);
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, test_path("hf/config.json")) && strstr(err.msg, "layer_norm_epsilon"), "eps: %s", err.msg);
     cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 4, \"n_head\": 4}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "missing tensor transformer.h.3.ln_1.weight"), "missing: %s", err.msg);
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, "missing tensor transformer.h.3.ln_1.weight"), "missing: %s", err.msg);
     cfg = "{\"vocab_size\": 51, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "transformer.wte.weight") && strstr(err.msg, "shape"), "shape: %s", err.msg);
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, "transformer.wte.weight") && strstr(err.msg, "shape"), "shape: %s", err.msg);
     cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 2, \"n_head\": 4}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "unexpected tensor transformer.h.2"), "extra layer: %s", err.msg);
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, "unexpected tensor transformer.h.2"), "extra layer: %s", err.msg);
     cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4, \"activation_function\": \"relu\"}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "activation_function"), "relu: %s", err.msg);
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, "activation_function"), "relu: %s", err.msg);
     cfg = "{\"vocab_size\": 50, \"n_positions\": 12, \"n_embd\": 8, \"n_layer\": 3, \"n_head\": 4}";
-    write_bytes("tests_tmp_hf/config.json", cfg, strlen(cfg));
+    write_bytes(test_path("hf/config.json"), cfg, strlen(cfg));
     // An lm_head.weight is accepted when it is wte (tied), refused when it differs.
     SafeTensors st;
-    if (safetensors_open(&st, "tests_tmp_hf/model.safetensors", &err) == 0) {
+    if (safetensors_open(&st, test_path("hf/model.safetensors"), &err) == 0) {
         SafeTensorWrite *w = calloc((size_t)st.n + 1, sizeof *w);
         float *values = malloc((gpt_num_parameters(model) + 50 * 8) * sizeof(float)), *v = values;
         for (int i = 0; i < st.n; i++, v += st.tensors[i - 1].numel) {
@@ -349,18 +349,18 @@ static void test_round_trips(void) {
         }
         memcpy(v, gpt_params(model)->wte, 50 * 8 * sizeof(float));
         w[st.n] = (SafeTensorWrite){ "lm_head.weight", 2, { 50, 8 }, v };
-        CHECK(safetensors_write("tests_tmp_hf/model.safetensors", w, st.n + 1, &err) == 0, "%s", err.msg);
-        back = gpt_load_hf("tests_tmp_hf", &err);
+        CHECK(safetensors_write(test_path("hf/model.safetensors"), w, st.n + 1, &err) == 0, "%s", err.msg);
+        back = gpt_load_hf(test_path("hf"), &err);
         CHECK(back && !memcmp(gpt_params_memory(back), gpt_params_memory(model), gpt_num_parameters(model) * sizeof(float)), "tied lm_head: %s", err.msg);
         gpt_free(back);
         v[17] += 1.0f;
-        CHECK(safetensors_write("tests_tmp_hf/model.safetensors", w, st.n + 1, &err) == 0, "%s", err.msg);
-        CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "lm_head.weight differs"), "untied lm_head: %s", err.msg);
+        CHECK(safetensors_write(test_path("hf/model.safetensors"), w, st.n + 1, &err) == 0, "%s", err.msg);
+        CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, "lm_head.weight differs"), "untied lm_head: %s", err.msg);
         free(values); free(w);
         safetensors_close(&st);
     } else CHECK(0, "%s", err.msg);
-    remove_dir("tests_tmp_hf", hf_files, 2);
-    CHECK(gpt_load_hf("tests_tmp_hf", &err) == NULL && strstr(err.msg, "tests_tmp_hf/config.json"), "no dir: %s", err.msg);
+    remove_dir(test_path("hf"), hf_files, 2);
+    CHECK(gpt_load_hf(test_path("hf"), &err) == NULL && strstr(err.msg, test_path("hf/config.json")), "no dir: %s", err.msg);
 
     // Adapters: PEFT directory and our file, bit-exact, for both fixture adapters.
     GPT *tiny = gpt_load_hf(FIXTURES "tiny_hf", &err), *fresh = gpt_load_hf(FIXTURES "tiny_hf", &err);
@@ -369,20 +369,20 @@ static void test_round_trips(void) {
     const char *expect_modules[2] = { "[\"c_attn\", \"c_proj\", \"c_fc\"]", "[\"c_attn\", \"mlp.c_proj\"]" };
     for (int a = 0; a < 2; a++) {
         if (lora_load(tiny, adapters[a], &err)) { CHECK(0, "%s", err.msg); continue; }
-        CHECK(lora_save(tiny, "tests_tmp_peft/", &err) == 0, "%s", err.msg);
-        CHECK(lora_load(fresh, "tests_tmp_peft", &err) == 0 && same_lora(gpt_lora(tiny), gpt_lora(fresh)), "PEFT round trip: %s", err.msg);
+        CHECK(lora_save(tiny, test_path("peft/"), &err) == 0, "%s", err.msg);
+        CHECK(lora_load(fresh, test_path("peft"), &err) == 0 && same_lora(gpt_lora(tiny), gpt_lora(fresh)), "PEFT round trip: %s", err.msg);
         size_t len;
-        char *text = (char *)read_file("tests_tmp_peft/adapter_config.json", &len, &err);
+        char *text = (char *)read_file(test_path("peft/adapter_config.json"), &len, &err);
         CHECK(text && strstr(text, expect_modules[a]) && strstr(text, "\"fan_in_fan_out\": true"), "target_modules %s in %s", expect_modules[a], text ? text : err.msg);
         free(text);
-        remove_dir("tests_tmp_peft", peft_files, 2);
+        remove_dir(test_path("peft"), peft_files, 2);
         gpt_lora_detach(fresh);
-        CHECK(lora_save(tiny, "tests_tmp.lora", &err) == 0, "%s", err.msg);
-        CHECK(lora_load(fresh, "tests_tmp.lora", &err) == 0 && same_lora(gpt_lora(tiny), gpt_lora(fresh)), "adapter file round trip: %s", err.msg);
+        CHECK(lora_save(tiny, test_path("adapter.lora"), &err) == 0, "%s", err.msg);
+        CHECK(lora_load(fresh, test_path("adapter.lora"), &err) == 0 && same_lora(gpt_lora(tiny), gpt_lora(fresh)), "adapter file round trip: %s", err.msg);
     }
     // PEFT configs we must refuse: a target list that disagrees with the tensors ("c_proj" selects
     // both projections, the weights hold only mlp.c_proj), other PEFT methods and options.
-    CHECK(lora_load(tiny, FIXTURES "tiny_lora_rs", &err) == 0 && lora_save(tiny, "tests_tmp_peft/", &err) == 0, "%s", err.msg);
+    CHECK(lora_load(tiny, FIXTURES "tiny_lora_rs", &err) == 0 && lora_save(tiny, test_path("peft/"), &err) == 0, "%s", err.msg);
     const char *configs[][2] = {
         { "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\", \"c_proj\"]}", "attn.c_proj" },
         { "{\"peft_type\": \"PREFIX_TUNING\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\"]}", "peft_type" },
@@ -391,11 +391,11 @@ static void test_round_trips(void) {
         { "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"c_attn\", \"mlp.c_proj\"]", "offset" },
     };
     for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) {
-        write_bytes("tests_tmp_peft/adapter_config.json", configs[i][0], strlen(configs[i][0]));
-        CHECK(lora_load(fresh, "tests_tmp_peft", &err) != 0 && strstr(err.msg, "tests_tmp_peft/adapter_") && strstr(err.msg, configs[i][1]),
+        write_bytes(test_path("peft/adapter_config.json"), configs[i][0], strlen(configs[i][0]));
+        CHECK(lora_load(fresh, test_path("peft"), &err) != 0 && strstr(err.msg, test_path("peft/adapter_")) && strstr(err.msg, configs[i][1]),
               "PEFT config %zu: %s", i, err.msg);
     }
-    remove_dir("tests_tmp_peft", peft_files, 2);
+    remove_dir(test_path("peft"), peft_files, 2);
     // Loading over an attached adapter replaces it.
     CHECK(lora_load(fresh, FIXTURES "tiny_lora", &err) == 0 && lora_load(tiny, FIXTURES "tiny_lora", &err) == 0 &&
           same_lora(gpt_lora(tiny), gpt_lora(fresh)), "reload over an adapter");
@@ -403,23 +403,23 @@ static void test_round_trips(void) {
     // Wrong model for the adapter: clean errors, the model untouched.
     CHECK(lora_load(model, FIXTURES "tiny_lora", &err) != 0 && strstr(err.msg, "tiny_lora") && gpt_lora(model) == NULL,
           "PEFT adapter on the wrong model: %s", err.msg);
-    CHECK(lora_load(model, "tests_tmp.lora", &err) != 0 && strstr(err.msg, "tests_tmp.lora") && gpt_lora(model) == NULL,
+    CHECK(lora_load(model, test_path("adapter.lora"), &err) != 0 && strstr(err.msg, test_path("adapter.lora")) && gpt_lora(model) == NULL,
           "adapter file on the wrong model: %s", err.msg);
     GPTConfig wide = { 64, 16, 2, 2, 32 };
     GPT *wide_model = gpt_new_random(wide, 1);
     CHECK(lora_load(wide_model, FIXTURES "tiny_lora_rs", &err) != 0 && strstr(err.msg, "shape") && gpt_lora(wide_model) == NULL,
           "PEFT adapter with the wrong width: %s", err.msg);
-    CHECK(lora_load(wide_model, "tests_tmp.lora", &err) != 0 && strstr(err.msg, "module") && gpt_lora(wide_model) == NULL,
+    CHECK(lora_load(wide_model, test_path("adapter.lora"), &err) != 0 && strstr(err.msg, "module") && gpt_lora(wide_model) == NULL,
           "adapter file with the wrong width: %s", err.msg);
     gpt_free(wide_model);
     // A truncated adapter file and a missing one.
     size_t len;
-    unsigned char *bytes = read_file("tests_tmp.lora", &len, &err);
-    if (bytes) { write_bytes("tests_tmp.lora", bytes, len - 4); free(bytes); }
-    CHECK(lora_load(fresh, "tests_tmp.lora", &err) != 0 && strstr(err.msg, "bytes"), "truncated adapter: %s", err.msg);
-    remove("tests_tmp.lora");
+    unsigned char *bytes = read_file(test_path("adapter.lora"), &len, &err);
+    if (bytes) { write_bytes(test_path("adapter.lora"), bytes, len - 4); free(bytes); }
+    CHECK(lora_load(fresh, test_path("adapter.lora"), &err) != 0 && strstr(err.msg, "bytes"), "truncated adapter: %s", err.msg);
+    remove(test_path("adapter.lora"));
     CHECK(lora_load(fresh, "tests_no_such.lora", &err) != 0 && strstr(err.msg, "tests_no_such.lora"), "missing adapter: %s", err.msg);
-    CHECK(lora_save(model, "tests_tmp.lora", &err) != 0 && strstr(err.msg, "no LoRA"), "saving without an adapter: %s", err.msg);
+    CHECK(lora_save(model, test_path("adapter.lora"), &err) != 0 && strstr(err.msg, "no LoRA"), "saving without an adapter: %s", err.msg);
     gpt_free(model); gpt_free(tiny); gpt_free(fresh);
 }
 

@@ -487,7 +487,7 @@ static void write_bytes(const char *path, const unsigned char *data, size_t len)
 
 static void test_checkpoint(void) {
     GfnError err;
-    const char *path = "tests_tmp_model.ckpt";
+    const char *path = test_path("model.ckpt");
     GPT *model = tiny_model(4);
     CHECK(gpt_save(model, path, &err) == 0, "save: %s", err.msg);
     GPT *back = gpt_load(path, &err);
@@ -499,7 +499,7 @@ static void test_checkpoint(void) {
           "parameters round trip bit-exact");
     gpt_free(back);
     // f16 storage: every value comes back as its nearest half, and the file is half the size.
-    const char *path16 = "tests_tmp_model16.ckpt";
+    const char *path16 = test_path("model16.ckpt");
     CHECK(gpt_save_f16(model, path16, &err) == 0, "save f16: %s", err.msg);
     back = gpt_load(path16, &err);
     CHECK(back != NULL, "load f16: %s", back ? "" : err.msg);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TMP "tests_tmp_pretrain"
+#define TMP(suffix) test_path("pretrain" suffix)   // in this run's scratch directory
 
 // A small corpus with structure to learn: sentences from a toy grammar, documents separated by
 // "<|endoftext|>" lines.
@@ -46,11 +46,11 @@ static int files_equal(const char *a, const char *b) {
 
 static void tiny_config(PretrainConfig *c, const char *const *inputs, const char *out) {
     pretrain_config_default(c);
-    c->tokenizer_path = TMP ".tok";
+    c->tokenizer_path = TMP(".tok");
     c->inputs = inputs;
     c->num_inputs = 1;
     c->out_path = out;
-    c->cache_path = TMP ".tokens";
+    c->cache_path = TMP(".tokens");
     c->n_layer = 2; c->n_head = 2; c->n_embd = 32; c->ctx = 32;
     c->batch = 8; c->steps = 40; c->warmup = 4;
     c->lr = 3e-3f; c->min_lr = 3e-4f; c->val_frac = 0.1f;
@@ -63,13 +63,13 @@ void test_pretrain(void) {
     size_t len;
     char *text = toy_corpus(1, 120, &len);
     GfnError err = {{0}};
-    const char *input = TMP ".txt";
+    const char *input = TMP(".txt");
     const char *const inputs[1] = { input };
     CHECK(!write_text(input, text, len), "cannot write %s", input);
     Tokenizer *tok = tokenizer_train(inputs, 1, 300, &err);
     if (!CHECK(tok != NULL, "tokenizer_train: %s", err.msg)) { free(text); return; }
     int V = tokenizer_vocab_size(tok);
-    CHECK(!tokenizer_save(tok, TMP ".tok", &err), "tokenizer_save: %s", err.msg);
+    CHECK(!tokenizer_save(tok, TMP(".tok"), &err), "tokenizer_save: %s", err.msg);
     tokenizer_free(tok);
 
     // 1. An uninterrupted run: the validation loss starts near ln V (a fresh model is nearly
@@ -78,10 +78,10 @@ void test_pretrain(void) {
     PretrainResult full, part, resumed, r;
     size_t eval_len;
     char *eval_text = toy_corpus(3, 12, &eval_len);
-    CHECK(!write_text(TMP "_eval.txt", eval_text, eval_len), "cannot write the eval file");
-    tiny_config(&c, inputs, TMP "_full.bin");
-    c.eval_file = TMP "_eval.txt";
-    c.log_path = TMP "_log.jsonl";
+    CHECK(!write_text(TMP("_eval.txt"), eval_text, eval_len), "cannot write the eval file");
+    tiny_config(&c, inputs, TMP("_full.bin"));
+    c.eval_file = TMP("_eval.txt");
+    c.log_path = TMP("_log.jsonl");
     remove(c.log_path);
     int rc = pretrain_run(&c, &full, &err);
     CHECK(rc == 0, "pretrain_run: %s", err.msg);
@@ -102,7 +102,7 @@ void test_pretrain(void) {
     CHECK(fabs(full.val_bits_per_byte - bpb) < 1e-4 * bpb, "bits/byte %.6f, expected %.6f", (double)full.val_bits_per_byte, bpb);
     // The JSONL log: every line parses; one line per step; the last ones carry the final numbers.
     size_t log_len;
-    char *log_text = (char *)read_file(TMP "_log.jsonl", &log_len, &err);
+    char *log_text = (char *)read_file(TMP("_log.jsonl"), &log_len, &err);
     int log_lines = 0, step_lines = 0, bad_lines = 0;
     double logged_val = NAN;
     for (size_t pos = 0; log_text && pos < log_len;) {
@@ -121,14 +121,14 @@ void test_pretrain(void) {
     CHECK(log_text && bad_lines == 0 && step_lines == 40, "log: %d lines, %d unparsable, %d step lines", log_lines, bad_lines, step_lines);
     CHECK(fabs(logged_val - full.val_loss) < 1e-5, "logged final val loss %.6f vs %.6f", logged_val, (double)full.val_loss);
     free(log_text);
-    GPT *loaded = gpt_load(TMP "_full.bin", &err);
+    GPT *loaded = gpt_load(TMP("_full.bin"), &err);
     CHECK(loaded != NULL, "the final model loads with gpt_load: %s", err.msg);
     if (loaded) {
         GPTConfig mc = gpt_config(loaded);
         CHECK(mc.vocab_size == V && mc.n_layer == 2 && mc.n_embd == 32 && mc.max_seq_len == 32, "loaded config");
         // The eval file's bits/byte, recomputed window by window (one row, no padding) with our
         // own log-softmax: [EOT] + tokens, windows of 32 inputs, every token scored once.
-        Tokenizer *t2 = tokenizer_load(TMP ".tok", &err);
+        Tokenizer *t2 = tokenizer_load(TMP(".tok"), &err);
         size_t n;
         int *ids = t2 ? tokenizer_encode(t2, eval_text, eval_len, 0, &n) : NULL;
         if (CHECK(ids != NULL, "encode the eval file: %s", err.msg)) {
@@ -158,26 +158,26 @@ void test_pretrain(void) {
     }
 
     // 2. Interrupted at step 20 (not a save_every multiple), then resumed: the same bits.
-    tiny_config(&c, inputs, TMP "_part.bin");
+    tiny_config(&c, inputs, TMP("_part.bin"));
     c.stop_after = 20;
     rc = pretrain_run(&c, &part, &err);
     CHECK(rc == 0 && part.steps_done == 20, "interrupted run: rc %d, steps %d: %s", rc, part.steps_done, err.msg);
     CHECK(part.cache_rebuilt == 0, "the second run reuses the token cache");
-    tiny_config(&c, inputs, TMP "_resumed.bin");
-    c.resume_path = TMP "_part.bin.state";
+    tiny_config(&c, inputs, TMP("_resumed.bin"));
+    c.resume_path = TMP("_part.bin.state");
     rc = pretrain_run(&c, &resumed, &err);
     CHECK(rc == 0 && resumed.steps_done == 40, "resumed run: rc %d, steps %d: %s", rc, resumed.steps_done, err.msg);
     CHECK(isnan(resumed.initial_val_loss), "a resumed run does not report an initial loss");
-    CHECK(files_equal(TMP "_full.bin", TMP "_resumed.bin"), "resumed model differs from the uninterrupted one");
-    CHECK(files_equal(TMP "_full.bin.state", TMP "_resumed.bin.state"), "resumed training state differs");
-    CHECK(!files_equal(TMP "_full.bin.state", TMP "_part.bin.state"), "the mid-run state equals the final one");
+    CHECK(files_equal(TMP("_full.bin"), TMP("_resumed.bin")), "resumed model differs from the uninterrupted one");
+    CHECK(files_equal(TMP("_full.bin.state"), TMP("_resumed.bin.state")), "resumed training state differs");
+    CHECK(!files_equal(TMP("_full.bin.state"), TMP("_part.bin.state")), "the mid-run state equals the final one");
     CHECK(resumed.val_loss == full.val_loss, "val loss %.8f vs %.8f", (double)resumed.val_loss, (double)full.val_loss);
 
     // 3. Damaged or mismatched training states are clean errors naming the file.
     size_t slen;
-    unsigned char *state = read_file(TMP "_part.bin.state", &slen, &err);
+    unsigned char *state = read_file(TMP("_part.bin.state"), &slen, &err);
     if (CHECK(state != NULL, "read state: %s", err.msg)) {
-        const char *bad = TMP "_bad.state";
+        const char *bad = TMP("_bad.state");
         struct { const char *what; size_t len; size_t flip; const char *expect; } cases[] = {
             { "a flipped parameter byte", slen, slen / 2, "checksum" },
             { "a truncated file", slen - 100, 0, "bytes" },
@@ -190,15 +190,15 @@ void test_pretrain(void) {
             if (cases[k].flip) copy[cases[k].flip] ^= 0x10;
             write_text(bad, (const char *)copy, cases[k].len);
             free(copy);
-            tiny_config(&c, inputs, TMP "_bad.bin");
+            tiny_config(&c, inputs, TMP("_bad.bin"));
             c.resume_path = bad;
             err.msg[0] = 0;
             rc = pretrain_run(&c, &r, &err);
             CHECK(rc != 0 && strstr(err.msg, bad) && strstr(err.msg, cases[k].expect),
                   "%s: rc %d, message '%s'", cases[k].what, rc, err.msg);
         }
-        tiny_config(&c, inputs, TMP "_bad.bin");
-        c.resume_path = TMP "_part.bin.state";
+        tiny_config(&c, inputs, TMP("_bad.bin"));
+        c.resume_path = TMP("_part.bin.state");
         c.lr = 1e-3f;
         rc = pretrain_run(&c, &r, &err);
         CHECK(rc != 0 && strstr(err.msg, "lr"), "resume with another lr: rc %d, '%s'", rc, err.msg);
@@ -211,7 +211,7 @@ void test_pretrain(void) {
     size_t len2;
     char *text2 = toy_corpus(2, 130, &len2);
     CHECK(!write_text(input, text2, len2), "cannot rewrite %s", input);
-    tiny_config(&c, inputs, TMP "_bad.bin");
+    tiny_config(&c, inputs, TMP("_bad.bin"));
     c.steps = 0;
     rc = pretrain_run(&c, &r, &err);
     CHECK(rc == 0 && r.cache_rebuilt == 1 && r.num_tokens != full.num_tokens, "changed input: rc %d, rebuilt %d, %lld tokens (was %lld): %s",
@@ -220,23 +220,23 @@ void test_pretrain(void) {
     rc = pretrain_run(&c, &r, &err);
     CHECK(rc == 0 && r.cache_rebuilt == 0 && r.num_tokens == tokens2, "unchanged input: rebuilt %d, %lld tokens", r.cache_rebuilt, r.num_tokens);
     size_t clen;
-    unsigned char *cache = read_file(TMP ".tokens", &clen, &err);
+    unsigned char *cache = read_file(TMP(".tokens"), &clen, &err);
     if (CHECK(cache != NULL, "read cache: %s", err.msg)) {
         cache[clen - 20] ^= 1;
-        write_text(TMP ".tokens", (const char *)cache, clen);
+        write_text(TMP(".tokens"), (const char *)cache, clen);
         free(cache);
         rc = pretrain_run(&c, &r, &err);
         CHECK(rc == 0 && r.cache_rebuilt == 1 && r.num_tokens == tokens2, "damaged cache: rebuilt %d", r.cache_rebuilt);
     }
-    tiny_config(&c, inputs, TMP "_bad.bin");
-    c.resume_path = TMP "_part.bin.state";
+    tiny_config(&c, inputs, TMP("_bad.bin"));
+    c.resume_path = TMP("_part.bin.state");
     rc = pretrain_run(&c, &r, &err);
     CHECK(rc != 0 && strstr(err.msg, "token stream"), "resume on other data: rc %d, '%s'", rc, err.msg);
 
     free(text); free(text2); free(eval_text);
-    const char *junk[] = { TMP "_log.jsonl", TMP "_eval.txt", TMP ".tok", TMP ".txt", TMP ".tokens", TMP "_full.bin", TMP "_full.bin.state",
-                           TMP "_part.bin", TMP "_part.bin.state", TMP "_resumed.bin", TMP "_resumed.bin.state",
-                           TMP "_bad.bin", TMP "_bad.bin.state" };
+    const char *junk[] = { TMP("_log.jsonl"), TMP("_eval.txt"), TMP(".tok"), TMP(".txt"), TMP(".tokens"), TMP("_full.bin"), TMP("_full.bin.state"),
+                           TMP("_part.bin"), TMP("_part.bin.state"), TMP("_resumed.bin"), TMP("_resumed.bin.state"),
+                           TMP("_bad.bin"), TMP("_bad.bin.state") };
     for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
 }
 
@@ -290,14 +290,14 @@ void test_corpus(void) {
     if (!dir) { test_skip("corpus", "no shared data (set GFN_DATA or run make data)"); return; }
     GfnError err = {{0}};
     size_t bytes;
-    int rc = corpus_build(dir, TMP "_corpus.txt", 1, &bytes, &err);
+    int rc = corpus_build(dir, TMP("_corpus.txt"), 1, &bytes, &err);
     if (!CHECK(rc == 0, "corpus_build: %s", err.msg)) return;
-    CHECK(!corpus_build(dir, TMP "_corpus2.txt", 1, NULL, &err) && files_equal(TMP "_corpus.txt", TMP "_corpus2.txt"),
+    CHECK(!corpus_build(dir, TMP("_corpus2.txt"), 1, NULL, &err) && files_equal(TMP("_corpus.txt"), TMP("_corpus2.txt")),
           "the same seed gives the same corpus");
-    CHECK(!corpus_build(dir, TMP "_corpus2.txt", 2, NULL, &err) && !files_equal(TMP "_corpus.txt", TMP "_corpus2.txt"),
+    CHECK(!corpus_build(dir, TMP("_corpus2.txt"), 2, NULL, &err) && !files_equal(TMP("_corpus.txt"), TMP("_corpus2.txt")),
           "another seed gives other arithmetic");
     size_t len, n;
-    char *corpus = (char *)read_file(TMP "_corpus.txt", &len, &err);
+    char *corpus = (char *)read_file(TMP("_corpus.txt"), &len, &err);
     if (!CHECK(corpus && len == bytes && bytes > 10000000, "corpus of %zu bytes", bytes)) { free(corpus); return; }
     LineSet lines = line_set(corpus, len);
 
@@ -406,5 +406,5 @@ void test_corpus(void) {
 
     free(lines.lines);
     free(corpus);
-    remove(TMP "_corpus.txt"); remove(TMP "_corpus2.txt");
+    remove(TMP("_corpus.txt")); remove(TMP("_corpus2.txt"));
 }

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TMP_DIR "tests_tmp_tokenizer"
+#define TMP_DIR test_path("tokenizer")   // in this run's scratch directory
 #define FIXTURE "tests/tokenizer_gpt2_ref.txt"
 
 static char *tmp_path(const char *name) {

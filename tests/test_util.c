@@ -79,7 +79,7 @@ static void test_bytes(void) {
 
 static void test_files(void) {
     GfnError err;
-    const char *path = "tests_tmp_file.bin";
+    const char *path = test_path("file.bin");
     CHECK(write_file_atomic(path, "hello", 5, &err) == 0, "write: %s", err.msg);
     size_t len = 0;
     unsigned char *data = read_file(path, &len, &err);
