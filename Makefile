@@ -41,10 +41,10 @@ test: gfn tests/run_tests
 # runs it wherever it can.
 SAN_FLAGS = -O2 $(ARCH) -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_OK := $(shell echo 'int main(void){return 0;}' | $(CC) $(SAN_FLAGS) -x c - -o /dev/null 2>/dev/null && echo 1)
-gfn-san: $(SRC) $(HDR)
-	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -o $@ $(SRC) $(LDLIBS)
-tests/run_tests_san: $(SRC) $(HDR) $(TEST_SRC) tests/test.h
-	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -DGFN_NO_MAIN -o $@ $(SRC) $(TEST_SRC) $(LDLIBS)
+gfn-san: $(SRC) $(MAIN) $(HDR)
+	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -o $@ $(SRC) $(MAIN) $(LDLIBS)
+tests/run_tests_san: $(SRC) $(HDR) $(TEST_SRC) tests/runner.c tests/test.h
+	$(CC) $(SAN_FLAGS) $(WARN) -Wno-unknown-pragmas -o $@ $(SRC) $(TEST_SRC) tests/runner.c $(LDLIBS)
 ifeq ($(SAN_OK),1)
 sanitize: gfn-san tests/run_tests_san
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 GFN_BIN=./gfn-san ./tests/run_tests_san
@@ -90,10 +90,10 @@ FUZZ_TARGETS = json checkpoint hf peft tokenizer gpt2_vocab ids
 FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_OK := $(shell echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n){(void)d;(void)n;return 0;}' | \
 	$(FUZZ_CC) $(FUZZ_FLAGS) -x c - -o /dev/null 2>/dev/null && echo 1)
-fuzz/bin/%: fuzz/fuzz.c $(SRC) $(HDR)
+fuzz/bin/%: fuzz/fuzz.c $(SRC) $(MAIN) $(HDR)
 	@mkdir -p fuzz/bin
 	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -Wall -Wno-unknown-pragmas -DFUZZ_$(shell echo $* | tr a-z A-Z) \
-		$(if $(filter ids,$*),-Dmain=gfn_cli_main,-DGFN_NO_MAIN) -o $@ fuzz/fuzz.c $(SRC) -lm
+		$(if $(filter ids,$*),-Dmain=gfn_cli_main) -o $@ fuzz/fuzz.c $(SRC) $(if $(filter ids,$*),$(MAIN)) -lm
 ifeq ($(FUZZ_OK),1)
 fuzz: $(addprefix fuzz/bin/,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do mkdir -p fuzz/work/$$t; \

@@ -248,7 +248,9 @@ static void test_metrics_command(void) {
     FILE *probe = fopen("gfn", "rb");
     if (!probe) { test_skip("gfn metrics", "./gfn not built (make test builds it)"); return; }
     fclose(probe);
-    const char *ref_path = "tests_tmp_eval_ref.txt", *hyp_path = "tests_tmp_eval_hyp.txt", *short_path = "tests_tmp_eval_short.txt";
+    const char *ref_path = test_path("eval_ref.txt"), *hyp_path = test_path("eval_hyp.txt"), *short_path = test_path("eval_short.txt");
+    const char *missing_path = test_path("eval_missing.txt");
+    char cmd[1024];
     const char *refs[3] = { "He went to the park with his dog", "The cat sat on the mat", "" };
     const char *hyps[3] = { "He went to the store.", "", "a b" };
     FILE *r = fopen(ref_path, "w"), *h = fopen(hyp_path, "w"), *s = fopen(short_path, "w");
@@ -257,7 +259,8 @@ static void test_metrics_command(void) {
     fprintf(s, "one line\n");
     fclose(r); fclose(h); fclose(s);
 
-    FILE *out = popen("./gfn metrics --ref tests_tmp_eval_ref.txt --hyp tests_tmp_eval_hyp.txt", "r");
+    snprintf(cmd, sizeof cmd, "./gfn metrics --ref %s --hyp %s", ref_path, hyp_path);
+    FILE *out = popen(cmd, "r");
     char line[512];
     int rows = 0, means = 0;
     while (out && fgets(line, sizeof line, out)) {
@@ -277,17 +280,19 @@ static void test_metrics_command(void) {
     int status = out ? pclose(out) : -1;
     CHECK(status == 0 && rows == 3 && means == 1, "gfn metrics: exit %d, %d rows, %d mean lines", status, rows, means);
 
-    out = popen("./gfn metrics --ref tests_tmp_eval_ref.txt --hyp tests_tmp_eval_short.txt 2>&1", "r");
+    snprintf(cmd, sizeof cmd, "./gfn metrics --ref %s --hyp %s 2>&1", ref_path, short_path);
+    out = popen(cmd, "r");
     char all[1024] = "";
     size_t got = out ? fread(all, 1, sizeof all - 1, out) : 0;
     all[got] = 0;
     status = out ? pclose(out) : 0;
-    CHECK(status != 0 && strstr(all, "tests_tmp_eval_short.txt"), "line count mismatch fails naming the file: %s", all);
-    out = popen("./gfn metrics --ref tests_tmp_eval_missing.txt --hyp tests_tmp_eval_hyp.txt 2>&1", "r");
+    CHECK(status != 0 && strstr(all, short_path), "line count mismatch fails naming the file: %s", all);
+    snprintf(cmd, sizeof cmd, "./gfn metrics --ref %s --hyp %s 2>&1", missing_path, hyp_path);
+    out = popen(cmd, "r");
     got = out ? fread(all, 1, sizeof all - 1, out) : 0;
     all[got] = 0;
     status = out ? pclose(out) : 0;
-    CHECK(status != 0 && strstr(all, "tests_tmp_eval_missing.txt"), "missing file fails naming it: %s", all);
+    CHECK(status != 0 && strstr(all, missing_path), "missing file fails naming it: %s", all);
     remove(ref_path);
     remove(hyp_path);
     remove(short_path);
@@ -322,7 +327,11 @@ static void test_markdown(void) {
 }
 
 static void test_listing(void) {
-    const char *dir = "tests_tmp_eval_results";
+    const char *dir = test_path("eval_results");
+    char want[3][512];
+    snprintf(want[0], sizeof want[0], "%s/a_s1.txt", dir);
+    snprintf(want[1], sizeof want[1], "%s/a_s2.txt", dir);
+    snprintf(want[2], sizeof want[2], "%s/b_s1.txt", dir);
     static const char *const files[] = { "b_s1.txt", "a_s2.txt", "notes.md", "a_s1.txt", ".txt" };
     mkdir(dir, 0755);
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
@@ -336,10 +345,10 @@ static void test_listing(void) {
     char *paths[8];
     GfnError err = { { 0 } };
     int n = report_list_files(dir, paths, 8, &err);
-    CHECK(n == 3 && !strcmp(paths[0], "tests_tmp_eval_results/a_s1.txt") && !strcmp(paths[1], "tests_tmp_eval_results/a_s2.txt") &&
-          !strcmp(paths[2], "tests_tmp_eval_results/b_s1.txt"), "listing: %d files", n);
+    CHECK(n == 3 && !strcmp(paths[0], want[0]) && !strcmp(paths[1], want[1]) && !strcmp(paths[2], want[2]), "listing: %d files", n);
     for (int i = 0; i < n; i++) free(paths[i]);
-    CHECK(report_list_files("tests_tmp_eval_nowhere", paths, 8, &err) == -1 && strstr(err.msg, "tests_tmp_eval_nowhere"), "missing folder: %s", err.msg);
+    const char *nowhere = test_path("eval_nowhere");
+    CHECK(report_list_files(nowhere, paths, 8, &err) == -1 && strstr(err.msg, nowhere), "missing folder: %s", err.msg);
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char path[256];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);

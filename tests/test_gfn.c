@@ -691,7 +691,7 @@ static int many_query_toy(Task *many, int num_queries) {
 // Trains a copy of the task's base with cfg (logging to a temp file); returns the JSONL lines'
 // values of `field` in values[0..steps) (NAN where absent).
 static void train_logged(Task *task, TrainConfig *cfg, float *log_z, const char *field, double *values) {
-    const char *path = "tests_tmp_gfn_log.jsonl";
+    const char *path = test_path("gfn_log.jsonl");
     cfg->log_path = path;
     cfg->quiet = 1;
     GPT *policy = copy_model(task->base);

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const probe_corpus = "tests_tmp_probe_corpus.txt";
-static const char *const probe_tok = "tests_tmp_probe_tok.bin";
-static const char *const probe_model = "tests_tmp_probe_model.ckpt";
+// Scratch files in this run's own folder (test_path), so two runs never collide.
+#define probe_corpus test_path("probe_corpus.txt")
+#define probe_tok test_path("probe_tok.bin")
+#define probe_model test_path("probe_model.ckpt")
 
 // The chains' texts, written by hand from their definitions.
 static void test_chain_text(void) {
