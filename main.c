@@ -181,6 +181,8 @@ static void usage(FILE *out) {
         "  corpus       build the pretraining text from the shared data\n"
         "  metrics      BLEU-4, GLEU, chrF (and a BERTScore stand-in) of line-aligned text files\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
+        "  report continuation DIR OUT OUT.md and OUT.svg (log P vs diversity) (make reproduce-continuation)\n"
+        "  report infill DIR OUT       OUT.md (make reproduce-infill)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
         "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
@@ -212,6 +214,8 @@ static void train_usage(FILE *out) {
         "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers; infill: with\n"
         "                      the true 4th sentences (0)\n"
         "  --labelled N        subj: labelled examples, 10, 20 or 50 (10)\n"
+        "  --baselines N       continuation, infill: 1 also evaluates the decoding / prompting\n"
+        "                      baselines on the base model, 2 only those (with --steps 0) (0)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -243,7 +247,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0, 0 };
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -290,6 +294,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--eval-n")) topt.eval_n = (int)num;
         else if (!strcmp(a, "--seed-answers")) topt.seed_answers = num != 0;
         else if (!strcmp(a, "--labelled")) topt.num_labelled = (int)num;
+        else if (!strcmp(a, "--baselines")) topt.baselines = (int)num;
         else if (!strcmp(a, "--reward-floor")) topt.reward_floor = (float)log(num);
         else if (!strcmp(a, "-s")) { cfg.seed = (uint64_t)num; topt.seed = (uint64_t)num; }
         else { fprintf(stderr, "gfn train: unknown option %s\n", a); return 1; }
@@ -856,7 +861,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0, 0, 0 };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
@@ -933,6 +938,19 @@ int main(int argc, char **argv) {
         snprintf(svg, sizeof svg, "%s.svg", argv[4]);
         if (arith_report(argv[3], md, svg, &err)) { fprintf(stderr, "gfn report: %s\n", err.msg); return 1; }
         printf("wrote %s and %s\n", md, svg);
+        return 0;
+    }
+    if (!strcmp(argv[1], "report") && argc == 5 && (!strcmp(argv[2], "continuation") || !strcmp(argv[2], "infill"))) {
+        char md[4096], svg[4096];   // report continuation|infill DIR OUT
+        GfnError err = { { 0 } };
+        snprintf(md, sizeof md, "%s.md", argv[4]);
+        snprintf(svg, sizeof svg, "%s.svg", argv[4]);
+        int infill = !strcmp(argv[2], "infill");
+        if (infill ? infill_report(argv[3], md, &err) : continuation_report(argv[3], md, svg, &err)) {
+            fprintf(stderr, "gfn report: %s\n", err.msg);
+            return 1;
+        }
+        printf(infill ? "wrote %s\n" : "wrote %s and %s\n", md, svg);
         return 0;
     }
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
