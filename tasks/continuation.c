@@ -284,7 +284,7 @@ int continuation_report(const char *dir, const char *md_path, const char *svg_pa
     if (text_results_read(dir, cont_keys, CK_NUM, res, err)) { free(res); return 1; }
     Text md = { NULL, 0, 0 };
     text_appendf(&md, "# Next-sentence continuation (paper §4.1, Figure 3)\n\n"
-                     "50 validation prompts (OpenWebText lines 950–999), 8 sentences each, mean ± std over seeds. log P = log p(Z \".\" | X)\n"
+                     "The validation prompts (OpenWebText lines 950–999; fewer with --eval-n), 8 sentences each, mean ± std over seeds. log P = log p(Z \".\" | X)\n"
                      "under the base model (the sentence mask's renormalised softmax): the mean and the max over a prompt's 8, averaged\n"
                      "over prompts. Diversity = 1 − mean pairwise cosine of TF-IDF word vectors (IDF from the 950 training prompts);\n"
                      "distinct-2 and self-BLEU-4 over a prompt's 8. subtb-T: GFlowNet (modified SubTB) trained with the reward\n"

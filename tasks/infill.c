@@ -396,7 +396,7 @@ int infill_report(const char *dir, const char *md_path, GfnError *err) {
     if (text_results_read(dir, infill_keys, IK_NUM, res, err)) { free(res); return 1; }
     Text md = { NULL, 0, 0 };
     text_appendf(&md, "# Story infilling (paper §4.2, Table 2)\n\n"
-                     "99 evaluated stories (rows 0–99 of roc_valid.json with five sentences), 25 samples of the 4th sentence per story at\n"
+                     "The evaluated stories (the 99 of rows 0–99 of roc_valid.json with five sentences; fewer with --eval-n), 25 samples of the 4th sentence per story at\n"
                      "T = 0.9, each scored against the true one; averaged over all samples, then mean ± std over seeds, and in brackets\n"
                      "the 95 %% bootstrap interval over stories (1000 resamples, seed 1) averaged over seeds. BERTScore here is the\n"
                      "stand-in: BERTScore's F1 on our base model's last hidden layer, rescaled by 1000 random pairs of true 4th sentences\n"
