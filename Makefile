@@ -149,16 +149,17 @@ reproduce-rng: gfn
 # - continuation: per seed the decoding baselines on the base (--steps 0 --baselines 2: greedy,
 #   beam 8, beam 40 keeping 8, diverse beam 4 groups λ 1, nucleus 0.95, T = 1, T = 0.8/0.85/0.9/
 #   0.95), GFlowNet (modified SubTB) with the reward temperature annealed 1 -> T_end over the run
-#   for T_end = 0.80 0.85 0.90 0.95, and a reward maximiser (REINFORCE, T = 1); 100 steps each.
+#   for T_end = 0.80 0.85 0.90 0.95, and a reward maximiser (REINFORCE, T = 1); 150 steps each.
 #   Evaluation: 50 validation prompts x 8 -> results/continuation.md and .svg (log P vs diversity).
 # - infill: per seed prompting the base (template; beginning only), SFT (template -> true s4),
 #   GFlowNet and GFlowNet with the buffer seeded with the true 4th sentences; reward temperature
 #   1.1 -> 0.85 over the run; 80 steps each. Evaluation: 99 stories x 25 at T = 0.9 -> results/infill.md.
-# Cost, from per-step times measured on 1 thread at batch 16 on the shared (loaded) machine:
-# continuation 2.05 CPU-s/step, infill 4.5 CPU-s/step (rank 64; SFT steps are cheaper), plus the
-# evaluations (about 3.5 CPU-s per prompt for all the continuation baselines, 0.6 CPU-s per story
-# and method for infill) and, for subtb-seeded, about 100 CPU-s scoring the ~870 true 4th sentences
-# that seed the buffer: about 3750 and 3700 CPU-s, i.e. about 37 minutes each on 2 cores.
+# Cost, from per-step times measured with these flags on 1 thread on the shared (loaded) machine:
+# continuation 1.28 CPU-s/step; infill 3.8 CPU-s/step (SubTB), 2.5 (SFT); plus the evaluations (about
+# 3.5 CPU-s per prompt for all the continuation baselines, 0.6 CPU-s per story and method for infill)
+# and, for subtb-seeded, about 100 CPU-s scoring the ~870 true 4th sentences that seed its buffer:
+# about 15 x 150 x 1.28 + 700 = 3600 and 9 x 80 x 3.4 + 1200 = 3600 CPU-s, i.e. about 35 minutes
+# each on 2 cores (OpenMP on both).
 # TEXT_EVAL_N=N evaluates only the first N prompts / stories (a quick check of the targets).
 comma := ,
 define newline
@@ -166,7 +167,7 @@ define newline
 
 endef
 CONT = ./gfn train continuation -m $(MODEL) -t $(TOK)$(if $(TEXT_EVAL_N), --eval-n $(TEXT_EVAL_N))
-CONT_STEPS ?= 100
+CONT_STEPS ?= 150
 CONT_T_END ?= 0.80 0.85 0.90 0.95
 CONT_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10
 define cont_seed

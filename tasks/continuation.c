@@ -191,7 +191,8 @@ static Traj **cont_beams(Task *task, GPT *base, int count, int keep, const BeamC
         beam_search(base, task, &query, 1, cfg, all, log_q, &found);
         for (int j = 0; j < keep; j++) {
             t[q * keep + j] = traj_new(task->max_len);
-            traj_copy(t[q * keep + j], all[j < found ? j : found - 1]);
+            if (found > 0) traj_copy(t[q * keep + j], all[j < found ? j : found - 1]);
+            t[q * keep + j]->query = query;
         }
     }
     for (int i = 0; i < n; i++) traj_free(all[i]);
