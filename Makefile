@@ -22,7 +22,7 @@ HDR = gfn.h
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC = $(wildcard tests/bench_*.c)
 
-.PHONY: all test sanitize fuzz bench run reproduce reproduce-rng data weights clean
+.PHONY: all test sanitize fuzz bench run reproduce reproduce-rng reproduce-continuation reproduce-infill data weights clean
 all: gfn
 
 gfn: $(SRC) $(MAIN) $(HDR)
@@ -185,6 +185,60 @@ reproduce-rng: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/rng-*.txt
 	$(rng_runs)
 	./gfn report arithmetic results/arithmetic results/arithmetic
+
+# ----------------------------------------------------------------------------------------------
+# The text tasks (tasks/continuation.c, tasks/infill.c; ../shared/docs/TASKS.md has the facts), a
+# fixed protocol on the shipped base model, seeds 1 2 3 (SEEDS), LoRA rank 16 alpha 16 on every
+# module, AdamW lr 5e-4 with 10 warm-up steps, batches of 16 trajectories (2 queries x 8):
+# - continuation: per seed the decoding baselines on the base (--steps 0 --baselines 2: greedy,
+#   beam 8, beam 40 keeping 8, diverse beam 4 groups λ 1, nucleus 0.95, T = 1, T = 0.8/0.85/0.9/
+#   0.95), GFlowNet (modified SubTB) with the reward temperature annealed 1 -> T_end over the run
+#   for T_end = 0.80 0.85 0.90 0.95, and a reward maximiser (REINFORCE, T = 1); 150 steps each.
+#   Evaluation: 50 validation prompts x 8 -> results/continuation.md and .svg (log P vs diversity).
+# - infill: per seed prompting the base (template; beginning only), SFT (template -> true s4),
+#   GFlowNet and GFlowNet with the buffer seeded with the true 4th sentences; reward temperature
+#   1.1 -> 0.85 over the run; 80 steps each. Evaluation: 99 stories x 25 at T = 0.9 -> results/infill.md.
+# Cost, from per-step times measured with these flags on 1 thread on the shared (loaded) machine:
+# continuation 1.28 CPU-s/step; infill 3.8 CPU-s/step (SubTB), 2.5 (SFT); plus the evaluations (about
+# 3.5 CPU-s per prompt for all the continuation baselines, 0.6 CPU-s per story and method for infill)
+# and, for subtb-seeded, about 100 CPU-s scoring the ~870 true 4th sentences that seed its buffer:
+# about 15 x 150 x 1.28 + 700 = 3600 and 9 x 80 x 3.4 + 1200 = 3600 CPU-s, i.e. about 35 minutes
+# each on 2 cores (OpenMP on both).
+# TEXT_EVAL_N=N evaluates only the first N prompts / stories (a quick check of the targets).
+comma := ,
+define newline
+
+
+endef
+CONT = ./gfn train continuation -m $(MODEL) -t $(TOK)$(if $(TEXT_EVAL_N), --eval-n $(TEXT_EVAL_N))
+CONT_STEPS ?= 150
+CONT_T_END ?= 0.80 0.85 0.90 0.95
+CONT_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10
+define cont_seed
+$(call one_run,base,$(1),$(CONT) -s $(1) --steps 0 --baselines 2,results/continuation)
+$(foreach t,$(CONT_T_END),$(call one_run,subtb-$(t),$(1),$(CONT) -s $(1) --loss subtb --steps $(CONT_STEPS) $(CONT_ARGS) --reward-temp 1$(comma)$(t)$(comma)$(CONT_STEPS),results/continuation)$(newline))
+$(call one_run,reinforce,$(1),$(CONT) -s $(1) --loss reinforce --steps $(CONT_STEPS) $(CONT_ARGS),results/continuation)
+endef
+
+reproduce-continuation: gfn
+	@mkdir -p results/continuation && rm -f results/continuation/*.txt
+	$(foreach s,$(SEEDS),$(call cont_seed,$(s))$(newline))
+	./gfn report continuation results/continuation results/continuation
+
+INFILL = ./gfn train infill -m $(MODEL) -t $(TOK)$(if $(TEXT_EVAL_N), --eval-n $(TEXT_EVAL_N))
+INFILL_STEPS ?= 80
+INFILL_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10 --reward-temp 1.1,0.85,$(INFILL_STEPS)
+define infill_seed
+$(call one_run,prompt,$(1),$(INFILL) -s $(1) --steps 0 --baselines 2,results/infill)
+$(call one_run,sft,$(1),$(INFILL) -s $(1) --loss sft --steps $(INFILL_STEPS) $(INFILL_ARGS),results/infill)
+$(call one_run,subtb,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS),results/infill)
+$(call one_run,subtb-seeded,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS) --seed-answers 1,results/infill)
+endef
+
+reproduce-infill: gfn
+	@mkdir -p results/infill && rm -f results/infill/*.txt
+	$(foreach s,$(SEEDS),$(call infill_seed,$(s))$(newline))
+	./gfn report infill results/infill results/infill
 
 clean:
 	rm -f gfn gfn-san tests/run_tests tests/run_tests_san tests/bench

@@ -570,6 +570,28 @@ double bertscore_baseline(float *const *emb, const int *len, int count, int C, i
 
 double bertscore_rescale(double f1, double baseline) { return (f1 - baseline) / (1.0 - baseline); }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void bootstrap_ci(const double *x, int n, int resamples, uint64_t seed, double *lo, double *hi) {
+    if (n < 1 || resamples < 1) { *lo = *hi = n > 0 ? x[0] : 0; return; }
+    double *means = gfn_malloc(sizeof(double) * (size_t)resamples);   // (resamples)
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int r = 0; r < resamples; r++) {
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += x[rng_below(&rng, n)];
+        means[r] = sum / n;
+    }
+    qsort(means, (size_t)resamples, sizeof(double), cmp_double);
+    int i_lo = (int)floor(0.025 * resamples), i_hi = (int)ceil(0.975 * resamples) - 1;
+    *lo = means[i_lo];
+    *hi = means[i_hi < 0 ? 0 : i_hi];
+    free(means);
+}
+
 // ----------------------------------------------------------------------------------------------
 // --- Markdown tables and SVG plots
 //
@@ -660,6 +682,51 @@ void svg_line_plot(Text *svg, const LinePlot *p, const PlotSeries *series, int n
         text_appendf(svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
                          "<text x=\"%d\" y=\"%d\">%s</text>\n",
                     W - right + 12, top + 10 + 18 * ps->slot, W - right + 32, top + 10 + 18 * ps->slot, c, W - right + 38, top + 14 + 18 * ps->slot, ps->name);
+    }
+    #undef PX
+    #undef PY
+    text_appendf(svg, "</svg>\n");
+}
+
+// A scatter plot: each point a dot with ± std bars in x and y and a legend entry (its slot's
+// colour, legend row i); axes span the points (and their bars) with 5 % margins, 5 ticks each.
+void svg_scatter_plot(Text *svg, const ScatterPlot *p, const ScatterPoint *pts, int n) {
+    static const char *const colors[] = { "#777777", "#1f77b4", "#d62728", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2" };
+    const int W = p->width, H = p->height, left = p->left, right = p->right, top = p->top, bottom = p->bottom;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x0 = fmin(x0, pts[i].x - pts[i].x_std); x1 = fmax(x1, pts[i].x + pts[i].x_std);
+        y0 = fmin(y0, pts[i].y - pts[i].y_std); y1 = fmax(y1, pts[i].y + pts[i].y_std);
+    }
+    if (n == 0) { x0 = y0 = 0; x1 = y1 = 1; }
+    if (x1 - x0 < 1e-9) { x0 -= 0.5; x1 += 0.5; }
+    if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
+    double xm = 0.05 * (x1 - x0), ym = 0.05 * (y1 - y0);
+    x0 -= xm; x1 += xm; y0 -= ym; y1 += ym;
+    text_appendf(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    text_appendf(svg, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+    #define PX(v) (left + ((v) - x0) / (x1 - x0) * (W - left - right))
+    #define PY(v) (top + (y1 - (v)) / (y1 - y0) * (H - top - bottom))
+    for (int g = 0; g <= 4; g++) {
+        double xv = x0 + (x1 - x0) * g / 4, yv = y0 + (y1 - y0) * g / 4;
+        text_appendf(svg, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n", left, PY(yv), W - right, PY(yv));
+        text_appendf(svg, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", left - 6, PY(yv) + 4, yv);
+        text_appendf(svg, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#dddddd\"/>\n", PX(xv), top, PX(xv), H - bottom);
+        text_appendf(svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.3g</text>\n", PX(xv), H - bottom + 18, xv);
+    }
+    text_appendf(svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", left + (W - left - right) / 2.0, H - 10, p->x_title);
+    text_appendf(svg, "<text x=\"14\" y=\"%.1f\" transform=\"rotate(-90 14 %.1f)\" text-anchor=\"middle\">%s</text>\n",
+                 top + (H - top - bottom) / 2.0, top + (H - top - bottom) / 2.0, p->y_title);
+    for (int i = 0; i < n; i++) {
+        const ScatterPoint *q = &pts[i];
+        const char *c = colors[q->slot % 8];
+        if (q->x_std > 0)
+            text_appendf(svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", PX(q->x - q->x_std), PY(q->y), PX(q->x + q->x_std), PY(q->y), c);
+        if (q->y_std > 0)
+            text_appendf(svg, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", PX(q->x), PY(q->y - q->y_std), PX(q->x), PY(q->y + q->y_std), c);
+        text_appendf(svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", PX(q->x), PY(q->y), c);
+        text_appendf(svg, "<circle cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
+                     W - right + 18, top + 10 + 16 * i, c, W - right + 28, top + 14 + 16 * i, q->name);
     }
     #undef PX
     #undef PY

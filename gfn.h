@@ -417,6 +417,8 @@ typedef struct {
     int seed_answers;           // --seed-answers 1: rng's 101 valid answers (infill: the true 4th
                                 // sentences) seed the replay buffer
     int num_labelled;           // --labelled N: subj's labelled examples, 10, 20 or 50 (0: 10)
+    int baselines;              // --baselines N: continuation / infill evaluation: 0 the policy only,
+                                // 1 also the decoding (prompting) baselines on the base, 2 those only
 } TaskOptions;
 
 typedef struct Task Task;
@@ -592,6 +594,10 @@ double bertscore_f1(const float *hyp, int hn, const float *ref, int rn, int C, d
 // (`gfn metrics`: 1000 pairs of the --ref lines, seed 1); rescaled = (F − b) / (1 − b).
 double bertscore_baseline(float *const *emb, const int *len, int count, int C, int pairs, uint64_t seed);
 double bertscore_rescale(double f1, double baseline);
+// 95 % percentile bootstrap interval of the mean of x[0..n): `resamples` means of n values drawn
+// with replacement (an Rng seeded with seed), sorted ascending; lo = the ⌊0.025 R⌋-th and hi =
+// the (⌈0.975 R⌉ − 1)-th of them (0-based; R = 1000: the 25th and the 974th).
+void bootstrap_ci(const double *x, int n, int resamples, uint64_t seed, double *lo, double *hi);
 
 // --- Markdown tables and SVG plots
 // A report is built in memory in a growing text buffer (then written atomically).
@@ -620,6 +626,18 @@ typedef struct {
     const double *mean, *std;           // (num_x) each, fractions
 } PlotSeries;
 void svg_line_plot(Text *svg, const LinePlot *plot, const PlotSeries *series, int num_series);
+// A scatter plot of labelled points (x, y) with ± std bars; the axes span the points.
+typedef struct {
+    int width, height;                  // pixels
+    int left, right, top, bottom;       // margins; the legend sits in the right one
+    const char *x_title, *y_title;
+} ScatterPlot;
+typedef struct {
+    const char *name;                   // the legend's text
+    int slot;                           // colour (slot % 8)
+    double x, y, x_std, y_std;
+} ScatterPoint;
+void svg_scatter_plot(Text *svg, const ScatterPlot *plot, const ScatterPoint *points, int num_points);
 
 // ----------------------------------------------------------------------------------------------
 // 6. tasks/*.c: the tasks. Each fills one Task (section 4c); main.c's registry lists them.
@@ -722,15 +740,61 @@ Traj **text_sample_queries(Task *task, GPT *policy, int first, int count, int k,
 void text_free_trajectories(Traj **t, int n);
 // values (count, k): the mean and the max over each query's k values, each averaged over queries.
 void per_query_mean_max(const float *values, int count, int k, double *mean, double *max);
+// The result files of the text tasks' reports (the Makefile's one_run): a line "method RUN" names
+// the run, lines "method NAME key value key value ..." are its evaluation lines, "seed S",
+// "wall_s W" and "command ..." describe it. A table row gathers one NAME over the files (the
+// line named "policy" takes the run's name RUN instead), value[k][i] = key k of its i-th file
+// (NAN when absent); the runs gather the wall times of each RUN.
+enum { TEXT_REPORT_MAX_ROWS = 48, TEXT_REPORT_MAX_KEYS = 16, TEXT_REPORT_MAX_SEEDS = 16 };
+typedef struct {
+    char name[48];
+    int count;                                                  // files holding the row
+    double value[TEXT_REPORT_MAX_KEYS][TEXT_REPORT_MAX_SEEDS];
+} ReportRow;
+typedef struct {
+    char name[48];
+    int count;                                                  // files of the run (seeds)
+    double wall;                                                // seconds, summed over them
+    char command[1024];                                         // the last one read
+} ReportRun;
+typedef struct {
+    int num_rows, num_runs;
+    ReportRow rows[TEXT_REPORT_MAX_ROWS];
+    ReportRun runs[TEXT_REPORT_MAX_ROWS];
+} TextResults;
+// Reads DIR/*.txt (sorted by name) for the given keys; 0, or 1 with err naming the file.
+int text_results_read(const char *dir, const char *const *keys, int num_keys, TextResults *res, GfnError *err);
+// The row called name, or NULL.
+const ReportRow *text_results_row(const TextResults *res, const char *name);
+// Mean and std over a row's files of key k.
+void report_row_stat(const ReportRow *row, int k, double *mean, double *std);
+// The report's closing parts: DIR/NOTES.md verbatim under "## What was tried" (a placeholder
+// line when there is none), then each run's wall time and command. 0, or 1 with err set.
+int text_report_tail(Text *md, const char *dir, const TextResults *res, GfnError *err);
 // Continuation: log p(Z "." | X) under the base, with the sentence mask (the untempered final
 // log R) of each trajectory, into out (n).
 void continuation_log_p(Task *task, Traj *const *t, int n, float *out);
+// The evaluation's numbers of (count, k) trajectories, k per prompt (query order as in t): log P's
+// mean and max over each prompt's k averaged over prompts; per prompt and averaged: 1 − mean
+// pairwise TF-IDF cosine (idf), distinct-2, self-BLEU-4 of the k Z texts (⊤ not included).
+typedef struct { double logp_mean, logp_max, diversity, distinct2, self_bleu, mean_tokens; } ContMetrics;
+void continuation_metrics(Task *task, const TfIdf *idf, Traj *const *t, int count, int k, ContMetrics *m);
+// The TF-IDF of the 950 training prompts' texts (tfidf_free it).
+TfIdf *continuation_idf(Task *task);
+// The report `gfn report continuation DIR OUT`: OUT.md and OUT.svg from DIR's result files.
+int continuation_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
 // Infilling: the reward's context (end-of-text, "s1 s2 s3") and suffix (" s5") of a query, the
 // true 4th sentence (" s4" as tokens; NULL when it does not fit 5..25 tokens), and log R of the
 // last state of each trajectory (one forward each).
 void infill_reward_text(Task *task, int query, const int **ctx, int *ctx_len, const int **y, int *y_len);
 const int *infill_true_middle(Task *task, int query, int *len);
 void infill_log_p(Task *task, Traj *const *t, int n, float *out);
+// The evaluation's per-story means of (count, k) trajectories, k per story, against each story's
+// true 4th sentence: per_story (4, count) = BLEU-4, GLEU, chrF, rescaled BERTScore stand-in. The
+// Z texts lose their leading space; with cut, they end after their first ".", "!" or "?".
+void infill_metrics(Task *task, Traj *const *t, int count, int k, int cut, double *per_story);
+// The report `gfn report infill DIR OUT`: OUT.md from DIR's result files.
+int infill_report(const char *dir, const char *md_path, GfnError *err);
 // Subjectivity (E-step): a query's label (0 objective, 1 subjective), and the label the base
 // prefers after X Z of each trajectory (one forward of X Z Y per label) into out (n).
 int subj_label(Task *task, int query);

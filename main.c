@@ -206,6 +206,8 @@ static void usage(FILE *out) {
         "  metrics      BLEU-4, GLEU, chrF (and a BERTScore stand-in) of line-aligned text files\n"
         "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
         "  probe arithmetic   the base model's probes: reward discrimination, next-step accuracy, base accuracy\n"
+        "  report continuation DIR OUT OUT.md and OUT.svg (log P vs diversity) (make reproduce-continuation)\n"
+        "  report infill DIR OUT       OUT.md (make reproduce-infill)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
         "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
@@ -237,6 +239,8 @@ static void train_usage(FILE *out) {
         "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers; infill: with\n"
         "                      the true 4th sentences (0)\n"
         "  --labelled N        subj: labelled examples, 10, 20 or 50 (10)\n"
+        "  --baselines N       continuation, infill: 1 also evaluates the decoding / prompting\n"
+        "                      baselines on the base model, 2 only those (with --steps 0) (0)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -268,7 +272,7 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0, 0 };
     int lr_given = 0;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
@@ -326,6 +330,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--eval-n")) bad = parse_count(a, v, 0, 1000000, &topt.eval_n);
         else if (!strcmp(a, "--seed-answers")) bad = parse_count(a, v, 0, 1, &topt.seed_answers);
         else if (!strcmp(a, "--labelled")) bad = parse_count(a, v, 1, 100000, &topt.num_labelled);
+        else if (!strcmp(a, "--baselines")) bad = parse_count(a, v, 0, 2, &topt.baselines);
         else if (!strcmp(a, "--reward-floor")) {   // a probability; the task takes its log
             float floor_r;
             bad = parse_real(a, v, 1e-30, 1, &floor_r);
@@ -939,7 +944,7 @@ static int cmd_sample(int argc, char **argv) {
     if (task_name) {
         task = task_find(task_name);
         if (!task) { fprintf(stderr, "gfn sample: unknown task '%s'\n", task_name); return 1; }
-        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
+        TaskOptions topt = { model_path ? model_path : "", tok_path ? tok_path : "", "", seed, -13.815511f, 1, 0, NULL, NULL, 0, 0, 0 };
         if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
     } else {
         if (!model_path || !tok_path || !prompt) { sample_usage(stderr); return 1; }
@@ -1013,7 +1018,7 @@ static int cmd_probe(int argc, char **argv) {
                 "  the first N (100) test questions of 3, 4 and 5 operands, as Markdown tables on stdout\n");
         return argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) ? 0 : 1;
     }
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
+    TaskOptions topt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0, 0, 0 };
     long long per_set = 100, seed = 1;
     int with_accuracy = 1;
     for (int i = 3; i < argc; i++) {
@@ -1062,6 +1067,19 @@ static int run_command(int argc, char **argv) {
         snprintf(svg, sizeof svg, "%s.svg", argv[4]);
         if (arith_report(argv[3], md, svg, &err)) { fprintf(stderr, "gfn report: %s\n", err.msg); return 1; }
         printf("wrote %s and %s\n", md, svg);
+        return 0;
+    }
+    if (!strcmp(argv[1], "report") && argc == 5 && (!strcmp(argv[2], "continuation") || !strcmp(argv[2], "infill"))) {
+        char md[4096], svg[4096];   // report continuation|infill DIR OUT
+        GfnError err = { { 0 } };
+        snprintf(md, sizeof md, "%s.md", argv[4]);
+        snprintf(svg, sizeof svg, "%s.svg", argv[4]);
+        int infill = !strcmp(argv[2], "infill");
+        if (infill ? infill_report(argv[3], md, &err) : continuation_report(argv[3], md, svg, &err)) {
+            fprintf(stderr, "gfn report: %s\n", err.msg);
+            return 1;
+        }
+        printf(infill ? "wrote %s\n" : "wrote %s and %s\n", md, svg);
         return 0;
     }
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);

@@ -268,3 +268,90 @@ void per_query_mean_max(const float *values, int count, int k, double *mean, dou
         *max += m / count;
     }
 }
+
+// ----------------------------------------------------------------------------------------------
+// Reports: the result files of a folder gathered into rows (methods) and runs.
+
+static int text_results_file(const char *path, const char *const *keys, int num_keys, TextResults *res, GfnError *err) {
+    size_t len;
+    char *text = (char *)read_file(path, &len, err);
+    if (!text) return 1;
+    ReportRun *run = NULL;
+    int status = 0;
+    for (char *line = text, *next; line && *line && !status; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char name[48], rest;
+        int used = 0;
+        if (sscanf(line, "method %47s%n", name, &used) == 1 && sscanf(line + used, " %c", &rest) != 1) {   // "method RUN"
+            int r = 0;
+            while (r < res->num_runs && strcmp(res->runs[r].name, name)) r++;
+            if (r == TEXT_REPORT_MAX_ROWS) { gfn_error_set(err, "%s: more than %d runs", path, r); status = 1; break; }
+            if (r == res->num_runs) { memset(&res->runs[r], 0, sizeof res->runs[r]); snprintf(res->runs[r].name, sizeof res->runs[r].name, "%s", name); res->num_runs++; }
+            run = &res->runs[r];
+            run->count++;
+        } else if (used > 0) {   // "method NAME key value ..."
+            if (!run) { gfn_error_set(err, "%s: an evaluation line before the \"method RUN\" line", path); status = 1; break; }
+            const char *row_name = strcmp(name, "policy") ? name : run->name;
+            int m = 0;
+            while (m < res->num_rows && strcmp(res->rows[m].name, row_name)) m++;
+            if (m == TEXT_REPORT_MAX_ROWS) { gfn_error_set(err, "%s: more than %d methods", path, m); status = 1; break; }
+            if (m == res->num_rows) { memset(&res->rows[m], 0, sizeof res->rows[m]); snprintf(res->rows[m].name, sizeof res->rows[m].name, "%s", row_name); res->num_rows++; }
+            ReportRow *row = &res->rows[m];
+            if (row->count == TEXT_REPORT_MAX_SEEDS) { gfn_error_set(err, "%s: more than %d runs of %s", path, row->count, row_name); status = 1; break; }
+            for (int k = 0; k < num_keys; k++) {
+                row->value[k][row->count] = NAN;
+                size_t kl = strlen(keys[k]);
+                for (const char *p = line + used; (p = strstr(p, keys[k])) != NULL; p += kl)
+                    if (p[-1] == ' ' && p[kl] == ' ') { row->value[k][row->count] = strtod(p + kl, NULL); break; }
+            }
+            row->count++;
+        } else if (run && !strncmp(line, "wall_s ", 7)) run->wall += strtod(line + 7, NULL);
+        else if (run && !strncmp(line, "command ", 8)) snprintf(run->command, sizeof run->command, "%s", line + 8);
+    }
+    free(text);
+    return status;
+}
+
+int text_results_read(const char *dir, const char *const *keys, int num_keys, TextResults *res, GfnError *err) {
+    char *names[1024];
+    int n = report_list_files(dir, names, 1024, err), status = n < 0;
+    res->num_rows = res->num_runs = 0;
+    for (int i = 0; i < n; i++) {
+        if (!status) status = text_results_file(names[i], keys, num_keys, res, err);
+        free(names[i]);
+    }
+    if (!status && res->num_rows == 0) { gfn_error_set(err, "%s: no result files (*.txt with \"method\" lines)", dir); status = 1; }
+    return status;
+}
+
+const ReportRow *text_results_row(const TextResults *res, const char *name) {
+    for (int m = 0; m < res->num_rows; m++) if (!strcmp(res->rows[m].name, name)) return &res->rows[m];
+    return NULL;
+}
+
+void report_row_stat(const ReportRow *row, int k, double *mean, double *std) { mean_std(row->value[k], row->count, mean, std); }
+
+int text_report_tail(Text *md, const char *dir, const TextResults *res, GfnError *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/NOTES.md", dir);
+    FILE *f = fopen(path, "rb");
+    text_appendf(md, "\n## What was tried\n\n");
+    if (f) {
+        fclose(f);
+        size_t len;
+        unsigned char *notes = read_file(path, &len, err);
+        if (!notes) return 1;
+        text_appendf(md, "%.*s", (int)len, (const char *)notes);
+        if (len && notes[len - 1] != '\n') text_appendf(md, "\n");
+        free(notes);
+    } else text_appendf(md, "(no %s/NOTES.md yet)\n", dir);
+    double total = 0;
+    for (int r = 0; r < res->num_runs; r++) total += res->runs[r].wall;
+    text_appendf(md, "\n## Runs (measured wall time; %.0f s in all)\n\n", total);
+    static const char *const columns[] = { "run", "seeds", "wall time per run (s)", "command (last seed)" };
+    md_table_header(md, columns, 4);
+    for (int r = 0; r < res->num_runs; r++)
+        text_appendf(md, "| %s | %d | %.0f | `%s` |\n", res->runs[r].name, res->runs[r].count, res->runs[r].wall / res->runs[r].count, res->runs[r].command);
+    return 0;
+}

@@ -157,7 +157,7 @@ void bench_finetune(void) {
     printf("  %-9s %-14s %11s %11s %8s %9s %10s\n", "prompt", "threads", "old s/step", "new s/step", "speedup", "traj/s", "efficiency");
     for (int pi = 0; pi < 2; pi++) {
         Task *task = &task_arithmetic;
-        TaskOptions opt = { "weights/base.ckpt", "weights/tokenizer.bin", "", 1, -13.815511f, 1, 0, NULL, prompts[pi], 0, 0 };
+        TaskOptions opt = { "weights/base.ckpt", "weights/tokenizer.bin", "", 1, -13.815511f, 1, 0, NULL, prompts[pi], 0, 0, 0 };
         GfnError err = { { 0 } };
         if (task->setup(task, &opt, &err)) { printf("  %s: %s\n", prompts[pi], err.msg); return; }
         set_threads(1);

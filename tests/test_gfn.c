@@ -463,7 +463,7 @@ static void test_exact_distribution(void) {
 // A short `toy` run must cut the L1 distance to the exact posterior at least 5x.
 static void test_toy_run(void) {
     Task *task = &task_toy;
-    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0 };
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0, 0 };
     GfnError err = { { 0 } };
     CHECK(task && task->setup(task, &opt, &err) == 0, "toy setup: %s", err.msg);
     if (!task) return;
@@ -492,7 +492,7 @@ static void test_toy_run(void) {
 // The rng task's reward: valid integers 0..100 (no leading zero, one optional leading space).
 static void test_rng_reward(void) {
     Task *task = &task_rng;
-    TaskOptions opt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0, 0 };
+    TaskOptions opt = { "", "", "", 1, -13.815511f, 1, 0, NULL, NULL, 0, 0, 0 };
     GfnError err = { { 0 } };
     if (!CHECK(task && task->setup(task, &opt, &err) == 0, "rng setup: %s", err.msg)) return;
     // symbols: digits are ids 0..9, ' ' is 11, 'a' is 12
@@ -681,7 +681,7 @@ static void test_prefix_share(void) {
 // as in arithmetic's 1000 questions, most queries are seen once or never in a short run.
 static int many_query_toy(Task *many, int num_queries) {
     *many = task_toy;
-    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0 };
+    TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0, 0 };
     GfnError err = { { 0 } };
     if (!CHECK(many->setup(many, &opt, &err) == 0, "toy setup: %s", err.msg)) return 1;
     many->num_train = num_queries;

@@ -5,6 +5,7 @@
 // whole text.
 #include "test.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -302,8 +303,313 @@ static void test_subj(void) {
     CHECK(task->setup(task, &opt, &err) != 0 && strstr(err.msg, "30"), "--labelled 30: %s", err.msg);
 }
 
+// ----------------------------------------------------------------------------------------------
+// The evaluations of continuation and infill on hand-made trajectories, against numbers computed
+// here another way; the bootstrap interval; the report writers on a hand-made results folder.
+
+static Traj *hand_traj(Tokenizer *tok, int query, const char *text, int max_len) {
+    int n, *ids = text_encode(tok, text, 0, &n);
+    Traj *t = traj_new(max_len);
+    t->query = query;
+    t->ntok = t->nact = n;
+    memcpy(t->tokens, ids, sizeof(int) * (size_t)n);
+    free(ids);
+    return t;
+}
+
+// Every token allowed and not ⊤, lengths within the task's, queries as laid out (k per query).
+static int decoded_badly(Task *task, Traj *const *t, int n, int k, int first) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < t[i]->ntok; j++) bad += !task->allowed[t[i]->tokens[j]] || t[i]->tokens[j] == task->terminator;
+        bad += t[i]->ntok < task->min_len || t[i]->ntok > task->max_len || t[i]->query != first + i / k;
+    }
+    return bad;
+}
+
+// Whole-word, case-insensitive occurrences of a lower-case word in a text (letters and digits
+// make words), counted byte by byte.
+static int has_word(const char *text, const char *word) {
+    size_t wl = strlen(word);
+    for (const char *p = text; *p; p++) {
+        int start = p == text || !isalnum((unsigned char)p[-1]);
+        size_t j = 0;
+        while (start && j < wl && tolower((unsigned char)p[j]) == word[j]) j++;
+        if (j == wl && !isalnum((unsigned char)p[wl])) return 1;
+    }
+    return 0;
+}
+
+static void test_continuation_eval(void) {
+    const char *data = inputs_or_skip("continuation evaluation");
+    if (!data) return;
+    Task *task = &task_continuation;
+    TaskOptions opt = { .data_path = data, .seed = 1, .quiet = 1 };
+    GfnError err = { { 0 } };
+    if (!CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) return;
+    Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &err);
+    // 2 prompts x 3 hand sentences: log P by plain forwards, the diversity figures by eval.c on
+    // the same texts.
+    static const char *const texts[6] = { " The cat sat on the mat", " A dog ran home", " The cat ran home",
+                                          " It was", " It was", " Nobody knew why" };
+    Traj *t[6];
+    for (int i = 0; i < 6; i++) t[i] = hand_traj(tok, 950 + i / 3, texts[i], task->max_len);
+    TfIdf *idf = continuation_idf(task);
+    ContMetrics m;
+    continuation_metrics(task, idf, t, 2, 3, &m);
+    double mean = 0, max = 0, div = 0, d2 = 0, sb = 0, tokens = 0;
+    for (int q = 0; q < 2; q++) {
+        int xlen;
+        const int *x = task->prompt(task, 950 + q, &xlen);
+        double best = -INFINITY;
+        for (int j = 0; j < 3; j++) {
+            double v = direct_log_p(task->base, x, xlen, t[q * 3 + j]->tokens, t[q * 3 + j]->ntok, &task->terminator, 1, task->allowed);
+            mean += v / 6;
+            best = v > best ? v : best;
+            tokens += t[q * 3 + j]->ntok / 6.0;
+        }
+        max += best / 2;
+        div += tfidf_diversity(idf, texts + 3 * q, 3) / 2;
+        d2 += distinct_n(texts + 3 * q, 3, 2) / 2;
+        sb += self_bleu4(texts + 3 * q, 3) / 2;
+    }
+    CHECK(fabs(m.logp_mean - mean) < 1e-3 * (1 + fabs(mean)) && fabs(m.logp_max - max) < 1e-3 * (1 + fabs(max)),
+          "log P mean %.5f max %.5f, plain forwards %.5f %.5f", m.logp_mean, m.logp_max, mean, max);
+    CHECK(fabs(m.diversity - div) < 1e-12 && fabs(m.distinct2 - d2) < 1e-12 && fabs(m.self_bleu - sb) < 1e-12 && fabs(m.mean_tokens - tokens) < 1e-12,
+          "diversity %.6f distinct-2 %.6f self-BLEU %.6f tokens %.3f; want %.6f %.6f %.6f %.3f", m.diversity, m.distinct2, m.self_bleu,
+          m.mean_tokens, div, d2, sb, tokens);
+    CHECK(div > 0.2 && div < 1, "hand diversity %.4f is not between the extremes", div);
+    // The IDF comes from the 950 training prompts: "cat" counted here word by word.
+    int df = 0;
+    for (int q = 0; q < task->num_train; q++) {
+        int len;
+        const int *x = task->prompt(task, q, &len);
+        char *s = decode(tok, x + 1, len - 1);
+        df += has_word(s, "cat");
+        free(s);
+    }
+    double want_idf = log(951.0 / (1 + df)) + 1;
+    CHECK(fabs(tfidf_idf(idf, "cat", 3) - want_idf) < 1e-12, "idf(cat) %.6f, want %.6f (df %d)", tfidf_idf(idf, "cat", 3), want_idf, df);
+    tfidf_free(idf);
+    for (int i = 0; i < 6; i++) traj_free(t[i]);
+    // No decoding method writes a disallowed token (2 prompts): greedy, nucleus, tempered, beams.
+    static const SamplerConfig samplers[3] = { { 0.0f, 0, 1.0f }, { 1.0f, 0, 0.95f }, { 0.8f, 0, 1.0f } };
+    for (int s = 0; s < 3; s++) {
+        Traj **d = text_sample_queries(task, task->base, 970, 2, 8, &samplers[s], 3);
+        CHECK(decoded_badly(task, d, 16, 8, 970) == 0, "sampler %d writes a disallowed token or a bad length", s);
+        text_free_trajectories(d, 16);
+    }
+    static const BeamConfig beams[3] = { { 8, 1, 0.0f }, { 40, 1, 0.0f }, { 8, 4, 1.0f } };
+    for (int b = 0; b < 3; b++) {
+        int n = beams[b].beams, found, query = 970 + b;
+        Traj **d = gfn_malloc(sizeof(Traj *) * (size_t)n);
+        float *lq = gfn_malloc(sizeof(float) * (size_t)n);
+        for (int i = 0; i < n; i++) d[i] = traj_new(task->max_len);
+        beam_search(task->base, task, &query, 1, &beams[b], d, lq, &found);
+        CHECK(found == n && decoded_badly(task, d, found, n, query) == 0, "beams %d groups %d: %d found, or a disallowed token",
+              n, beams[b].groups, found);
+        text_free_trajectories(d, n);
+        free(lq);
+    }
+    tokenizer_free(tok);
+    task->cleanup(task);
+}
+
+static void test_infill_eval(void) {
+    const char *data = inputs_or_skip("infill evaluation");
+    if (!data) return;
+    Task *task = &task_infill;
+    TaskOptions opt = { .data_path = data, .seed = 1, .quiet = 1 };
+    GfnError err = { { 0 } };
+    if (!CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) return;
+    Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &err);
+    // Two stories with a true s4; per story the true s4 itself and a hand sentence that runs on.
+    // (BLEU-4 of a sentence with itself is below 1 when it has fewer than 4 words: nltk's method1.)
+    int q[2], found = 0, len;
+    for (int s = task->num_train; s < task->num_train + task->num_test && found < 2; s++) if (infill_true_middle(task, s, &len)) q[found++] = s;
+    if (!CHECK(found == 2, "fewer than 2 evaluated stories with a true 4th sentence")) { tokenizer_free(tok); task->cleanup(task); return; }
+    Traj *t[4];
+    char *ref[2];
+    for (int i = 0; i < 2; i++) {
+        const int *mid = infill_true_middle(task, q[i], &len);
+        char *s = decode(tok, mid, len);
+        ref[i] = copy_text(s + 1);   // " s4" -> "s4"
+        free(s);
+        t[2 * i] = traj_new(task->max_len);
+        t[2 * i]->query = q[i];
+        t[2 * i]->ntok = t[2 * i]->nact = len;
+        memcpy(t[2 * i]->tokens, mid, sizeof(int) * (size_t)len);
+        t[2 * i + 1] = hand_traj(tok, q[i], " He left the house. Then he came back", task->max_len);
+    }
+    // Stories must be consecutive queries for the (count, k) layout: evaluate each alone.
+    for (int cut = 0; cut <= 1; cut++) {
+        const char *hand = cut ? "He left the house." : "He left the house. Then he came back";
+        for (int i = 0; i < 2; i++) {
+            double per_story[4];
+            infill_metrics(task, t + 2 * i, 1, 2, cut, per_story);
+            double want[3] = { (bleu4(ref[i], ref[i]) + bleu4(ref[i], hand)) / 2, (1 + gleu(ref[i], hand)) / 2, (1 + chrf(ref[i], hand)) / 2 };
+            CHECK(fabs(per_story[0] - want[0]) < 1e-12 && fabs(per_story[1] - want[1]) < 1e-12 && fabs(per_story[2] - want[2]) < 1e-12,
+                  "story %d cut %d: BLEU %.6f GLEU %.6f chrF %.6f, want %.6f %.6f %.6f", q[i], cut, per_story[0], per_story[1],
+                  per_story[2], want[0], want[1], want[2]);
+            CHECK(per_story[3] > 0 && per_story[3] < 1, "story %d: BERTScore %.4f (one identical sample of two)", q[i], per_story[3]);
+        }
+    }
+    double same[4];
+    Traj *gold2[2] = { t[0], t[0] };
+    infill_metrics(task, gold2, 1, 2, 0, same);
+    CHECK(fabs(same[0] - bleu4(ref[0], ref[0])) < 1e-12 && fabs(same[1] - 1) < 1e-12 && fabs(same[2] - 1) < 1e-12 && fabs(same[3] - 1) < 1e-4,
+          "the true sentence itself: %.6f %.6f %.6f %.6f, want BLEU-4 of itself (short ones < 1), then 1", same[0], same[1], same[2], same[3]);
+    for (int i = 0; i < 4; i++) traj_free(t[i]);
+    free(ref[0]); free(ref[1]);
+    tokenizer_free(tok);
+    task->cleanup(task);
+}
+
+static void test_bootstrap(void) {
+    static const double x[6] = { 1, 2, 3, 4, 10, 0.5 };
+    double lo, hi, lo2, hi2;
+    bootstrap_ci(x, 6, 1000, 7, &lo, &hi);
+    bootstrap_ci(x, 6, 1000, 7, &lo2, &hi2);
+    CHECK(lo == lo2 && hi == hi2, "not deterministic: [%g, %g] then [%g, %g]", lo, hi, lo2, hi2);
+    // The definition again: 1000 resampled means with the same draws, the 25th and the 974th.
+    Rng rng;
+    rng_seed(&rng, 7);
+    double means[1000];
+    for (int r = 0; r < 1000; r++) {
+        double sum = 0;
+        for (int i = 0; i < 6; i++) sum += x[rng_below(&rng, 6)];
+        means[r] = sum / 6;
+    }
+    for (int i = 1; i < 1000; i++)
+        for (int j = i; j > 0 && means[j - 1] > means[j]; j--) { double a = means[j]; means[j] = means[j - 1]; means[j - 1] = a; }
+    CHECK(lo == means[25] && hi == means[974], "[%g, %g], want [%g, %g]", lo, hi, means[25], means[974]);
+    double mean = (1 + 2 + 3 + 4 + 10 + 0.5) / 6.0;
+    CHECK(lo < mean && mean < hi && lo >= 0.5 && hi <= 10, "[%g, %g] does not hold the mean %g", lo, hi, mean);
+    static const double c[3] = { 2.5, 2.5, 2.5 };
+    bootstrap_ci(c, 3, 1000, 1, &lo, &hi);
+    CHECK(lo == 2.5 && hi == 2.5, "constant values: [%g, %g]", lo, hi);
+}
+
+static void write_text_file(const char *dir, const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) { CHECK(0, "cannot write %s", path); return; }
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path) {
+    size_t len;
+    GfnError err;
+    unsigned char *b = read_file(path, &len, &err);
+    return b ? (char *)b : copy_text("");
+}
+
+static void test_text_reports(void) {
+    const char *dir = "tests_tmp_texteval";
+    mkdir(dir, 0755);
+    static const char base_common[] =
+        "method greedy logp_mean -10 logp_max -10 diversity 0 distinct2 0.1 self_bleu 1\n"
+        "method sample-t1 logp_mean -80 logp_max -30 diversity 0.93 distinct2 0.95 self_bleu 0.01\n"
+        "method tempered-0.80 logp_mean -50 logp_max -20 diversity 0.8 distinct2 0.9 self_bleu 0.02\n"
+        "method beam8 logp_mean -8 logp_max -6 diversity 0.5 distinct2 0.9 self_bleu 0.05\n"
+        "method beam40 logp_mean -7 logp_max -6 diversity 0.55 distinct2 0.9 self_bleu 0.05\n"
+        "method diverse-beam logp_mean -9 logp_max -6 diversity 0.6 distinct2 0.9 self_bleu 0.05\n"
+        "wall_s 100\n";
+    char text[2048];
+    for (int s = 1; s <= 2; s++) {
+        snprintf(text, sizeof text, "method base\nseed %d\nprompts 50\nmethod nucleus logp_mean %d logp_max -20 diversity 0.9 distinct2 0.9 "
+                 "self_bleu 0.01\n%scommand ./gfn train continuation --steps 0 --baselines 2 -s %d\n", s, s == 1 ? -60 : -62, base_common, s);
+        char name[32];
+        snprintf(name, sizeof name, "base_s%d.txt", s);
+        write_text_file(dir, name, text);
+        snprintf(text, sizeof text, "method subtb-0.80\nseed %d\nmethod policy logp_mean %d logp_max -15 diversity %s distinct2 0.8 self_bleu 0.02\n"
+                 "sample x ||| y.\nwall_s 300\ncommand ./gfn train continuation -s %d\n", s, s == 1 ? -40 : -42, s == 1 ? "0.9" : "0.88", s);
+        snprintf(name, sizeof name, "subtb-0.80_s%d.txt", s);
+        write_text_file(dir, name, text);
+    }
+    write_text_file(dir, "subtb-0.95_s1.txt", "method subtb-0.95\nseed 1\nmethod policy logp_mean -5 logp_max -3 diversity 0.7 distinct2 0.5 self_bleu 0.1\nwall_s 50\n");
+    write_text_file(dir, "NOTES.md", "We tried a hand-made folder.\n");
+    GfnError err = { { 0 } };
+    int failed = continuation_report(dir, "tests_tmp_texteval_c.md", "tests_tmp_texteval_c.svg", &err);
+    CHECK(!failed, "continuation report: %s", err.msg);
+    char *md = read_text("tests_tmp_texteval_c.md"), *svg = read_text("tests_tmp_texteval_c.svg");
+    static const char *const want[] = {
+        "| method | runs | log P mean | log P max | diversity | distinct-2 | self-BLEU-4 |\n|---|---|---|---|---|---|---|\n"
+        "| nucleus | 2 | -61.00 ± 1.41 | -20.00 ± 0.00 | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.010 ± 0.000 |\n"
+        "| greedy | 2 | -10.00 ± 0.00 | -10.00 ± 0.00 | 0.000 ± 0.000 | 0.100 ± 0.000 | 1.000 ± 0.000 |\n",
+        "| subtb-0.80 | 2 | -41.00 ± 1.41 | -15.00 ± 0.00 | 0.890 ± 0.014 | 0.800 ± 0.000 | 0.020 ± 0.000 |\n"
+        "| subtb-0.95 | 1 | -5.00 ± 0.00 | -3.00 ± 0.00 | 0.700 ± 0.000 | 0.500 ± 0.000 | 0.100 ± 0.000 |\n",
+        "diversity — **met**; GFlowNet lies above beam search (8 and 40 beams) and diverse beam search — **met**.\n",
+        " subtb-0.95: no tempered-0.95 row;",
+        "## What was tried\n\nWe tried a hand-made folder.\n",
+        "## Runs (measured wall time; 850 s in all)\n",
+        "| base | 2 | 100 | `./gfn train continuation --steps 0 --baselines 2 -s 2` |\n",
+        "![log P against diversity](tests_tmp_texteval_c.svg)\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) CHECK(strstr(md, want[i]), "continuation report lacks:\n%s\n--- it reads:\n%s", want[i], md);
+    int circles = 0;
+    for (const char *p = svg; (p = strstr(p, "<circle")) != NULL; p++) circles++;
+    CHECK(!strncmp(svg, "<svg", 4) && circles == 18 && strstr(svg, ">subtb-0.95</text>"), "plot: %d dots (want 9 points + 9 legend dots)", circles);
+    failed = continuation_report(dir, "tests_tmp_texteval_c.md", "tests_tmp_texteval_c.svg", &err);
+    char *md2 = read_text("tests_tmp_texteval_c.md");
+    CHECK(!failed && !strcmp(md, md2), "the same folder gives another report");
+    free(md); free(md2); free(svg);
+    // A beam point beyond every GFlowNet point: not met.
+    write_text_file(dir, "subtb-0.95_s1.txt", "method subtb-0.95\nseed 1\nmethod policy logp_mean -20 logp_max -3 diversity 0.52 distinct2 0.5 self_bleu 0.1\nwall_s 50\n");
+    failed = continuation_report(dir, "tests_tmp_texteval_c.md", "tests_tmp_texteval_c.svg", &err);
+    md = read_text("tests_tmp_texteval_c.md");
+    CHECK(!failed && strstr(md, "beam8 (log P -8.00, diversity 0.500): GFlowNet not above;") && strstr(md, "diverse beam search — **not met**."),
+          "beams not met:\n%s", md);
+    free(md);
+    static const char *const cfiles[] = { "base_s1.txt", "base_s2.txt", "subtb-0.80_s1.txt", "subtb-0.80_s2.txt", "subtb-0.95_s1.txt" };
+    for (size_t i = 0; i < sizeof cfiles / sizeof *cfiles; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, cfiles[i]);
+        remove(path);
+    }
+    // Infill: one seed of each method.
+    write_text_file(dir, "prompt_s1.txt", "method prompt\nseed 1\nstories 99\n"
+        "method prompt-template bleu4 0.01 bleu4_lo 0.005 bleu4_hi 0.015 gleu 0.02 gleu_lo 0.01 gleu_hi 0.03 chrf 0.1 chrf_lo 0.09 chrf_hi 0.11 "
+        "bertscore 0 bertscore_lo -0.05 bertscore_hi 0.05 mean_tokens 12\n"
+        "method prompt-beginning bleu4 0.01 bleu4_lo 0.005 bleu4_hi 0.015 gleu 0.02 gleu_lo 0.01 gleu_hi 0.03 chrf 0.1 chrf_lo 0.09 chrf_hi 0.11 "
+        "bertscore 0 bertscore_lo -0.05 bertscore_hi 0.05 mean_tokens 12\nwall_s 40\n");
+    write_text_file(dir, "sft_s1.txt", "method sft\nseed 1\nmethod policy bleu4 0.012 bleu4_lo 0.01 bleu4_hi 0.014 gleu 0.025 gleu_lo 0.02 gleu_hi 0.03 "
+        "chrf 0.12 chrf_lo 0.11 chrf_hi 0.13 bertscore 0.02 bertscore_lo 0.01 bertscore_hi 0.03\nwall_s 60\n");
+    write_text_file(dir, "subtb_s1.txt", "method subtb\nseed 1\nmethod policy bleu4 0.019 bleu4_lo 0.01 bleu4_hi 0.03 gleu 0.05 gleu_lo 0.04 gleu_hi 0.06 "
+        "chrf 0.15 chrf_lo 0.14 chrf_hi 0.16 bertscore 0.1 bertscore_lo 0.06 bertscore_hi 0.14\nwall_s 70\n");
+    failed = infill_report(dir, "tests_tmp_texteval_i.md", &err);
+    CHECK(!failed, "infill report: %s", err.msg);
+    md = read_text("tests_tmp_texteval_i.md");
+    static const char *const iwant[] = {
+        "| prompt-template | 1 | 0.0100 ± 0.0000 [0.0050, 0.0150] | 0.0200 ± 0.0000 [0.0100, 0.0300] | 0.1000 ± 0.0000 [0.0900, 0.1100] | "
+        "0.0000 ± 0.0000 [-0.0500, 0.0500] | 0.010 / 0.022 / 0.005 |\n",
+        "| subtb | 1 | 0.0190 ± 0.0000 [0.0100, 0.0300] | 0.0500 ± 0.0000 [0.0400, 0.0600] | 0.1500 ± 0.0000 [0.1400, 0.1600] | "
+        "0.1000 ± 0.0000 [0.0600, 0.1400] | 0.019 / 0.031 / 0.102 |\n",
+        "| prompt-beginning | 1 |",
+        "subtb: gleu GFlowNet 0.0500 vs SFT 0.0250 vs prompting 0.0200 (in order), intervals apart;",
+        "with intervals apart from prompting's — **met**.\n",
+        "## Runs (measured wall time; 170 s in all)\n",
+    };
+    for (size_t i = 0; i < sizeof iwant / sizeof *iwant; i++) CHECK(strstr(md, iwant[i]), "infill report lacks:\n%s\n--- it reads:\n%s", iwant[i], md);
+    free(md);
+    static const char *const ifiles[] = { "prompt_s1.txt", "sft_s1.txt", "subtb_s1.txt", "NOTES.md" };
+    for (size_t i = 0; i < sizeof ifiles / sizeof *ifiles; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, ifiles[i]);
+        remove(path);
+    }
+    remove(dir);
+    remove("tests_tmp_texteval_c.md"); remove("tests_tmp_texteval_c.svg"); remove("tests_tmp_texteval_i.md");
+}
+
 void test_texttasks(void) {
     test_continuation();
     test_infill();
     test_subj();
+    test_continuation_eval();
+    test_infill_eval();
+    test_bootstrap();
+    test_text_reports();
 }
