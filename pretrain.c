@@ -571,10 +571,46 @@ static void format_duration(char *out, size_t cap, double seconds) {
     else snprintf(out, cap, "%ldm%02lds", s / 60, s % 60);
 }
 
-// Writes the training state and the plain model checkpoint, both atomically.
+// One save point is a pair: the checkpoint OUT and the training state OUT.state, each written to
+// PATH.tmp and renamed over PATH. The checkpoint goes first and the state last, so a kill at any
+// moment leaves each file whole (the old or the new version) and the state never ahead of the
+// checkpoint: a checkpoint newer than its state is the only torn pair, and resuming repairs it
+// (pair_repair). The state holds the weights too, so the resumed run loses nothing.
 static int save_point(const char *state_path, const char *out_path, const RunIdentity *id, int step,
                       const Rng *rng, const AdamW *opt, GPT *model, GfnError *err) {
-    if (state_save(state_path, id, step, rng, opt, gpt_params_memory(model), gpt_num_parameters(model), err)) return 1;
+    if (gpt_save(model, out_path, err)) return 1;
+    return state_save(state_path, id, step, rng, opt, gpt_params_memory(model), gpt_num_parameters(model), err);
+}
+
+// A kill during a save leaves PATH.tmp behind (possibly truncated); the next run removes it
+// before anything else, so no stale temp file outlives a run. Only regular files are removed.
+static void remove_stale_temp(const char *path, int verbose) {
+    char *tmp = path_with_suffix(path, ".tmp");
+    struct stat st;
+    if (stat(tmp, &st) == 0 && S_ISREG(st.st_mode) && remove(tmp) == 0 && verbose)
+        printf("pretrain: removed %s, left by an interrupted save\n", tmp);
+    free(tmp);
+}
+
+// When a run resumes from its own state file, the checkpoint beside it must hold the state's
+// weights. It does not when a save was killed between its two renames (the checkpoint is then one
+// save ahead) or when the checkpoint is missing or damaged: the state is the authority, so the
+// checkpoint is rewritten from it and the pair is consistent again before training goes on.
+static int pair_repair(const char *state_path, const char *resume_path, const char *out_path, GPT *model, int step,
+                       GfnError *err) {
+    struct stat a, b;
+    if (stat(state_path, &a) != 0 || stat(resume_path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        return 0;   // resuming into another output: that run writes its own pair
+    GfnError ignored;
+    GPT *on_disk = gpt_load(out_path, &ignored);
+    size_t P = gpt_num_parameters(model);
+    GPTConfig want = gpt_config(model), have = on_disk ? gpt_config(on_disk) : want;
+    int matches = on_disk && !memcmp(&want, &have, sizeof want) && gpt_num_parameters(on_disk) == P &&
+                  !memcmp(gpt_params_memory(on_disk), gpt_params_memory(model), P * sizeof(float));
+    if (on_disk) gpt_free(on_disk);
+    if (matches) return 0;
+    fprintf(stderr, "pretrain: %s does not hold the weights of %s (step %d): %s; rewriting it from the state\n",
+            out_path, state_path, step, on_disk ? "a save was interrupted between its two files" : ignored.msg);
     return gpt_save(model, out_path, err);
 }
 
@@ -592,6 +628,8 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     int status = 1, V = tokenizer_vocab_size(tok);
     char *cache_path = path_with_suffix(cfg->cache_path ? cfg->cache_path : cfg->out_path, cfg->cache_path ? "" : ".tokens");
     char *state_path = path_with_suffix(cfg->state_path ? cfg->state_path : cfg->out_path, cfg->state_path ? "" : ".state");
+    const char *written[3] = { cfg->out_path, state_path, cache_path };
+    for (int i = 0; i < 3; i++) remove_stale_temp(written[i], cfg->verbose);
     TokenStream stream = {0};
     DataSplit split = {0};
     GPT *model = NULL;
@@ -626,6 +664,7 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     int step = 0;
     if (cfg->resume_path) {
         if (state_load(cfg->resume_path, &id, &step, &rng, &opt, params, P, err)) goto done;
+        if (pair_repair(state_path, cfg->resume_path, cfg->out_path, model, step, err)) goto done;
     }
     if (cfg->log_path && !(log = fopen(cfg->log_path, "a"))) { gfn_error_set(err, "%s: cannot open for appending", cfg->log_path); goto done; }
     int B = cfg->batch, T = cfg->ctx;

@@ -140,7 +140,8 @@ static void test_gradients(void) {
     for (int t = 0; t < TT; t++)
         for (int c = 0; c < tiny.n_embd; c++) {
             double s = dinput[t * tiny.n_embd + c] + dinput[(TT + t) * tiny.n_embd + c];
-            worst = fmax(worst, fabs(s - g->wpe[t * tiny.n_embd + c]));
+            double d = fabs(s - g->wpe[t * tiny.n_embd + c]);
+            if (d > worst) worst = d;   // not fmax: see check_decode (a GCC 12 aarch64 crash)
         }
     CHECK(worst < 1e-6, "sum of dinput != dwpe (%g)", worst);
     // ... and with B = 1 each position's embedding is its own wpe row: dinput vs finite differences.
@@ -226,7 +227,10 @@ static void test_lora(void) {
     CHECK(gpt_lora(model) == NULL, "merge detaches");
     logits = gpt_forward(model, inputs, TB, TT);
     double worst = 0;
-    for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs(logits[i] - before[i]) / (1.0 + fabs(before[i])));
+    for (size_t i = 0; i < nl; i++) {   // not fmax: see check_decode (a GCC 12 aarch64 crash)
+        double d = fabs(logits[i] - before[i]) / (1.0 + fabs(before[i]));
+        if (d > worst) worst = d;
+    }
     CHECK(worst < 1e-4, "merged logits differ by %g", worst);
     free(before);
 
@@ -263,13 +267,20 @@ static void check_decode(GPT *model, const char *what) {
             fed[b] = (step + b) % 3 != 0 && pos[b] < LEN;
             tokens[b] = fed[b] ? seqs[b][pos[b]] : -1;
         }
-        for (int i = 0; i < R * V; i++) logits[i] = 1e30f;   // rows not fed stay untouched
+        // Rows not fed stay untouched. The mark is a float variable, not the literal 1e30f in the
+        // comparison: where FLT_EVAL_METHOD is 1 or 2 (s390x, i686 with -std=c11) a float
+        // constant keeps double (or long double) precision and never equals the stored float.
+        const float untouched = 1e30f;
+        for (int i = 0; i < R * V; i++) logits[i] = untouched;
         gpt_decode_step(model, kv, tokens, pos, logits);
         for (int b = 0; b < R; b++) {
-            if (!fed[b]) { worst = fmax(worst, logits[b * V] == 1e30f ? 0 : 1); continue; }
+            if (!fed[b]) { worst = fmax(worst, logits[b * V] == untouched ? 0 : 1); continue; }
             float *full = gpt_forward(model, seqs[b], 1, pos[b] + 1);
             memcpy(expected, full + (size_t)pos[b] * V, sizeof expected);
-            for (int v = 0; v < V; v++) worst = fmax(worst, fabs(logits[b * V + v] - expected[v]) / (1.0 + fabs(expected[v])));
+            for (int v = 0; v < V; v++) {   // `if (d > worst)`, not fmax: see below
+                double d = fabs(logits[b * V + v] - expected[v]) / (1.0 + fabs(expected[v]));
+                if (d > worst) worst = d;
+            }
             pos[b]++;
             fed_total++;
         }
@@ -283,7 +294,13 @@ static void check_decode(GPT *model, const char *what) {
         gpt_decode_step(model, kv, tok, ps, logits);
         float *full = gpt_forward(model, seqs[1], 1, p0 + 1);
         double w = 0;
-        for (int v = 0; v < V; v++) w = fmax(w, fabs(logits[v] - full[(size_t)p0 * V + v]));
+        // Not fmax: GCC 12's aarch64 cross compiler stops with an internal compiler error
+        // (vect_transform_reduction) when it vectorises an fmax reduction of float differences at
+        // -O3 (here and in the loop above). `if (d > w)` ignores NaN the same way.
+        for (int v = 0; v < V; v++) {
+            double d = fabs(logits[v] - full[(size_t)p0 * V + v]);
+            if (d > w) w = d;
+        }
         CHECK(w < 1e-4, "%s: copied row differs by %g", what, w);
     }
     kv_cache_free(kv);
@@ -473,7 +490,8 @@ static void test_determinism(void) {
     float *q2 = train_steps(42, 3, l1);
     omp_set_num_threads(threads);
     double worst = 0;
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(q1[i] - q2[i]));
+    for (size_t i = 0; i < n; i++)   // not fmax: see check_decode (a GCC 12 aarch64 crash)
+        if (fabs(q1[i] - q2[i]) > worst) worst = fabs(q1[i] - q2[i]);
     CHECK(worst < 1e-5, "1 vs 2 threads differ by %g", worst);
     free(q1); free(q2);
 #endif
@@ -608,10 +626,10 @@ static void test_adamw(void) {
 }
 
 static void test_schedule_and_clip(void) {
-    float lr[121];
+    float lr[121];   // (float)0.1f below: the cast drops the excess precision FLT_EVAL_METHOD 1/2 gives a constant
     for (int s = 0; s <= 120; s++) lr[s] = lr_schedule(s, 10, 110, 1.0f, 0.1f);
     CHECK(fabsf(lr[0] - 0.1f) < 1e-6f && fabsf(lr[4] - 0.5f) < 1e-6f && lr[9] == 1.0f && lr[10] == 1.0f, "warm-up");
-    CHECK(fabsf(lr[60] - 0.55f) < 1e-6f && fabsf(lr[110] - 0.1f) < 1e-6f && lr[120] == 0.1f, "cosine mid/end");
+    CHECK(fabsf(lr[60] - 0.55f) < 1e-6f && fabsf(lr[110] - 0.1f) < 1e-6f && lr[120] == (float)0.1f, "cosine mid/end");
     int monotone = 1;
     for (int s = 10; s < 120; s++) monotone &= lr[s + 1] <= lr[s];
     CHECK(monotone, "decay not monotone");
@@ -639,14 +657,19 @@ static void test_schedule_and_clip(void) {
 // batch: logits, loss, every parameter gradient, the input-embedding gradient, and the same with
 // a LoRA adapter given in PEFT's orientation. Tolerances: float32 against float64 over two layers
 // leaves ~1e-6 relative; 1e-4 of each array's largest value catches any wrong formula.
+// (`if (d > m)`, not fmax: see check_decode, a GCC 12 aarch64 crash.)
 static double max_abs(const float *x, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m) m = fabs(x[i]);
     return m;
 }
 static double max_diff(const float *x, const unsigned char *le, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i] - le_f32(le + 4 * i)));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(x[i] - le_f32(le + 4 * i));
+        if (d > m) m = d;
+    }
     return m;
 }
 

@@ -173,6 +173,37 @@ void test_pretrain(void) {
     CHECK(!files_equal(TMP("_full.bin.state"), TMP("_part.bin.state")), "the mid-run state equals the final one");
     CHECK(resumed.val_loss == full.val_loss, "val loss %.8f vs %.8f", (double)resumed.val_loss, (double)full.val_loss);
 
+    // 2b. A save killed between its two renames leaves the checkpoint one save ahead of its state
+    //     (here: the final model beside the step-20 state), and killed writes leave PATH.tmp files.
+    //     Resuming in place removes the temp files, rewrites the checkpoint from the state (it
+    //     equals the step-20 checkpoint again before any step runs) and ends with the same bits.
+    size_t ck_len, st_len;
+    unsigned char *ck20 = read_file(TMP("_part.bin"), &ck_len, &err), *st20 = read_file(TMP("_part.bin.state"), &st_len, &err);
+    size_t ck40_len;
+    unsigned char *ck40 = read_file(TMP("_full.bin"), &ck40_len, &err);
+    if (CHECK(ck20 && st20 && ck40, "read the step-20 pair and the final model: %s", err.msg)) {
+        CHECK(!write_file_atomic(TMP("_pair.bin"), ck40, ck40_len, &err) && !write_file_atomic(TMP("_pair.bin.state"), st20, st_len, &err) &&
+              !write_text(TMP("_pair.bin.tmp"), "trunc", 5) && !write_text(TMP("_pair.bin.state.tmp"), "trunc", 5), "write the torn pair");
+        tiny_config(&c, inputs, TMP("_pair.bin"));
+        c.resume_path = TMP("_pair.bin.state");
+        c.stop_after = 20;   // no step: only the checks at the start run
+        rc = pretrain_run(&c, &r, &err);
+        size_t now_len;
+        unsigned char *now = read_file(TMP("_pair.bin"), &now_len, &err);
+        CHECK(rc == 0 && now && now_len == ck_len && !memcmp(now, ck20, ck_len), "torn pair: rc %d, checkpoint %s: %s", rc,
+              now && now_len == ck_len && !memcmp(now, ck20, ck_len) ? "repaired" : "not the state's", err.msg);
+        free(now);
+        FILE *stale = fopen(TMP("_pair.bin.tmp"), "rb"), *stale_state = fopen(TMP("_pair.bin.state.tmp"), "rb");
+        CHECK(!stale && !stale_state, "stale temp files removed at the start: %s %s", stale ? "OUT.tmp left" : "", stale_state ? "OUT.state.tmp left" : "");
+        if (stale) fclose(stale);
+        if (stale_state) fclose(stale_state);
+        c.stop_after = 0;
+        rc = pretrain_run(&c, &r, &err);
+        CHECK(rc == 0 && files_equal(TMP("_full.bin"), TMP("_pair.bin")) && files_equal(TMP("_full.bin.state"), TMP("_pair.bin.state")),
+              "resumed torn pair ends as the uninterrupted run: rc %d: %s", rc, err.msg);
+    }
+    free(ck20); free(st20); free(ck40);
+
     // 3. Damaged or mismatched training states are clean errors naming the file.
     size_t slen;
     unsigned char *state = read_file(TMP("_part.bin.state"), &slen, &err);
@@ -236,7 +267,7 @@ void test_pretrain(void) {
     free(text); free(text2); free(eval_text);
     const char *junk[] = { TMP("_log.jsonl"), TMP("_eval.txt"), TMP(".tok"), TMP(".txt"), TMP(".tokens"), TMP("_full.bin"), TMP("_full.bin.state"),
                            TMP("_part.bin"), TMP("_part.bin.state"), TMP("_resumed.bin"), TMP("_resumed.bin.state"),
-                           TMP("_bad.bin"), TMP("_bad.bin.state") };
+                           TMP("_bad.bin"), TMP("_bad.bin.state"), TMP("_pair.bin"), TMP("_pair.bin.state") };
     for (size_t k = 0; k < sizeof junk / sizeof *junk; k++) remove(junk[k]);
 }
 
