@@ -209,9 +209,7 @@ static void usage(FILE *out) {
         "  report continuation DIR OUT OUT.md and OUT.svg (log P vs diversity) (make reproduce-continuation)\n"
         "  report infill DIR OUT       OUT.md (make reproduce-infill)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
-        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n"
-        "  score        log-probabilities of token-id sequences under a model (and adapter)\n"
-        "  convert      a model between our checkpoint (f32 / f16) and a Hugging Face directory\n");
+        "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
 
 static void train_usage(FILE *out) {
