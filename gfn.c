@@ -56,17 +56,37 @@ float loss_tb(const TrajBatch *b, const float *log_z, float *d_pf, float *d_pter
 }
 
 // Modified sub-trajectory balance (the paper's loss). For 0 ≤ i < j ≤ n:
-//   δ(i,j) = lr_i + Σ_{k=i+1..j} lf_k + lt_j − lr_j − lt_i
+//   δ(i,j) = log F(s_i) + Σ_{k=i+1..j} lf_k + lt_j − lr_j,   log F(s_i) = lr_i − lt_i
 //   L = Σ_batch Σ_{i<j} λ^(j−i−1) δ(i,j)²  /  Σ_batch Σ_{i<j} λ^(j−i−1)
-// (normalised over every pair of the whole batch, as the official code). With W the denominator,
-// dL/dδ(i,j) = 2 λ^(j−i−1) δ / W, and δ has +1 on lf_{i+1..j}, +1 on lt_j, −1 on lt_i. The lf
-// range is added through a difference array so each row costs O(n²).
-float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm) {
+// (normalised over every pair of the whole batch, as the official code). At a state that may
+// stop, log F = lr − lt because F(s) q(⊤ | s) = R(s ⊤).
+//
+// States shorter than the minimum length m (b->min_len) cannot stop, so lr_i − lt_i is no flow
+// there. The official code writes lr_i = −99 with ⊤ left unmasked in lt; then every pair (0, j)
+// asks log F(s_0) = −99 − lt_0, about 95 below the true log Σ_Z R(Z), and on `continuation`
+// (m = 1) the untuned base, already balanced at every other state, starts at a loss near 900
+// that 30 steps at sane rates do not lower (README / issue 11 measurements). Instead, with m > 0:
+//   - state 0 reads a learned log F(s_0) = log_f0[X] (the same quantity as TB's log Z), set at a
+//     query's first batch to log R − log q(Z ⊤) averaged over its rows, then learned at lr_log_z;
+//   - pairs that end at j < m, or start at 0 < i < m, are dropped: their states have no flow
+//     estimate, and the pairs (0, j ≥ m) already constrain every action of the short prefix;
+//   - lf, lt are those of the sampled policy (⊤ masked before m, policy_logprobs' mask_short).
+// At the exact posterior q(Z ⊤) = R(Z) / Σ R every residual is then zero with log F(s_0) = log Σ R
+// (tests/test_gfn.c). Dropping the short states without a root flow (pairs from i ≥ m only)
+// would be wrong: no residual would contain lf_1..lf_m, so the first m tokens would get no
+// gradient and stay the base's. With m = 0 nothing changes: log F(s_0) = lr_0 − lt_0.
+// dL/dδ(i,j) = 2 λ^(j−i−1) δ / W (W the denominator); δ has +1 on lf_{i+1..j} and lt_j, and −1
+// on lt_i, or +1 on log_f0[X] when i < m. The lf range is added through a difference array so
+// each row costs O(n²).
+float loss_subtb(const TrajBatch *b, float lambda, const float *log_f0, float *d_pf, float *d_pterm,
+                 float *d_log_f0) {
     zero_grads(b, d_pf, d_pterm);
+    int m = b->min_len;
     double total_weight = 0;
     for (int r = 0; r < b->n; r++)
-        for (int span = 1; span <= b->len[r]; span++)
-            total_weight += (double)(b->len[r] - span + 1) * pow(lambda, span - 1);
+        for (int i = 0; i < b->len[r]; i++)
+            for (int j = i + 1; j <= b->len[r]; j++)
+                if (!(i > 0 && i < m) && j >= m) total_weight += pow(lambda, j - i - 1);
     if (total_weight == 0) return 0;
     double loss = 0;
     int maxn = b->stride;
@@ -82,16 +102,19 @@ float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm) 
         for (int k = 1; k <= n; k++) prefix[k] = prefix[k - 1] + lf[k - 1];
         for (int k = 0; k <= n + 1; k++) diff[k] = 0;
         for (int i = 0; i < n; i++) {
-            for (int j = i + 1; j <= n; j++) {
+            if (i > 0 && i < m) continue;
+            double log_flow_i = i < m ? (double)log_f0[b->group[r]] : (double)lr[i] - lt[i];
+            for (int j = i + 1 > m ? i + 1 : m; j <= n; j++) {
                 double w = pow(lambda, j - i - 1);
                 if (w == 0) continue;
-                double delta = lr[i] + (prefix[j] - prefix[i]) + lt[j] - lr[j] - lt[i];
+                double delta = log_flow_i + (prefix[j] - prefix[i]) + lt[j] - lr[j];
                 loss += w * delta * delta;
                 double g = 2.0 * w * delta / total_weight;
                 diff[i] += g;       // lf_{i+1..j} are entries [i, j) of the 0-based lf row
                 diff[j] -= g;
                 dlt[j] += (float)g;
-                dlt[i] -= (float)g;
+                if (i >= m) dlt[i] -= (float)g;
+                else if (d_log_f0) d_log_f0[b->group[r]] += (float)g;
             }
         }
         double run = 0;
@@ -106,15 +129,29 @@ float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm) 
 // test that SubTB with λ → 0 equals it compares two implementations):
 //   δ_i = lr_i + lf_{i+1} + lt_{i+1} − lr_{i+1} − lt_i,   L = mean over all transitions of δ_i²
 // dL/d lf_{i+1} = dL/d lt_{i+1} = 2 δ_i / M, dL/d lt_i −= 2 δ_i / M (M transitions in the batch).
-float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm) {
+// With a minimum length m > 0 (see loss_subtb) the states before m have no flow, so the root's
+// transition is the whole forced prefix, (0, m), read with the learned log F(s_0):
+//   δ_0 = log_f0[X] + Σ_{k≤m} lf_k + lt_m − lr_m,   then δ_i as above for i ≥ m.
+float loss_db(const TrajBatch *b, const float *log_f0, float *d_pf, float *d_pterm, float *d_log_f0) {
     zero_grads(b, d_pf, d_pterm);
+    int m = b->min_len;
     long transitions = 0;
-    for (int r = 0; r < b->n; r++) transitions += b->len[r];
+    for (int r = 0; r < b->n; r++)
+        if (b->len[r] >= m) transitions += b->len[r] - (m > 0 ? m - 1 : 0);
     if (transitions == 0) return 0;
     double loss = 0;
     for (int r = 0; r < b->n; r++) {
         size_t o = (size_t)r * b->stride;
-        for (int i = 0; i < b->len[r]; i++) {
+        if (m > 0 && b->len[r] >= m) {   // the root's transition (0, m)
+            double delta = (double)log_f0[b->group[r]] + b->log_pterm[o + m] - b->log_r[o + m];
+            for (int k = 0; k < m; k++) delta += b->log_pf[o + k];
+            loss += delta * delta;
+            float g = (float)(2.0 * delta / transitions);
+            for (int k = 0; k < m; k++) d_pf[o + k] += g;
+            d_pterm[o + m] += g;
+            if (d_log_f0) d_log_f0[b->group[r]] += g;
+        }
+        for (int i = m; i < b->len[r]; i++) {
             double delta = (double)b->log_r[o + i] + b->log_pf[o + i] + b->log_pterm[o + i + 1]
                          - b->log_r[o + i + 1] - b->log_pterm[o + i];
             loss += delta * delta;
@@ -307,9 +344,10 @@ static int traj_action_token(const Traj *t, int k) {
     return -1;
 }
 
-// The allowed set at a state that has `ntok` tokens after the prompt. Training (sampler_mask 0)
-// keeps ⊤ before the minimum length — every prefix is terminable, with lr = −99 there — while
-// the sampler (sampler_mask 1) masks it, as the task demands. At the maximum only ⊤ is left.
+// The allowed set at a state that has `ntok` tokens after the prompt. The sampler (sampler_mask
+// 1) masks ⊤ before the minimum length, as the task demands, and so does training with a learned
+// root flow; training with the official floor (--short-states floor, sampler_mask 0) keeps it —
+// every prefix is terminable, with lr = −99 there. At the maximum only ⊤ is left.
 static void state_mask(const Task *task, int V, int ntok, int sampler_mask, unsigned char *mask) {
     if (ntok >= task->max_len) {
         memset(mask, 0, (size_t)V);
@@ -397,10 +435,10 @@ static void logprobs_from_logits(const float *logits, int T, Task *task, Traj *c
     free(logp); free(mask); free(pos); free(ntok_at);
 }
 
-float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *log_pf,
-                       float *log_pterm, int *T_out) {
+float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, int mask_short,
+                       float *log_pf, float *log_pterm, int *T_out) {
     float *logits = teacher_forward(policy, task, t, n, T_out);
-    logprobs_from_logits(logits, *T_out, task, t, n, stride, 0, log_pf, log_pterm);
+    logprobs_from_logits(logits, *T_out, task, t, n, stride, mask_short, log_pf, log_pterm);
     return logits;
 }
 
@@ -408,11 +446,12 @@ float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int strid
 // probabilities π over the allowed tokens, d log π_a / d logit_v = 1[v = a] − π_v, so
 //   dlogits_v = g_v − (Σ_a g_a) π_v  for allowed v, 0 otherwise,
 // where g_a is the loss gradient of the log-probability of token a read at that state (the
-// action's lf and ⊤'s lt). A forced ⊤ (lt = 0 at the maximum) is a constant: no gradient.
+// action's lf and ⊤'s lt). A forced ⊤ (lt = 0 at the maximum) is a constant and a masked one
+// (−inf before the minimum) is no variable: no gradient.
 // Then one gpt_backward; gradients accumulate into the model's / LoRA's grads. `logits`
 // (n, T, V) are those policy_logprobs returned; they are overwritten by dlogits.
-void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
-                     int T, const float *d_pf, const float *d_pterm) {
+void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, int mask_short,
+                     float *logits, int T, const float *d_pf, const float *d_pterm) {
     int V = gpt_config(policy).vocab_size;
     float *logp = gfn_malloc(sizeof(float) * (size_t)V);
     unsigned char *mask = gfn_malloc((size_t)V);
@@ -427,9 +466,9 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
         for (int i = 0; i <= t[r]->nact; i++) {
             float *row = logits + ((size_t)r * T + pos[i]) * V;
             is_state[(size_t)r * T + pos[i]] = 1;
-            state_mask(task, V, ntok_at[i], 0, mask);
+            state_mask(task, V, ntok_at[i], mask_short, mask);
             masked_log_softmax(row, mask, V, logp);
-            float g_term = ntok_at[i] >= task->max_len ? 0.0f : d_pterm[(size_t)r * stride + i];
+            float g_term = ntok_at[i] >= task->max_len || !mask[task->terminator] ? 0.0f : d_pterm[(size_t)r * stride + i];
             float g_act = i < t[r]->nact ? d_pf[(size_t)r * stride + i] : 0.0f;
             int act = i < t[r]->nact ? traj_action_token(t[r], i + 1) : -1;
             float g_sum = g_term + g_act;
@@ -904,6 +943,7 @@ void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, c
 // Training
 
 const char *const loss_names[] = { "subtb", "tb", "db", "vargrad", "sft", "reinforce" };
+const char *const short_state_names[] = { "learned", "floor" };
 
 void train_config_default(TrainConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -930,6 +970,7 @@ void train_config_default(TrainConfig *cfg) {
     cfg->reward_temp_horizon = 1;
     cfg->replay_capacity = 50;
     cfg->lambda = 1.0f;
+    cfg->short_states = SHORT_LEARNED;
     cfg->short_log_r = -99.0f;
     cfg->seed = 1;
 }
@@ -973,7 +1014,7 @@ typedef struct {
     float *dlf, *dlt;       // (batch, stride)
     int *len, *group;       // (batch)
     float *d_log_z;         // (num_train)
-    unsigned char *log_z_known;   // (num_train) TB: 1 once a query's log Z was initialised
+    unsigned char *log_z_known;   // (num_train) 1 once a query's log Z / log F(s_0) was initialised
     Traj **sample_traj;     // (batch) the rows the sampler fills (views into traj)
     int *sample_queries;    // (batch)
     int stride;
@@ -986,10 +1027,17 @@ typedef struct {
     long delta_rows;
 } StepStats;
 
-// TB's log Z of a query it has not seen before starts at the VarGrad estimate of this batch,
+// Whether the objective learns log F(s_0) per query: TB's log Z, and SubTB's / DB's root flow
+// on a task whose short prefixes cannot stop (loss_subtb says why). The same quantity, log Σ_Z R.
+static int learns_root_flow(const TrainConfig *cfg, const Task *task) {
+    return cfg->loss == LOSS_TB || ((cfg->loss == LOSS_SUBTB || cfg->loss == LOSS_DB) &&
+                                     cfg->short_states == SHORT_LEARNED && task->min_len > 0);
+}
+
+// The log Z (log F(s_0)) of a query not seen before starts at the VarGrad estimate of this batch,
 // log Ẑ_X = mean over the query's rows of (log R − log q(Z ⊤)) (a constant, no gradient), so the
 // first residuals average zero instead of being ≈ −log Z_X each; it is then learned as before.
-static void tb_init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
+static void init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
     for (int r = 0; r < b->n; r++) {
         int q = b->group[r], count = 0;
         if (known[q]) continue;
@@ -1040,7 +1088,9 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         for (int i = 0; i < num_sample; i++) replay_add(replay, s->sample_traj[i]);
         if (tempered) stats->tempered += num_sample; else stats->on_policy += num_sample;
     }
-    // Tempered rewards of every state; prefixes shorter than the minimum get a constant floor.
+    // Tempered rewards of every state; with the official floor, prefixes shorter than the
+    // minimum get a constant (with a learned root flow they are not read).
+    int use_floor = cfg->short_states == SHORT_FLOOR;
     float reward_temp = reward_temperature(cfg, step);
     *mean_log_r = 0;
     for (int i = 0; i < n; i++) {
@@ -1050,15 +1100,15 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         *mean_log_r += t->log_r[t->nact] / n;
         *tokens += t->ntok + 1;
         for (int k = 0; k <= t->nact; k++)
-            s->lr[(size_t)i * s->stride + k] = k < task->min_len ? cfg->short_log_r : t->log_r[k] / reward_temp;
+            s->lr[(size_t)i * s->stride + k] = use_floor && k < task->min_len ? cfg->short_log_r : t->log_r[k] / reward_temp;
     }
     int T;
-    float *logits = policy_logprobs(policy, task, s->traj, n, s->stride, s->lf, s->lt, &T);
-    TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group };
+    float *logits = policy_logprobs(policy, task, s->traj, n, s->stride, !use_floor, s->lf, s->lt, &T);
+    TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group, use_floor ? 0 : task->min_len };
+    if (learns_root_flow(cfg, task)) init_log_z(&b, log_z, s->log_z_known);
     float loss;
     switch (cfg->loss) {
     case LOSS_TB:
-        tb_init_log_z(&b, log_z, s->log_z_known);
         loss = loss_tb(&b, log_z, s->dlf, s->dlt, s->d_log_z);
         for (int r = 0; r < n; r++) {
             double delta = log_z[b.group[r]] + traj_log_q(&b, r) - b.log_r[(size_t)r * b.stride + b.len[r]];
@@ -1067,14 +1117,14 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
             stats->delta_rows++;
         }
         break;
-    case LOSS_DB: loss = loss_db(&b, s->dlf, s->dlt); break;
+    case LOSS_DB: loss = loss_db(&b, log_z, s->dlf, s->dlt, s->d_log_z); break;
     case LOSS_VARGRAD: loss = loss_vargrad(&b, task->num_train, s->dlf, s->dlt, NULL); break;
     case LOSS_SFT: loss = loss_sft(&b, s->dlf, s->dlt); break;
     case LOSS_REINFORCE: loss = loss_reinforce(&b, s->dlf, s->dlt); break;
-    default: loss = loss_subtb(&b, cfg->lambda, s->dlf, s->dlt); break;
+    default: loss = loss_subtb(&b, cfg->lambda, log_z, s->dlf, s->dlt, s->d_log_z); break;
     }
     for (size_t i = 0; i < (size_t)n * s->stride; i++) { s->dlf[i] /= cfg->accum; s->dlt[i] /= cfg->accum; }
-    policy_backward(policy, task, s->traj, n, s->stride, logits, T, s->dlf, s->dlt);
+    policy_backward(policy, task, s->traj, n, s->stride, !use_floor, logits, T, s->dlf, s->dlt);
     return loss;
 }
 
@@ -1136,7 +1186,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         }
         float lr = lr_schedule(step, cfg->warmup, cfg->steps, cfg->lr, cfg->lr_min);
         adamw_update(&opt, lora->memory, lora->grad_memory, lr);
-        if (cfg->loss == LOSS_TB) {
+        if (learns_root_flow(cfg, task)) {
             for (int q = 0; q < task->num_train; q++) s.d_log_z[q] /= cfg->accum;
             // log Z follows the same warm-up and decay, at its own (higher) peak rate
             adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));

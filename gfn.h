@@ -356,13 +356,19 @@ typedef struct {
     const float *log_pterm; // (n, stride) [i] = log q(⊤ | X z_≤i), i = 0..len
     const float *log_r;     // (n, stride) [i] = log R(z_≤i ⊤) (tempered), i = 0..len
     const int *group;       // (n) query of each trajectory: TB's log Z index, VarGrad's groups
+    int min_len;            // states i < min_len cannot stop (⊤ masked there): their lr, lt are not
+                            // read, the root's flow is the learned log_f0 (0: every state may stop)
 } TrajBatch;
 // Trajectory balance; log_z (num_groups) indexed by group; d_log_z may be NULL.
 float loss_tb(const TrajBatch *b, const float *log_z, float *d_pf, float *d_pterm, float *d_log_z);
 // Modified sub-trajectory balance with weight λ^(j-i-1), normalised over every pair of the batch.
-float loss_subtb(const TrajBatch *b, float lambda, float *d_pf, float *d_pterm);
-// Modified detailed balance: the j = i+1 terms of loss_subtb.
-float loss_db(const TrajBatch *b, float *d_pf, float *d_pterm);
+// With b->min_len > 0, log_f0 (num_groups, indexed by group) is the learned log F(s_0) of each
+// query and d_log_f0 its gradient (added to; may be NULL); both are unused when min_len is 0.
+float loss_subtb(const TrajBatch *b, float lambda, const float *log_f0, float *d_pf, float *d_pterm,
+                 float *d_log_f0);
+// Modified detailed balance: the j = i+1 terms of loss_subtb (with min_len > 0: the pairs
+// (i, i+1), i >= min_len, and the root's (0, min_len)).
+float loss_db(const TrajBatch *b, const float *log_f0, float *d_pf, float *d_pterm, float *d_log_f0);
 // VarGrad: TB with log Z = stop-gradient mean of log R − log q(Z ⊤) over each group; the
 // per-group estimates go to log_z_out (num_groups entries, may be NULL).
 float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out);
@@ -498,10 +504,13 @@ void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, c
 // forward. policy_backward then takes the gradients of a loss with respect to those
 // log-probabilities through the masked log-softmax into the model (and its LoRA) with one
 // gpt_backward (the logits buffer becomes dlogits).
-float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *log_pf,
-                       float *log_pterm, int *T_out);
-void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, float *logits,
-                     int T, const float *d_pf, const float *d_pterm);
+// mask_short 1: ⊤ masked before the task's minimum length, as the sampler does (log q is the
+// sampled policy's; lt = −inf there); 0: kept, every prefix terminable (the official code's
+// floor reward, --short-states floor).
+float *policy_logprobs(GPT *policy, Task *task, Traj *const *t, int n, int stride, int mask_short,
+                       float *log_pf, float *log_pterm, int *T_out);
+void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride, int mask_short,
+                     float *logits, int T, const float *d_pf, const float *d_pterm);
 // Rows whose prompts begin alike run that common part once (gpt_forward_shared); then the
 // logits above are those of the positions after it. 0 here, or the environment variable
 // GFN_NO_PREFIX_SHARE=1, runs every row whole (the unshared pass, kept for comparisons).
@@ -517,6 +526,11 @@ void policy_exact_logq(GPT *policy, Task *task, int query, const int *z, const i
 // batches; LoRA on a frozen base; rewards tempered by an annealed T(step).
 typedef enum { LOSS_SUBTB, LOSS_TB, LOSS_DB, LOSS_VARGRAD, LOSS_SFT, LOSS_REINFORCE } LossKind;
 extern const char *const loss_names[];   // "subtb", "tb", "db", "vargrad", "sft", "reinforce"
+// States shorter than the task's minimum length under SubTB / DB: SHORT_LEARNED, a learned root
+// flow log F(s_0) per query (⊤ masked there in log q); SHORT_FLOOR, the official code's constant
+// lr = short_log_r with ⊤ kept (see loss_subtb in gfn.c for why the first is the default).
+typedef enum { SHORT_LEARNED, SHORT_FLOOR } ShortStates;
+extern const char *const short_state_names[];   // "learned", "floor"
 typedef struct {
     LossKind loss;
     int steps;                  // optimizer steps
@@ -535,7 +549,8 @@ typedef struct {
     int reward_temp_horizon;
     int replay_capacity;
     float lambda;               // SubTB's λ
-    float short_log_r;          // lr of prefixes shorter than the minimum (−99)
+    ShortStates short_states;   // how SubTB / DB treat prefixes shorter than the minimum
+    float short_log_r;          // SHORT_FLOOR: their lr (−99)
     uint64_t seed;
     const char *log_path;       // JSONL, or NULL
     const char *save_path;      // adapter, or NULL
@@ -548,7 +563,8 @@ void train_config_default(TrainConfig *cfg);
 // Z, and diverge at rates the others take (rng: 1e-2 vs 3e-3; arithmetic: 5e-4 vs 2e-4).
 float loss_default_lr(LossKind loss);
 // Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
-// learned log Z (TB; a query's log Z starts at the VarGrad estimate of its first batch). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
+// learned log Z = log F(s_0) (TB, and SubTB / DB with SHORT_LEARNED on a task with a minimum
+// length; a query's starts at the VarGrad estimate of its first batch). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
 // A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
 GPT *copy_model(GPT *model);

@@ -231,6 +231,8 @@ static void train_usage(FILE *out) {
         "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
         "  --replay N          replay buffer size per query (50)\n"
         "  --lambda F          SubTB lambda (1)\n"
+        "  --short-states S    subtb/db, prefixes shorter than the minimum: learned (a learned root\n"
+        "                      flow log F(s0) per query) | floor (the official lr = -99) (learned)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  --stop eot|newline  rng with -m: the terminator (eot)\n"
         "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
@@ -287,6 +289,11 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--data")) topt.data_path = v;
         else if (!strcmp(a, "--stop")) topt.stop = v;
         else if (!strcmp(a, "--prompt")) topt.prompt = v;
+        else if (!strcmp(a, "--short-states")) {
+            if (!strcmp(v, short_state_names[SHORT_LEARNED])) cfg.short_states = SHORT_LEARNED;
+            else if (!strcmp(v, short_state_names[SHORT_FLOOR])) cfg.short_states = SHORT_FLOOR;
+            else { fprintf(stderr, "gfn train: --short-states wants learned or floor, not '%s'\n", v); return 1; }
+        }
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;
         else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
@@ -362,10 +369,10 @@ static int cmd_train(int argc, char **argv) {
     }
     if (!lr_given) cfg.lr = loss_default_lr(cfg.loss);
     fprintf(stderr, "gfn train %s: loss %s, lr %g%s, lr-logz %g, steps %d, batch %d, k %d, accum %d, clip %g, rank %d, alpha %g, "
-            "on-policy %g, tempered %g (T %g-%g), replay %g\n", task->name, loss_names[cfg.loss], cfg.lr,
+            "on-policy %g, tempered %g (T %g-%g), replay %g, short states %s\n", task->name, loss_names[cfg.loss], cfg.lr,
             lr_given ? "" : " (the loss's default)", cfg.lr_log_z, cfg.steps, cfg.batch, cfg.samples_per_query, cfg.accum,
             cfg.clip, cfg.lora_rank, cfg.lora_alpha, cfg.frac_on_policy, cfg.frac_tempered, cfg.temp_lo, cfg.temp_hi,
-            1 - cfg.frac_on_policy - cfg.frac_tempered);
+            1 - cfg.frac_on_policy - cfg.frac_tempered, short_state_names[cfg.short_states]);
     if (cfg.loss == LOSS_SFT && !task->demonstration) {
         fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
         return 1;

@@ -284,7 +284,7 @@ static void test_task(void) {
     // Forced tokens are excluded from log q: the core's lf / lt against a plain forward.
     int stride = task->max_len + 1, T;
     float *lf = gfn_calloc((size_t)N * stride, sizeof(float)), *lt = gfn_calloc((size_t)N * stride, sizeof(float));
-    policy_logprobs(task->base, task, t, N, stride, lf, lt, &T);
+    policy_logprobs(task->base, task, t, N, stride, 1, lf, lt, &T);
     for (int i = 0; i < N; i++) {
         double core = lt[(size_t)i * stride + t[i]->nact];
         for (int k = 0; k < t[i]->nact; k++) core += lf[(size_t)i * stride + k];

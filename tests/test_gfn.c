@@ -32,20 +32,27 @@ static void random_batch(RandomBatch *rb, int n, int maxn, int groups, Rng *rng)
 }
 
 static TrajBatch view(RandomBatch *rb) {
-    TrajBatch b = { rb->n, rb->stride, rb->len, rb->lf, rb->lt, rb->lr, rb->group };
+    TrajBatch b = { rb->n, rb->stride, rb->len, rb->lf, rb->lt, rb->lr, rb->group, 0 };
     return b;
 }
 
-enum { OBJ_TB, OBJ_SUBTB, OBJ_SUBTB_HALF, OBJ_DB, OBJ_VARGRAD, OBJ_SFT, OBJ_REINFORCE, OBJ_COUNT };
-static const char *obj_names[OBJ_COUNT] = { "tb", "subtb(1)", "subtb(0.5)", "db", "vargrad", "sft", "reinforce" };
+// The *_ROOT objectives: minimum length 2, so states 0 and 1 cannot stop and state 0 reads the
+// learned root flow log_z[group] (the random batch has rows of 0, 1 and more actions).
+enum { OBJ_TB, OBJ_SUBTB, OBJ_SUBTB_HALF, OBJ_DB, OBJ_SUBTB_ROOT, OBJ_SUBTB_HALF_ROOT, OBJ_DB_ROOT,
+       OBJ_VARGRAD, OBJ_SFT, OBJ_REINFORCE, OBJ_COUNT };
+static const char *obj_names[OBJ_COUNT] = { "tb", "subtb(1)", "subtb(0.5)", "db", "subtb(1), min 2", "subtb(0.5), min 2",
+                                            "db, min 2", "vargrad", "sft", "reinforce" };
+static int obj_learns_log_z(int obj) { return obj == OBJ_TB || obj == OBJ_SUBTB_ROOT || obj == OBJ_SUBTB_HALF_ROOT || obj == OBJ_DB_ROOT; }
 
 static float eval_obj(int obj, RandomBatch *rb, float *log_z, float *dlf, float *dlt, float *dz) {
     TrajBatch b = view(rb);
+    if (dz) memset(dz, 0, 3 * sizeof(float));
+    if (obj == OBJ_SUBTB_ROOT || obj == OBJ_SUBTB_HALF_ROOT || obj == OBJ_DB_ROOT) b.min_len = 2;
     switch (obj) {
-    case OBJ_TB: if (dz) memset(dz, 0, 3 * sizeof(float)); return loss_tb(&b, log_z, dlf, dlt, dz);
-    case OBJ_SUBTB: return loss_subtb(&b, 1.0f, dlf, dlt);
-    case OBJ_SUBTB_HALF: return loss_subtb(&b, 0.5f, dlf, dlt);
-    case OBJ_DB: return loss_db(&b, dlf, dlt);
+    case OBJ_TB: return loss_tb(&b, log_z, dlf, dlt, dz);
+    case OBJ_SUBTB: case OBJ_SUBTB_ROOT: return loss_subtb(&b, 1.0f, log_z, dlf, dlt, dz);
+    case OBJ_SUBTB_HALF: case OBJ_SUBTB_HALF_ROOT: return loss_subtb(&b, 0.5f, log_z, dlf, dlt, dz);
+    case OBJ_DB: case OBJ_DB_ROOT: return loss_db(&b, log_z, dlf, dlt, dz);
     case OBJ_VARGRAD: return loss_vargrad(&b, 3, dlf, dlt, NULL);
     case OBJ_SFT: return loss_sft(&b, dlf, dlt);
     default: return loss_reinforce(&b, dlf, dlt);
@@ -85,7 +92,7 @@ static void test_objectives_fd(void) {
                 }
             }
         }
-        if (obj == OBJ_TB) {
+        if (obj_learns_log_z(obj)) {
             for (int g = 0; g < 3; g++) {
                 float saved = log_z[g];
                 log_z[g] = saved + h;
@@ -123,7 +130,7 @@ static void test_objective_identities(void) {
     float log_z[6];
     for (int r = 0; r < rb.n; r++) { rb.group[r] = r; log_z[r] = rb.lr[r * rb.stride] - rb.lt[r * rb.stride]; }
     float tb = loss_tb(&b, log_z, dlf, dlt, dz);
-    float subtb = loss_subtb(&b, 1e6f, dlf2, dlt2);
+    float subtb = loss_subtb(&b, 1e6f, NULL, dlf2, dlt2, NULL);
     CHECK(fabsf(tb - subtb) < 1e-4f * (1 + fabsf(tb)), "SubTB(λ→∞, whole trajectories) %g != TB %g", subtb, tb);
     // The largest differences below are kept with `if (d > worst)`, not fmax: GCC 12's aarch64
     // cross compiler stops with an internal compiler error (vect_transform_reduction) when it
@@ -135,16 +142,32 @@ static void test_objective_identities(void) {
             if (d > worst) worst = d;
         }
     CHECK(worst < 1e-4, "SubTB(λ→∞) lf gradient differs from TB's by %g", worst);
+    // The same with a minimum length: the learned root flow log F(s_0) is TB's log Z, and the
+    // gradients of the two coincide (lt_0 then has none: state 0 cannot stop).
+    float dz2[6] = { 0 };
+    for (int r = 0; r < rb.n; r++) log_z[r] = -0.4f + 0.3f * r;
+    b.min_len = 2;
+    memset(dz, 0, sizeof dz);
+    tb = loss_tb(&b, log_z, dlf, dlt, dz);
+    subtb = loss_subtb(&b, 1e6f, log_z, dlf2, dlt2, dz2);
+    worst = 0;
+    for (int r = 0; r < rb.n; r++) {
+        worst = fmax(worst, fabs(dz[r] - dz2[r]));
+        for (int k = 0; k < 4; k++) worst = fmax(worst, fabs(dlf[r * rb.stride + k] - dlf2[r * rb.stride + k]));
+    }
+    CHECK(fabsf(tb - subtb) < 1e-4f * (1 + fabsf(tb)) && worst < 1e-4, "SubTB(λ→∞, min 2) %g vs TB %g, gradients differ by %g", subtb, tb, worst);
+    b.min_len = 0;
     // Exactly, on one-action trajectories, the only pair is (0, 1).
     for (int r = 0; r < rb.n; r++) rb.len[r] = 1;
+    for (int r = 0; r < rb.n; r++) log_z[r] = rb.lr[r * rb.stride] - rb.lt[r * rb.stride];
     tb = loss_tb(&b, log_z, dlf, dlt, dz);
-    subtb = loss_subtb(&b, 1.0f, dlf2, dlt2);
+    subtb = loss_subtb(&b, 1.0f, NULL, dlf2, dlt2, NULL);
     CHECK(fabsf(tb - subtb) < 1e-5f * (1 + fabsf(tb)), "one-action SubTB %g != TB %g", subtb, tb);
     // (b) SubTB with λ → 0 equals modified DB (an independent loop).
     random_batch(&rb, 6, 5, 3, &rng);
     b = view(&rb);
-    float db = loss_db(&b, dlf, dlt);
-    float sub0 = loss_subtb(&b, 1e-7f, dlf2, dlt2);
+    float db = loss_db(&b, NULL, dlf, dlt, NULL);
+    float sub0 = loss_subtb(&b, 1e-7f, NULL, dlf2, dlt2, NULL);
     CHECK(fabsf(db - sub0) < 1e-4f * (1 + fabsf(db)), "SubTB(λ→0) %g != DB %g", sub0, db);
     worst = 0;
     for (int i = 0; i < rb.n * rb.stride; i++) {
@@ -152,6 +175,16 @@ static void test_objective_identities(void) {
         if (d > worst) worst = d;
     }
     CHECK(worst < 1e-4, "SubTB(λ→0) gradients differ from DB's by %g", worst);
+    // ... and with minimum length 1 (the root's transition (0, 1) reads the learned log F(s_0)).
+    float f0[3] = { 0.5f, -2.0f, 1.0f }, df0[3] = { 0 }, df0_sub[3] = { 0 };
+    b.min_len = 1;
+    db = loss_db(&b, f0, dlf, dlt, df0);
+    sub0 = loss_subtb(&b, 1e-7f, f0, dlf2, dlt2, df0_sub);
+    worst = 0;
+    for (int i = 0; i < rb.n * rb.stride; i++) worst = fmax(worst, fmax(fabs(dlf[i] - dlf2[i]), fabs(dlt[i] - dlt2[i])));
+    for (int g = 0; g < 3; g++) worst = fmax(worst, fabs(df0[g] - df0_sub[g]));
+    CHECK(fabsf(db - sub0) < 1e-4f * (1 + fabsf(db)) && worst < 1e-4, "min 1: SubTB(λ→0) %g vs DB %g, gradients differ by %g", sub0, db, worst);
+    b.min_len = 0;
     // (c) At the optimum (log F = lr − lt consistent with q) every residual is zero: build
     // lt_j so that lr_i + Σ lf + lt_j − lr_j − lt_i = 0 for all pairs, i.e. lt_j = lr_j − Σ_{k≤j} lf + c.
     for (int r = 0; r < rb.n; r++) {
@@ -161,8 +194,15 @@ static void test_objective_identities(void) {
             rb.lt[r * rb.stride + j] = (float)(rb.lr[r * rb.stride + j] - cum + c);
         }
     }
-    CHECK(loss_subtb(&b, 1.0f, dlf, dlt) < 1e-9f, "SubTB not zero at a balanced flow");
-    CHECK(loss_db(&b, dlf, dlt) < 1e-9f, "DB not zero at a balanced flow");
+    CHECK(loss_subtb(&b, 1.0f, NULL, dlf, dlt, NULL) < 1e-9f, "SubTB not zero at a balanced flow");
+    CHECK(loss_db(&b, NULL, dlf, dlt, NULL) < 1e-9f, "DB not zero at a balanced flow");
+    // With minimum length 2, balance only involves the states from 2 on and the root flow, here
+    // log F(s_0) = −c: the lt of states 0 and 1 (no flow there) are never read.
+    for (int r = 0; r < rb.n; r++) { rb.lt[r * rb.stride] = 1e3f; rb.lt[r * rb.stride + 1] = -1e3f; }
+    float root[3] = { -0.7f, -0.7f, -0.7f };
+    b.min_len = 2;
+    CHECK(loss_subtb(&b, 1.0f, root, dlf, dlt, NULL) < 1e-9f, "SubTB (min 2) not zero at a balanced flow");
+    CHECK(loss_db(&b, root, dlf, dlt, NULL) < 1e-9f, "DB (min 2) not zero at a balanced flow");
 }
 
 static Traj *make_traj(int query, const int *tokens, int ntok, float log_r, int max_len) {
@@ -283,33 +323,43 @@ static GPT *tt_model(void) {
     return model;
 }
 
+// A rank-2 LoRA on every target with random (non-zero) weights of scale `scale`, so the policy
+// differs from the base in both the plain and the adapted paths.
+static LoRA *tt_random_lora(GPT *policy, float scale, Rng *rng) {
+    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = scale * rng_normal(rng);
+    return lora;
+}
+
 // Loss of a fixed batch as a function of the LoRA parameters (teacher forcing only).
+// loss_kind 0: SubTB with the learned root flow (⊤ masked before the minimum); 1: TB with ⊤ kept
+// there (the floor's log q).
 static double chain_loss(GPT *policy, Task *task, Traj **t, int n, int loss_kind, float *dlf, float *dlt, int backward) {
-    int stride = task->max_len + 1, T;
+    int stride = task->max_len + 1, T, mask_short = loss_kind == 0;
     float lf[64], lt[64], lr[64], log_z[2] = { 0.4f, -0.3f };
     int len[8], group[8];
-    float *logits = policy_logprobs(policy, task, t, n, stride, lf, lt, &T);
+    float *logits = policy_logprobs(policy, task, t, n, stride, mask_short, lf, lt, &T);
     for (int i = 0; i < n; i++) {
         len[i] = t[i]->nact;
         group[i] = t[i]->query;
         for (int k = 0; k <= t[i]->nact; k++) lr[i * stride + k] = k < task->min_len ? -99.0f : t[i]->log_r[k];
     }
-    TrajBatch b = { n, stride, len, lf, lt, lr, group };
-    double loss = loss_kind == 0 ? loss_subtb(&b, 1.0f, dlf, dlt) : loss_tb(&b, log_z, dlf, dlt, NULL);
-    if (backward) policy_backward(policy, task, t, n, stride, logits, T, dlf, dlt);
+    TrajBatch b = { n, stride, len, lf, lt, lr, group, mask_short ? task->min_len : 0 };
+    double loss = loss_kind == 0 ? loss_subtb(&b, 1.0f, log_z, dlf, dlt, NULL) : loss_tb(&b, log_z, dlf, dlt, NULL);
+    if (backward) policy_backward(policy, task, t, n, stride, mask_short, logits, T, dlf, dlt);
     return loss;
 }
 
 // The full chain objective -> masked log-softmax -> model -> LoRA against finite differences,
-// on sampled trajectories that include forced tool tokens and maximum-length ones.
+// on sampled trajectories that include forced tool tokens and maximum-length ones, with a
+// minimum length of 2: SubTB with ⊤ masked below it and the root flow, TB with ⊤ kept.
 static void test_chain_fd(void) {
     GPT *policy = tt_model();
-    Task task = tt_task(policy, 1, 0, 5);
-    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
-    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
+    Task task = tt_task(policy, 1, 2, 5);
     Rng rng;
     rng_seed(&rng, 21);
-    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.3f * rng_normal(&rng);
+    LoRA *lora = tt_random_lora(policy, 0.3f, &rng);
     enum { N = 6 };
     Traj *t[N];
     int queries[N] = { 0, 1, 0, 1, 0, 1 };
@@ -384,7 +434,7 @@ static void test_forced_tokens(void) {
     // log q by hand: Σ over action tokens of log softmax over allowed (⊤ included), + log q(⊤).
     int stride = task.max_len + 1, T;
     float *lf = gfn_malloc(sizeof(float) * N * stride), *lt = gfn_malloc(sizeof(float) * N * stride);
-    policy_logprobs(policy, &task, t, N, stride, lf, lt, &T);
+    policy_logprobs(policy, &task, t, N, stride, 1, lf, lt, &T);
     double worst = 0;
     for (int i = 0; i < N; i++) {
         int row[16], plen;
@@ -422,11 +472,9 @@ static void test_forced_tokens(void) {
 static void test_exact_distribution(void) {
     GPT *policy = tt_model();
     Task task = tt_task(policy, 0, 1, 3);
-    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };   // with a non-zero LoRA in both paths
-    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
     Rng init;
     rng_seed(&init, 8);
-    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.5f * rng_normal(&init);
+    tt_random_lora(policy, 0.5f, &init);   // with a non-zero LoRA in both paths
     int count = enumerate_z(&task, NULL, NULL, 0);
     CHECK(count == 6 + 36 + 216, "enumerated %d sequences", count);
     int *z = gfn_malloc(sizeof(int) * (size_t)count * task.max_len), *len = gfn_malloc(sizeof(int) * (size_t)count);
@@ -467,6 +515,75 @@ static void test_exact_distribution(void) {
         for (int i = 0; i < N; i++) traj_free(t[i]);
     }
     free(z); free(len); free(log_q);
+    gpt_free(policy);
+}
+
+// At the exact posterior of a task with a minimum length (2 here), modified SubTB with the
+// learned root flow is zero, with log F(s_0) = log Σ_Z R(Z); the official floor (lr = −99 below
+// the minimum, ⊤ kept in log q) is not. R is defined as e^c times the sampler's exact q (enumerated
+// by policy_exact_logq), so that q is the posterior. Then R is tilted by the first token:
+// the root flow's pairs see it, while the pairs from states ≥ 2 alone (dropping the short states
+// without a root flow) stay balanced — that variant would never train the first tokens.
+static void test_root_flow_exact(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 0, 2, 3);
+    Rng rng;
+    rng_seed(&rng, 31);
+    tt_random_lora(policy, 0.5f, &rng);
+    int count = enumerate_z(&task, NULL, NULL, 0);   // 36 of length 2, then 216 of length 3
+    int *z = gfn_malloc(sizeof(int) * (size_t)count * task.max_len), *zlen = gfn_malloc(sizeof(int) * (size_t)count);
+    enumerate_z(&task, z, zlen, count);
+    float *log_q = gfn_malloc(sizeof(float) * (size_t)count);
+    policy_exact_logq(policy, &task, 0, z, zlen, count, log_q);
+    enum { N = 51, STRIDE = 4 };   // every 5th Z: both lengths
+    const float c = 1.3f;          // log Σ_Z R(Z)
+    Traj *t[N];
+    for (int r = 0; r < N; r++) {
+        int e = 5 * r, *zz = z + (size_t)e * task.max_len;
+        t[r] = traj_new(task.max_len);
+        t[r]->query = 0;
+        t[r]->ntok = t[r]->nact = zlen[e];
+        for (int k = 0; k < zlen[e]; k++) { t[r]->tokens[k] = zz[k]; t[r]->forced[k] = 0; }
+        t[r]->log_r[0] = t[r]->log_r[1] = 0;   // no reward below the minimum
+        t[r]->log_r[2] = c + log_q[zz[0] * 6 + zz[1]];          // the prefix z_1 z_2 ⊤
+        if (zlen[e] == 3) t[r]->log_r[3] = c + log_q[e];
+    }
+    float lf[N * STRIDE], lt[N * STRIDE], lr[N * STRIDE], dlf[N * STRIDE], dlt[N * STRIDE];
+    int len[N], group[N], T;
+    for (int tilt = 0; tilt < 2; tilt++) {
+        for (int r = 0; r < N; r++) {
+            len[r] = t[r]->nact;
+            group[r] = 0;
+            for (int k = 0; k <= t[r]->nact; k++) lr[r * STRIDE + k] = t[r]->log_r[k] + (k >= 2 ? 0.5f * tilt * t[r]->tokens[0] : 0);
+        }
+        float log_f0 = c, d_log_f0 = 0;
+        policy_logprobs(policy, &task, t, N, STRIDE, 1, lf, lt, &T);
+        TrajBatch b = { N, STRIDE, len, lf, lt, lr, group, 2 };
+        float learned = loss_subtb(&b, 1.0f, &log_f0, dlf, dlt, &d_log_f0);
+        // the pairs (i ≥ 2, j), by hand
+        double from_long = 0;
+        for (int r = 0; r < N; r++)
+            if (len[r] == 3) {
+                double d = lr[r * STRIDE + 2] - lt[r * STRIDE + 2] + lf[r * STRIDE + 2] + lt[r * STRIDE + 3] - lr[r * STRIDE + 3];
+                from_long += d * d;
+            }
+        if (!tilt) {
+            CHECK(learned < 1e-8f && fabsf(d_log_f0) < 1e-4f, "exact posterior: SubTB with the root flow %g (want ~0), d log F(s_0) %g",
+                  learned, d_log_f0);
+            for (int r = 0; r < N; r++)
+                for (int k = 0; k <= t[r]->nact; k++) lr[r * STRIDE + k] = k < 2 ? -99.0f : t[r]->log_r[k];
+            policy_logprobs(policy, &task, t, N, STRIDE, 0, lf, lt, &T);
+            b.min_len = 0;
+            float floor_loss = loss_subtb(&b, 1.0f, NULL, dlf, dlt, NULL);
+            CHECK(floor_loss > 100, "exact posterior: the official floor's SubTB %g (want far from 0)", floor_loss);
+            printf("   exact posterior, min length 2: SubTB %.3g with the learned root flow, %.4g with the -99 floor\n", learned, floor_loss);
+        } else {
+            CHECK(learned > 1e-2f && from_long < 1e-8, "first token tilted: SubTB with the root flow %g (want > 0.01), pairs from "
+                  "states >= 2 alone %g (want ~0)", learned, from_long);
+        }
+    }
+    for (int r = 0; r < N; r++) traj_free(t[r]);
+    free(z); free(zlen); free(log_q);
     gpt_free(policy);
 }
 
@@ -561,11 +678,9 @@ static double relative_diff(const float *a, const float *b, size_t n) {
 static void test_prefix_share(void) {
     GPT *policy = tt_model();
     Task task = tt_task(policy, 1, 0, 5);
-    int targeted[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
-    LoRA *lora = gpt_lora_attach(policy, 2, 4.0f, 0, targeted, 9);
     Rng rng;
     rng_seed(&rng, 31);
-    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.3f * rng_normal(&rng);
+    LoRA *lora = tt_random_lora(policy, 0.3f, &rng);
     gpt_freeze_all(policy, 0);
     enum { N = 6 };
     static const int batches[3][N] = { { 0, 0, 0, 0, 0, 0 }, { 0, 2, 0, 2, 2, 0 }, { 0, 1, 2, 1, 0, 1 } };
@@ -590,7 +705,7 @@ static void test_prefix_share(void) {
         for (int share = 0; share < 2; share++) {
             gfn_prefix_sharing = share;
             gpt_zero_grad(policy);
-            float *logits = policy_logprobs(policy, &task, t, N, stride, lf[share], lt[share], &T[share]);
+            float *logits = policy_logprobs(policy, &task, t, N, stride, 1, lf[share], lt[share], &T[share]);
             float lr[N * 6];
             int len[N], group[N];
             for (int i = 0; i < N; i++) {
@@ -598,9 +713,9 @@ static void test_prefix_share(void) {
                 group[i] = t[i]->query;
                 for (int s = 0; s <= t[i]->nact; s++) lr[i * stride + s] = t[i]->log_r[s];
             }
-            TrajBatch b = { N, stride, len, lf[share], lt[share], lr, group };
-            loss_subtb(&b, 1.0f, dlf, dlt);
-            policy_backward(policy, &task, t, N, stride, logits, T[share], dlf, dlt);
+            TrajBatch b = { N, stride, len, lf[share], lt[share], lr, group, 0 };
+            loss_subtb(&b, 1.0f, NULL, dlf, dlt, NULL);
+            policy_backward(policy, &task, t, N, stride, 1, logits, T[share], dlf, dlt);
             base_grad[share] = malloc(sizeof(float) * np);
             lora_grad[share] = malloc(sizeof(float) * nl);
             memcpy(base_grad[share], gpt_grads_memory(policy), sizeof(float) * np);
@@ -820,6 +935,7 @@ void test_gfn(void) {
     test_prefix_share();
     test_forced_tokens();
     test_exact_distribution();
+    test_root_flow_exact();
     test_toy_run();
     test_replay_fraction();
     test_tb_log_z_init();
