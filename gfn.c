@@ -273,6 +273,9 @@ void replay_free(ReplayBuffer *rb) {
 }
 
 // Kept sorted by final log R, best first, so the worst is the last and eviction is a shift.
+// Among equal log R the newest comes first: when every kept Z ties (rng: all 101 valid answers
+// have log R = 0), a new one still enters and the oldest leaves, so the buffer follows what is
+// being found instead of freezing on the first `capacity` answers ever sampled.
 int replay_add(ReplayBuffer *rb, const Traj *t) {
     if (t->query < 0 || t->query >= rb->num_queries || t->ntok > rb->max_len) return 0;
     Traj **items = rb->items + (size_t)t->query * rb->capacity;
@@ -282,7 +285,7 @@ int replay_add(ReplayBuffer *rb, const Traj *t) {
             return 0;   // exact duplicate
     float score = traj_final_log_r(t);
     int at = count;
-    while (at > 0 && traj_final_log_r(items[at - 1]) < score) at--;
+    while (at > 0 && traj_final_log_r(items[at - 1]) <= score) at--;
     if (at >= rb->capacity) return 0;
     Traj *slot = items[count < rb->capacity ? count : rb->capacity - 1];   // reused storage
     for (int i = (count < rb->capacity ? count : rb->capacity - 1); i > at; i--) items[i] = items[i - 1];
@@ -291,6 +294,20 @@ int replay_add(ReplayBuffer *rb, const Traj *t) {
     if (count < rb->capacity) rb->count[t->query] = count + 1;
     if (count == 0) rb->filled[rb->num_filled++] = t->query;
     return 1;
+}
+
+// The training run's buffer: room for every seeded Z of a query (rng --seed-answers seeds 101
+// answers of one query; a buffer of 50 would keep 50 of them), then the task's demonstrations.
+ReplayBuffer *replay_seeded(const Task *task, int capacity) {
+    int *per_query = gfn_calloc((size_t)task->num_train, sizeof(int));   // (num_train) demos
+    for (int d = 0; d < task->num_demos; d++) {
+        int q = task->demos[d]->query;
+        if (q >= 0 && q < task->num_train && ++per_query[q] > capacity) capacity = per_query[q];
+    }
+    free(per_query);
+    ReplayBuffer *rb = replay_new(task->num_train, capacity, task->max_len);
+    for (int d = 0; d < task->num_demos; d++) replay_add(rb, task->demos[d]);
+    return rb;
 }
 
 int replay_query(const ReplayBuffer *rb, Rng *rng) {
@@ -1157,8 +1174,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
     s.sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
     StepStats total = { 0, 0, 0, 0, 0, 0, 0 };   // rows by behaviour since the start
-    ReplayBuffer *replay = replay_new(task->num_train, cfg->replay_capacity, task->max_len);
-    for (int d = 0; d < task->num_demos; d++) replay_add(replay, task->demos[d]);   // seeded with known good Z
+    ReplayBuffer *replay = replay_seeded(task, cfg->replay_capacity);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
     int show_progress = !cfg->quiet && isatty(2);

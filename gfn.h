@@ -391,7 +391,8 @@ Traj *traj_new(int max_len);
 void traj_free(Traj *t);
 void traj_copy(Traj *dst, const Traj *src);
 
-// Per query, the top `capacity` trajectories by log R (of the whole Z), exact duplicates dropped.
+// Per query, the top `capacity` trajectories by log R (of the whole Z), exact duplicates dropped,
+// the newest first among equal log R.
 typedef struct {
     int num_queries, capacity, max_len;
     int *count;             // (num_queries)
@@ -459,6 +460,9 @@ struct Task {
     int num_demos;
     Traj **demos;
 };
+// The training run's replay buffer seeded with task->demos, its capacity grown so that every
+// demonstration of a query fits.
+ReplayBuffer *replay_seeded(const Task *task, int capacity);
 
 // 4d. The policy over the allowed tokens, and sampling.
 // log-softmax of one logits row over the tokens with allowed[v] != 0 (the rest get -inf).

@@ -909,7 +909,7 @@ static const char *report_label(const char *method) {
     if (!strcmp(method, "rng-reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "rng-tb")) return "GFlowNet, TB";
     if (!strcmp(method, "rng-tb-seeded")) return "GFlowNet, TB, replay seeded with the 101 answers";
-    if (!strcmp(method, "rng-subtb")) return "GFlowNet, modified SubTB";
+    if (!strcmp(method, "rng-subtb")) return "GFlowNet, modified SubTB, replay seeded with the 101 answers";
     return method;
 }
 

@@ -231,8 +231,8 @@ static void test_replay_buffer(void) {
     }
     CHECK(added_dup == 0, "duplicates were added %d times", added_dup);
     CHECK(rb->count[0] == 4 && rb->count[1] == 0, "counts %d %d", rb->count[0], rb->count[1]);
-    // the top 4 of scores: -0.1 (8), -0.5 (3), -1 (1), -1 (5), in this order
-    int expect[4] = { 8, 3, 1, 5 }, ok = 1;
+    // the top 4 of scores: -0.1 (8), -0.5 (3), -1 (5), -1 (1), in this order (newest first among ties)
+    int expect[4] = { 8, 3, 5, 1 }, ok = 1;
     for (int i = 0; i < 4; i++) ok &= rb->items[i]->tokens[0] == expect[i] && rb->items[i]->log_r[2] == scores[expect[i]];
     CHECK(ok, "top-4 kept wrong: %d %d %d %d", rb->items[0]->tokens[0], rb->items[1]->tokens[0], rb->items[2]->tokens[0], rb->items[3]->tokens[0]);
     int distinct = 1;
@@ -253,6 +253,21 @@ static void test_replay_buffer(void) {
     }
     CHECK(worst < 5, "replay sampling off softmax(log R) by %g standard errors", worst);
     CHECK(replay_sample(rb, 1, &rng) == NULL, "empty query sampled");
+    replay_free(rb);
+    // A full buffer whose Z all tie (rng: every valid answer has log R = 0) still takes a new Z,
+    // evicting the oldest, so ten equal answers through a buffer of 4 leave the last four.
+    rb = replay_new(1, 4, 6);
+    int took = 0;
+    for (int i = 0; i < 10; i++) {
+        seq[0] = i;
+        Traj *t = make_traj(0, seq, 1, 0.0f, 6);
+        took += replay_add(rb, t);
+        traj_free(t);
+    }
+    int last_four = rb->count[0] == 4;
+    for (int i = 0; i < 4 && last_four; i++) last_four = rb->items[i]->tokens[0] == 9 - i;
+    CHECK(took == 10 && last_four, "equal log R: %d of 10 taken, kept %d %d %d %d", took,
+          rb->items[0]->tokens[0], rb->items[1]->tokens[0], rb->items[2]->tokens[0], rb->items[3]->tokens[0]);
     replay_free(rb);
 }
 
@@ -657,6 +672,17 @@ static void test_rng_reward(void) {
         good = a->nact == a->ntok && a->log_r[a->nact] == 0.0f && v <= 100 && !seen[v]++;
     }
     CHECK(good, "rng --seed-answers: %d demonstrations, not the 101 answers", task->num_demos);
+    // The training run's buffer (default capacity 50) keeps all 101 of them, not answers 0..49.
+    ReplayBuffer *rb = replay_seeded(task, 50);
+    int kept[101] = { 0 }, all = rb->count[0] == 101;
+    for (int i = 0; i < rb->count[0] && all; i++) {
+        const Traj *a = rb->items[i];
+        int v = 0;
+        for (int k = 0; k < a->ntok; k++) v = 10 * v + a->tokens[k];
+        all = v <= 100 && !kept[v]++;
+    }
+    CHECK(all, "rng --seed-answers: the replay buffer keeps %d of the 101 answers", rb->count[0]);
+    replay_free(rb);
     task->cleanup(task);
 }
 
