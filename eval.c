@@ -626,23 +626,6 @@ void mean_std(const double *x, int n, double *mean, double *std) {
     *std = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
-void text_appendf(Text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (t->len + (size_t)need + 1 > t->cap) {
-        t->cap = 2 * (t->len + (size_t)need + 1);
-        char *grown = realloc(t->s, t->cap);
-        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
-        t->s = grown;
-    }
-    va_start(ap, fmt);
-    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)need;
-}
-
 void md_table_header(Text *md, const char *const *columns, int num_columns) {
     text_appendf(md, "|");
     for (int c = 0; c < num_columns; c++) text_appendf(md, " %s |", columns[c]);

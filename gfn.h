@@ -59,6 +59,10 @@ uint16_t float_to_half(float f);          // round to nearest even
 unsigned char *read_file(const char *path, size_t *len, GfnError *err);
 // The shared datasets folder: $GFN_DATA, ./data or ../shared/data; NULL when absent.
 const char *gfn_data_dir(void);
+// A growing text buffer (zero-initialise it): s is NUL-terminated, len bytes; free(s).
+typedef struct { char *s; size_t len, cap; } Text;
+void text_append(Text *t, const char *bytes, size_t n);   // n bytes at the end of t
+void text_appendf(Text *t, const char *fmt, ...);          // printf at the end of t
 // Atomic write: write to PATH.tmp, flush, close, rename over PATH. Never a half-written file.
 int write_file_atomic(const char *path, const void *data, size_t len, GfnError *err);
 // The same in two halves, for files streamed out: atomic_begin opens PATH.tmp (*tmp gets its
@@ -620,9 +624,7 @@ double bertscore_rescale(double f1, double baseline);
 void bootstrap_ci(const double *x, int n, int resamples, uint64_t seed, double *lo, double *hi);
 
 // --- Markdown tables and SVG plots
-// A report is built in memory in a growing text buffer (then written atomically).
-typedef struct { char *s; size_t len, cap; } Text;   // s: NUL-terminated, len bytes; free(s)
-void text_appendf(Text *t, const char *fmt, ...);   // printf at the end of t
+// A report is built in memory in a Text (section 1) and then written atomically.
 // Mean and sample standard deviation (n − 1; 0 for n < 2) of x[0..n).
 void mean_std(const double *x, int n, double *mean, double *std);
 // The result files of a report: the paths DIR/NAME.txt (at most max, malloc'ed each), sorted by

@@ -1607,26 +1607,6 @@ GPT *gpt_load(const char *path, GfnError *err) {
 // (adapter_config.json + adapter_model.safetensors); plus our own small adapter file.
 // Adapters are installed with gpt_lora_attach, so the engine owns their layout and gradients.
 
-// A growing text buffer for the JSON we write.
-typedef struct { char *s; size_t len, cap; } TextBuf;
-
-static void text_printf(TextBuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        b->cap = 2 * (b->len + (size_t)n + 1);
-        char *grown = realloc(b->s, b->cap);
-        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
-        b->s = grown;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 static char *path_join(const char *dir, const char *file) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
@@ -1801,33 +1781,33 @@ int safetensors_to_f32(const SafeTensors *st, const SafeTensor *t, float *out, G
 }
 
 // Writes a JSON string literal; our names are ASCII, but quote anything a name could hold.
-static void text_json_string(TextBuf *b, const char *s) {
-    text_printf(b, "\"");
+static void text_json_string(Text *b, const char *s) {
+    text_appendf(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') text_printf(b, "\\%c", c);
-        else if (c < 0x20) text_printf(b, "\\u%04x", c);
-        else text_printf(b, "%c", c);
+        if (c == '"' || c == '\\') text_appendf(b, "\\%c", c);
+        else if (c < 0x20) text_appendf(b, "\\u%04x", c);
+        else text_appendf(b, "%c", c);
     }
-    text_printf(b, "\"");
+    text_appendf(b, "\"");
 }
 
 int safetensors_write(const char *path, const SafeTensorWrite *tensors, int n, GfnError *err) {
-    TextBuf header = { 0 };
-    text_printf(&header, "{\"__metadata__\":{\"format\":\"pt\"}");
+    Text header = { 0 };
+    text_appendf(&header, "{\"__metadata__\":{\"format\":\"pt\"}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = 1;
         for (int d = 0; d < tensors[i].ndim; d++) numel *= tensors[i].shape[d];
-        text_printf(&header, ",");
+        text_appendf(&header, ",");
         text_json_string(&header, tensors[i].name);
-        text_printf(&header, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < tensors[i].ndim; d++) text_printf(&header, "%s%zu", d ? "," : "", tensors[i].shape[d]);
-        text_printf(&header, "],\"data_offsets\":[%zu,%zu]}", offset, offset + 4 * numel);
+        text_appendf(&header, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < tensors[i].ndim; d++) text_appendf(&header, "%s%zu", d ? "," : "", tensors[i].shape[d]);
+        text_appendf(&header, "],\"data_offsets\":[%zu,%zu]}", offset, offset + 4 * numel);
         offset += 4 * numel;
     }
-    text_printf(&header, "}");
-    while (header.len % 8) text_printf(&header, " ");   // the data starts 8-byte aligned
+    text_appendf(&header, "}");
+    while (header.len % 8) text_appendf(&header, " ");   // the data starts 8-byte aligned
     size_t total = 8 + header.len + offset;
     unsigned char *buf = gfn_malloc(total), *p = buf + 8 + header.len;
     put_le_u64(buf, header.len);
@@ -2030,8 +2010,8 @@ int gpt_save_hf(const GPT *model, const char *dir, GfnError *err) {
     char *weights_path = path_join(dir, "model.safetensors"), *config_path = path_join(dir, "config.json");
     int rc = safetensors_write(weights_path, tensors, n, err);
     if (!rc) {
-        TextBuf text = { 0 };
-        text_printf(&text, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+        Text text = { 0 };
+        text_appendf(&text, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
                     "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
                     "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": null,\n  \"layer_norm_epsilon\": 1e-05,\n"
                     "  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true,\n"
@@ -2211,9 +2191,9 @@ static int lora_save_peft(const LoRA *lora, GPTConfig c, const char *dir, GfnErr
     if (!rc) {
         // PEFT matches a target_modules entry against a module path by equality or as a dotted
         // suffix, so "c_proj" alone would adapt both projections: name the one we mean.
-        TextBuf text = { 0 };
+        Text text = { 0 };
         int both_proj = lora->targeted[LORA_ATTN_PROJ] && lora->targeted[LORA_MLP_PROJ];
-        text_printf(&text, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"%s\",\n"
+        text_appendf(&text, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"%s\",\n"
                     "  \"r\": %d,\n  \"lora_alpha\": %.9g,\n  \"use_rslora\": %s,\n  \"target_modules\": [",
                     c.vocab_size == 50257 && c.n_layer == 12 && c.n_embd == 768 ? "gpt2" : "",
                     lora->rank, (double)lora->alpha, lora->use_rslora ? "true" : "false");
@@ -2222,10 +2202,10 @@ static int lora_save_peft(const LoRA *lora, GPTConfig c, const char *dir, GfnErr
             if (!lora->targeted[t] || (both_proj && t == LORA_MLP_PROJ)) continue;
             const char *name = (t == LORA_ATTN_QKV || t == LORA_MLP_FC) ? lora_module_paths[t] + (t == LORA_MLP_FC ? 4 : 5)
                              : both_proj ? "c_proj" : lora_module_paths[t];
-            text_printf(&text, "%s\"%s\"", first ? "" : ", ", name);
+            text_appendf(&text, "%s\"%s\"", first ? "" : ", ", name);
             first = 0;
         }
-        text_printf(&text, "],\n  \"fan_in_fan_out\": true,\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n"
+        text_appendf(&text, "],\n  \"fan_in_fan_out\": true,\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n"
                     "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"modules_to_save\": null,\n"
                     "  \"layers_to_transform\": null,\n  \"rank_pattern\": {},\n  \"alpha_pattern\": {}\n}\n");
         rc = write_file_atomic(config_path, text.s, text.len, err);

@@ -796,22 +796,9 @@ done:
 #define CORPUS_OWT_HELD_OUT 1000
 #define CORPUS_ARITHMETIC 30000
 
-typedef struct { char *data; size_t len, cap; } TextBuf;
-
-static void text_append(TextBuf *t, const char *s, size_t n) {
-    if (t->len + n + 1 > t->cap) {
-        while (t->len + n + 1 > t->cap) t->cap = t->cap ? 2 * t->cap : 1 << 16;
-        char *grown = realloc(t->data, t->cap);
-        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
-        t->data = grown;
-    }
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = 0;
-}
-static void text_puts(TextBuf *t, const char *s) { text_append(t, s, strlen(s)); }
-static void text_end_doc(TextBuf *t) {
-    if (t->len && t->data[t->len - 1] != '\n') text_puts(t, "\n");
+static void text_puts(Text *t, const char *s) { text_append(t, s, strlen(s)); }
+static void text_end_doc(Text *t) {
+    if (t->len && t->s[t->len - 1] != '\n') text_puts(t, "\n");
     text_puts(t, DOC_SEPARATOR "\n");
 }
 
@@ -868,7 +855,7 @@ static int next_line(const char *text, size_t len, size_t *pos, const char **lin
 
 // Brown's tokens are space-separated ("said , `` no evidence '' that"); this joins punctuation
 // back to its word and turns `` and '' into quotes, so the text reads like ordinary prose.
-static void brown_detokenize(TextBuf *out, const char *line, size_t n) {
+static void brown_detokenize(Text *out, const char *line, size_t n) {
     static const char *const attach_left[] = { ",", ".", ";", ":", "?", "!", ")", "'s", "n't", "'re", "'ll", "'ve", "'m", "'d", "''", "'" };
     int glue_next = 1;   // no space before the first word, nor after an opening quote or '('
     int words = 0;
@@ -895,7 +882,7 @@ static void brown_detokenize(TextBuf *out, const char *line, size_t n) {
     text_puts(out, "\n");
 }
 
-static int corpus_brown(TextBuf *out, const char *dir, GfnError *err) {
+static int corpus_brown(Text *out, const char *dir, GfnError *err) {
     size_t len, pos = 0, n;
     char *text = corpus_read(dir, "corpora/brown.txt", &len, err);
     if (!text) return 1;
@@ -913,7 +900,7 @@ static int corpus_brown(TextBuf *out, const char *dir, GfnError *err) {
 
 // Paragraphs (separated by blank lines) gathered into documents of at least min_bytes, or cut
 // before each paragraph that starts with `new_doc_at` when that is given.
-static int corpus_paragraphs(TextBuf *out, const char *dir, const char *name, size_t min_bytes,
+static int corpus_paragraphs(Text *out, const char *dir, const char *name, size_t min_bytes,
                              const char *new_doc_at, GfnError *err) {
     size_t len, pos = 0, n, doc_bytes = 0;
     char *text = corpus_read(dir, name, &len, err);
@@ -938,7 +925,7 @@ static int corpus_paragraphs(TextBuf *out, const char *dir, const char *name, si
     return 0;
 }
 
-static int corpus_roc(TextBuf *out, const char *dir, GfnError *err) {
+static int corpus_roc(Text *out, const char *dir, GfnError *err) {
     size_t len, pos = 0, n;
     char *text = corpus_read(dir, "stories/roc_valid.json", &len, err);
     if (!text) return 1;
@@ -965,7 +952,7 @@ static int corpus_roc(TextBuf *out, const char *dir, GfnError *err) {
     return status;
 }
 
-static int corpus_openwebtext(TextBuf *out, const char *dir, GfnError *err) {
+static int corpus_openwebtext(Text *out, const char *dir, GfnError *err) {
     size_t len, pos = 0, n;
     char *text = corpus_read(dir, "openwebtext/prompts.txt", &len, err);
     if (!text) return 1;
@@ -983,7 +970,7 @@ static int corpus_openwebtext(TextBuf *out, const char *dir, GfnError *err) {
     return 0;
 }
 
-static int corpus_subj(TextBuf *out, const char *dir, GfnError *err) {
+static int corpus_subj(Text *out, const char *dir, GfnError *err) {
     size_t len, pos = 0, n;
     char *text = corpus_read(dir, "subj/train.jsonl", &len, err);
     if (!text) return 1;
@@ -1026,7 +1013,7 @@ static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query
     return strlen(buf);
 }
 
-static int corpus_arithmetic(TextBuf *out, const char *dir, uint64_t seed, GfnError *err) {
+static int corpus_arithmetic(Text *out, const char *dir, uint64_t seed, GfnError *err) {
     static const char *const tests[] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
                                          "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
     HashSet held_out = {0};
@@ -1063,7 +1050,7 @@ static int corpus_arithmetic(TextBuf *out, const char *dir, uint64_t seed, GfnEr
 }
 
 int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size_t *bytes, GfnError *err) {
-    TextBuf out = {0};
+    Text out = {0};
     int failed = corpus_brown(&out, data_dir, err) ||
                  corpus_paragraphs(&out, data_dir, "corpora/tinyshakespeare.txt", 2000, NULL, err) ||
                  corpus_paragraphs(&out, data_dir, "stories/tinystories_excerpt.txt", 0, "Once upon a time", err) ||
@@ -1071,8 +1058,8 @@ int corpus_build(const char *data_dir, const char *out_path, uint64_t seed, size
                  corpus_openwebtext(&out, data_dir, err) ||
                  corpus_subj(&out, data_dir, err) ||
                  corpus_arithmetic(&out, data_dir, seed, err) ||
-                 write_file_atomic(out_path, out.data, out.len, err);
+                 write_file_atomic(out_path, out.s, out.len, err);
     if (bytes) *bytes = out.len;
-    free(out.data);
+    free(out.s);
     return failed;
 }

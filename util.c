@@ -98,6 +98,38 @@ void gfn_threads_init(char **argv) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// A growing text buffer: the JSON and reports we write, the pretraining corpus.
+
+void text_append(Text *t, const char *bytes, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        while (t->len + n + 1 > t->cap) t->cap = t->cap ? 2 * t->cap : 1 << 12;
+        char *grown = realloc(t->s, t->cap);
+        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        t->s = grown;
+    }
+    memcpy(t->s + t->len, bytes, n);
+    t->len += n;
+    t->s[t->len] = 0;
+}
+
+void text_appendf(Text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (t->len + (size_t)need + 1 > t->cap) {
+        t->cap = 2 * (t->len + (size_t)need + 1);
+        char *grown = realloc(t->s, t->cap);
+        if (!grown) { fprintf(stderr, "gfn: out of memory\n"); exit(1); }
+        t->s = grown;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)need;
+}
+
+// ----------------------------------------------------------------------------------------------
 // Little-endian bytes and half-precision floats
 
 uint16_t le_u16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
