@@ -755,13 +755,7 @@ static void arith_cleanup(Task *task) {
     }
     task->state = NULL;
     for (int d = 0; d < task->num_demos; d++) traj_free(task->demos[d]);
-    free(task->demos);
-    task->demos = NULL;
-    task->num_demos = 0;
-    free(task->allowed);
-    task->allowed = NULL;
-    if (task->base) gpt_free(task->base);
-    task->base = NULL;
+    text_task_release(task);   // the base model, the allowed mask and the demos array (tasks/text.c)
 }
 
 // SFT's data: one of the 10 worked rationales, whichever query was asked (SFT learns from those
