@@ -253,14 +253,18 @@ reproduce-infill: gfn
 #   E alone and E + M (the same sampled Z: 10 per test X for the vote, and the greedy one).
 # - base-nN: zero-shot, few-shot (as many labelled examples as fit the 256-token context; the run
 #   prints how many) and SFT of p(Y | X) on the N examples (the M-step's fit: same loss, 50 steps
-#   of 8 examples, AdamW lr 2e-3), --steps 0 --baselines 2.
+#   of 8 examples, AdamW lr 2e-3), --steps 0 --baselines 2. (The fit's lr was raised from 5e-4 to
+#   2e-3 after a 40-row smoke run where 50 steps at 5e-4 left even the 10 training examples'
+#   predictions unchanged; no test accuracy was looked at for it.)
 # Evaluation: the first SUBJ_EVAL_N = 1000 of the 2000 test rows (461 subjective, majority class
-# 53.9 %), every method on the same rows. The 2000 rows do not fit the 45 minutes: measured on 1
-# thread of the shared machine (user time), the E-step costs about 1 CPU-s per step; per test row
-# E alone ~0.09 CPU-s (sampling 10 + 1 Z, the base on 11 Z), E + M ~0.07, zero- and few-shot
-# ~0.06, SFT ~0.01; each classifier fit ~30 CPU-s. Per (N, seed): 100 + 1000 x 0.23 + 60 = about
-# 400 CPU-s, 9 of them about 3600 CPU-s: about 35 minutes on 2 cores (OpenMP on both; all 2000
-# rows would be about 6000 CPU-s). `make reproduce-subj SUBJ_EVAL_N=2000` evaluates every row.
+# 53.9 %), every method on the same rows. All 2000 rows do not fit the 45 minutes. Cost measured on
+# 1 thread of the shared machine (CPU seconds; `gfn train subj` prints them as cpu_seconds lines):
+# the E-step about 0.6 CPU-s per step; per evaluated row (test or labelled) E alone 0.125 (sampling
+# 10 + 1 Z, the base on them), E + M 0.056, zero- and few-shot together 0.04; each classifier fit
+# (M-step, SFT) about 29. Per (N, seed) with 1000 rows: 60 + 125 + 56 + 40 + 2 x 29 = about 340
+# CPU-s, 9 of them about 3100 CPU-s: about 26 minutes on 2 fully used cores, say 30-35 with
+# OpenMP's losses; all 2000 rows would be about 5000 CPU-s (over 45 minutes). `make reproduce-subj
+# SUBJ_EVAL_N=2000` evaluates every row.
 SUBJ_EVAL_N ?= 1000
 SUBJ_STEPS ?= 100
 SUBJ_N ?= 10 20 50

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { SUBJ_MAX_LEN = 5, SUBJ_TEST = 2000, SUBJ_VOTES = 10 };
 // The M-step's and SFT's classifier fit (subj_fit_classifier): a fresh LoRA (rank 16, alpha 16,
@@ -455,29 +456,30 @@ static void subj_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
     int N = task->num_train, count = st->eval_n, first = N, k = SUBJ_VOTES, w = k + 1;
     fprintf(out, "labelled %d\ntest_rows %d\n", N, count);
     if (st->baselines != 2) {
-        double t0 = gfn_wall_seconds();
+        double t0 = gfn_wall_seconds(), c0 = (double)clock() / CLOCKS_PER_SEC;   // wall and CPU (all threads) seconds
         Traj **z = subj_z_rows(task, policy, first, count, k, seed * 7919 + 37);       // (count, w)
         Traj **zt = subj_z_rows(task, policy, 0, N, k, seed * 7919 + 41);              // (N, w) labelled X
         float *margin = gfn_malloc(sizeof(float) * (size_t)count * w), *mt = gfn_malloc(sizeof(float) * (size_t)N * w);
         subj_margins(task, task->base, z, count, w, margin);
         subj_margins(task, task->base, zt, N, w, mt);
-        fprintf(out, "method e-vote/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, k, 0, w, 1),
-                subj_accuracy(task, mt, 0, N, k, 0, w, 1));
-        fprintf(out, "method e-greedy/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, 1, k, w, 0),
-                subj_accuracy(task, mt, 0, N, 1, k, w, 0));
-        double t1 = gfn_wall_seconds();
+        fprintf(out, "method e-vote/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, k, 0, w, 1),
+                subj_accuracy(task, mt, 0, N, k, 0, w, 1), count);
+        fprintf(out, "method e-greedy/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, 1, k, w, 0),
+                subj_accuracy(task, mt, 0, N, 1, k, w, 0), count);
+        double t1 = gfn_wall_seconds(), c1 = (double)clock() / CLOCKS_PER_SEC;
         // The M-step on Z sampled from the trained q(Z | X, Y) for the labelled X.
         Traj **pool = subj_sample(task, policy, 0, N, SUBJ_M_SAMPLES, 1.0f, seed * 7919 + 43);
         GPT *m_step = copy_model(task->base);
         subj_fit_classifier(task, m_step, pool, N * SUBJ_M_SAMPLES, SUBJ_FIT_STEPS, seed * 7919 + 47);
-        double t2 = gfn_wall_seconds();
+        double t2 = gfn_wall_seconds(), c2 = (double)clock() / CLOCKS_PER_SEC;
         subj_margins(task, m_step, z, count, w, margin);
         subj_margins(task, m_step, zt, N, w, mt);
-        fprintf(out, "method em-vote/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, k, 0, w, 1),
-                subj_accuracy(task, mt, 0, N, k, 0, w, 1));
-        fprintf(out, "method em-greedy/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, 1, k, w, 0),
-                subj_accuracy(task, mt, 0, N, 1, k, w, 0));
-        fprintf(out, "seconds e_eval %.1f m_step %.1f em_eval %.1f\n", t1 - t0, t2 - t1, gfn_wall_seconds() - t2);
+        fprintf(out, "method em-vote/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, k, 0, w, 1),
+                subj_accuracy(task, mt, 0, N, k, 0, w, 1), count);
+        fprintf(out, "method em-greedy/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, 1, k, w, 0),
+                subj_accuracy(task, mt, 0, N, 1, k, w, 0), count);
+        fprintf(out, "seconds e_eval %.1f m_step %.1f em_eval %.1f\ncpu_seconds e_eval %.1f m_step %.1f em_eval %.1f\n", t1 - t0, t2 - t1,
+                gfn_wall_seconds() - t2, c1 - c0, c2 - c1, (double)clock() / CLOCKS_PER_SEC - c2);
         char text[256];
         for (int q = 0; q < 3 && q < count; q++) {
             text_of_tokens(st->tok, z[(size_t)q * w]->tokens, z[(size_t)q * w]->ntok, text, sizeof text);
@@ -491,13 +493,13 @@ static void subj_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
         free(margin); free(mt);
     }
     if (st->baselines) {
-        double t0 = gfn_wall_seconds();
+        double t0 = gfn_wall_seconds(), c0 = (double)clock() / CLOCKS_PER_SEC;
         Traj **none = gfn_malloc(sizeof(Traj *) * (size_t)(count + N));   // no Z: rows X alone (labelled X last)
         for (int i = 0; i < count + N; i++) { none[i] = traj_new(task->max_len); none[i]->query = i < count ? first + i : i - count; }
         float *margin = gfn_malloc(sizeof(float) * (size_t)(count + N));
         subj_margins(task, task->base, none, count + N, 1, margin);
-        fprintf(out, "method zero-shot/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
-                subj_accuracy(task, margin + count, 0, N, 1, 0, 1, 0));
+        fprintf(out, "method zero-shot/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
+                subj_accuracy(task, margin + count, 0, N, 1, 0, 1, 0), count);
         subj_fewshot_margins(task, first, count, margin);
         double demos = 0;
         int lo = N, hi = 0;
@@ -508,15 +510,16 @@ static void subj_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
         }
         fprintf(out, "few-shot: %.2f demonstrations on average fit in front of a test X (min %d, max %d) in %d tokens\n",
                 demos / count, lo, hi, gpt_config(task->base).max_seq_len);
-        fprintf(out, "method few-shot/%d acc %.4f demos %.2f demos_min %d demos_max %d\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
-                demos / count, lo, hi);
-        double t1 = gfn_wall_seconds();
+        fprintf(out, "method few-shot/%d acc %.4f demos %.2f demos_min %d demos_max %d rows %d\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
+                demos / count, lo, hi, count);
+        double t1 = gfn_wall_seconds(), c1 = (double)clock() / CLOCKS_PER_SEC;
         GPT *sft = copy_model(task->base);
         subj_fit_classifier(task, sft, none + count, N, SUBJ_FIT_STEPS, seed * 7919 + 53);
         subj_margins(task, sft, none, count + N, 1, margin);
-        fprintf(out, "method sft/%d acc %.4f train_acc %.4f\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
-                subj_accuracy(task, margin + count, 0, N, 1, 0, 1, 0));
-        fprintf(out, "seconds prompting %.1f sft %.1f\n", t1 - t0, gfn_wall_seconds() - t1);
+        fprintf(out, "method sft/%d acc %.4f train_acc %.4f rows %d\n", N, subj_accuracy(task, margin, first, count, 1, 0, 1, 0),
+                subj_accuracy(task, margin + count, 0, N, 1, 0, 1, 0), count);
+        fprintf(out, "seconds prompting %.1f sft %.1f\ncpu_seconds prompting %.1f sft %.1f\n", t1 - t0, gfn_wall_seconds() - t1, c1 - c0,
+                (double)clock() / CLOCKS_PER_SEC - c1);
         gpt_free(sft);
         text_free_trajectories(none, count + N);
         free(margin);
@@ -539,8 +542,8 @@ Task task_subj = {
 // seeds), the paper's numbers beside ours, the claim judged on our numbers; OUT.svg plots the
 // accuracy against N per method.
 
-enum { SK_ACC, SK_TRAIN_ACC, SK_DEMOS, SK_NUM };
-static const char *const subj_keys[SK_NUM] = { "acc", "train_acc", "demos" };
+enum { SK_ACC, SK_TRAIN_ACC, SK_DEMOS, SK_ROWS, SK_NUM };
+static const char *const subj_keys[SK_NUM] = { "acc", "train_acc", "demos", "rows" };
 static const int subj_n[3] = { 10, 20, 50 };
 static const char *const subj_methods[] = { "zero-shot", "few-shot", "sft", "e-greedy", "e-vote", "em-greedy", "em-vote" };
 enum { SUBJ_NUM_METHODS = sizeof subj_methods / sizeof *subj_methods };
@@ -562,9 +565,18 @@ int subj_report(const char *dir, const char *md_path, const char *svg_path, GfnE
     TextResults *res = gfn_calloc(1, sizeof(TextResults));
     if (text_results_read(dir, subj_keys, SK_NUM, res, err)) { free(res); return 1; }
     Text md = { NULL, 0, 0 };
-    text_appendf(&md, "# Subjectivity with a latent rationale (paper §4.3, Table 3)\n\n"
-                      "Test accuracy (%%) on the rows of subj/test.jsonl evaluated (all 2000 unless the runs say otherwise; majority class\n"
-                      "51.65 %%) against the number N of labelled examples, mean ± std over seeds (runs in brackets). One template for every\n"
+    int lo = 1 << 30, hi = 0;   // the evaluated test rows (the first ones of test.jsonl) over every row of the table
+    for (int m = 0; m < res->num_rows; m++)
+        for (int i = 0; i < res->rows[m].count; i++) {
+            double r = res->rows[m].value[SK_ROWS][i];
+            if (r == r) { if (r < lo) lo = (int)r; if (r > hi) hi = (int)r; }
+        }
+    text_appendf(&md, "# Subjectivity with a latent rationale (paper §4.3, Table 3)\n\n");
+    if (hi == 0) text_appendf(&md, "Test accuracy (%%) on the evaluated rows of subj/test.jsonl");
+    else if (lo == hi) text_appendf(&md, "Test accuracy (%%) on the first %d rows of subj/test.jsonl", lo);
+    else text_appendf(&md, "Test accuracy (%%) on the first %d to %d rows (they differ between runs) of subj/test.jsonl", lo, hi);
+    text_appendf(&md,     " (majority class: 51.65 %% of all 2000, 53.9 %% of the first 1000)\n"
+                      "against the number N of labelled examples, mean ± std over seeds (runs in brackets). One template for every\n"
                       "method. zero-shot / few-shot: the base prefers which label after X (after as many labelled examples as fit the\n"
                       "context); sft: p(Y | X) fitted on the N examples; e-*: E-step alone (Z from q(Z | X), the base as p(Y | X Z));\n"
                       "em-*: E + M (the same Z, the M-step's p(Y | X Z)); *-vote: majority vote of 10 sampled Z (model averaging),\n"
@@ -591,7 +603,7 @@ int subj_report(const char *dir, const char *md_path, const char *svg_path, GfnE
         double d, sd;
         if (row) { report_row_stat(row, SK_DEMOS, &d, &sd); text_appendf(&md, " N = %d: %.2f;", subj_n[c], d); }
     }
-    text_appendf(&md, "\nAccuracy on the N labelled examples themselves (train_acc, mean over seeds):");
+    text_appendf(&md, "\n\nAccuracy on the N labelled examples themselves (train_acc, mean over seeds):");
     for (int m = 0; m < SUBJ_NUM_METHODS; m++) {
         if (!strcmp(subj_methods[m], "few-shot")) continue;
         text_appendf(&md, " %s", subj_methods[m]);
@@ -611,9 +623,10 @@ int subj_report(const char *dir, const char *md_path, const char *svg_path, GfnE
     for (int c = 0; c < 2; c++) {
         double diff = mean[EM_VOTE][c] - mean[SFT][c];
         double se = runs[EM_VOTE][c] && runs[SFT][c] ? sqrt(std[EM_VOTE][c] * std[EM_VOTE][c] / runs[EM_VOTE][c] + std[SFT][c] * std[SFT][c] / runs[SFT][c]) : NAN;
-        int ok = runs[EM_VOTE][c] > 1 && runs[SFT][c] > 1 && diff > 2 * se;
+        int seeds = runs[EM_VOTE][c] > 1 && runs[SFT][c] > 1, ok = seeds && diff > 2 * se;
         met &= ok;
-        text_appendf(&md, " N = %d: em-vote − sft = %.1f points, 2 standard errors %.1f (%s);", subj_n[c], 100 * diff, 200 * se, ok ? "beats" : "does not beat");
+        text_appendf(&md, " N = %d: em-vote − sft = %.1f points, 2 standard errors %.1f (%s);", subj_n[c], 100 * diff, 200 * se,
+                     ok ? "beats" : seeds ? "does not beat" : "fewer than 2 seeds: not judged");
     }
     for (int c = 0; c < 3; c++) {
         if (!runs[EM_VOTE][c] || !runs[E_VOTE][c]) { met = 0; text_appendf(&md, " N = %d: no E / E + M rows;", subj_n[c]); continue; }
