@@ -778,12 +778,61 @@ static void test_subj_em(void) {
     task->cleanup(task);
 }
 
+// `gfn report subj` on a hand-made folder: means ± std over seeds, the claim met (E + M beats SFT by
+// 10 points at N = 10 and 20 with std 2 over 3 seeds: 2 standard errors = 2 sqrt(2 · 0.02² / 3) =
+// 3.3 points; E + M >= E alone at every N), then not met when E + M falls below E alone at N = 50.
+static void test_subj_report(void) {
+    const char *dir = test_path("subj_report");
+    mkdir(dir, 0755);
+    char text[2048], name[64], md_path[256], svg_path[256];
+    for (int seed = 1; seed <= 3; seed++) {
+        double d = 0.02 * (seed - 2);   // -0.02, 0, +0.02: std 0.02
+        int n = 0;
+        n += snprintf(text + n, sizeof text - (size_t)n, "method gfn\nseed %d\n", seed);
+        for (int c = 0; c < 3; c++) {
+            int N = c == 0 ? 10 : c == 1 ? 20 : 50;
+            n += snprintf(text + n, sizeof text - (size_t)n, "method e-vote/%d acc %.4f train_acc 0.6 rows 1000\nmethod em-vote/%d acc %.4f train_acc 1 rows 1000\n"
+                          "method sft/%d acc %.4f train_acc 1 rows 1000\n", N, 0.60 + d, N, 0.72 + d, N, 0.62 + d);
+        }
+        n += snprintf(text + n, sizeof text - (size_t)n, "method few-shot/10 acc 0.55 demos 2.5 demos_min 2 demos_max 3 rows 1000\nwall_s 100\ncommand ./gfn train subj -s %d\n", seed);
+        snprintf(name, sizeof name, "gfn_s%d.txt", seed);
+        write_text_file(dir, name, text);
+    }
+    snprintf(md_path, sizeof md_path, "%s.md", dir);
+    snprintf(svg_path, sizeof svg_path, "%s.svg", dir);
+    GfnError err = { { 0 } };
+    int failed = subj_report(dir, md_path, svg_path, &err);
+    char *md = read_text(md_path), *svg = read_text(svg_path);
+    static const char *const want[] = {
+        "Test accuracy (%) on the first 1000 rows of subj/test.jsonl",
+        "| sft | 62.0 ± 2.0 (3) | 62.0 ± 2.0 (3) | 62.0 ± 2.0 (3) | 64.3 |\n",
+        "| em-vote | 72.0 ± 2.0 (3) | 72.0 ± 2.0 (3) | 72.0 ± 2.0 (3) | 71.4 (GFlowNet) |\n",
+        "| zero-shot | — | — | — | — |\n",
+        "| few-shot | 55.0 ± 0.0 (3) | — | — | — |\n",
+        "N = 10: 2.50;",
+        "N = 10: em-vote − sft = 10.0 points, 2 standard errors 3.3 (beats);",
+        "N = 50: E + M 72.0 >= E alone 60.0;",
+        "E + M >= E alone — **met**.\n",
+        "## Runs (measured wall time; 300 s in all)\n",
+    };
+    CHECK(!failed, "subj report: %s", err.msg);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) CHECK(strstr(md, want[i]), "subj report lacks:\n%s\n--- it reads:\n%s", want[i], md);
+    CHECK(!strncmp(svg, "<svg", 4) && strstr(svg, ">em-vote</text>") && !strstr(svg, ">few-shot</text>"), "plot: the complete series only");
+    free(md); free(svg);
+    write_text_file(dir, "gfn_s4.txt", "method gfn\nseed 4\nmethod em-vote/50 acc 0.10 rows 1000\nmethod e-vote/50 acc 0.60 rows 1000\nwall_s 1\n");
+    failed = subj_report(dir, md_path, svg_path, &err);
+    md = read_text(md_path);
+    CHECK(!failed && strstr(md, "N = 50: E + M 56.5 < E alone 60.0;") && strstr(md, "— **not met**.\n"), "E + M below E alone:\n%s", md);
+    free(md);
+}
+
 void test_texttasks(void) {
     test_continuation();
     test_infill();
     test_subj();
     test_subj_pair_loss();
     test_subj_em();
+    test_subj_report();
     test_continuation_eval();
     test_infill_eval();
     test_bootstrap();
