@@ -248,7 +248,8 @@ reproduce-infill: gfn
 # - gfn-nN: the E-step, GFlowNet (modified SubTB) q(Z | X) with R = p(Z Y | X) and the wrong-label
 #   penalty, reward temperature 1.2 -> 1.0 over the run (the paper: over 150 steps), 100 steps of
 #   16 trajectories (2 labelled X x 8), LoRA rank 16 alpha 16 on every module, AdamW lr 5e-4 with
-#   10 warm-up steps (the other text tasks' settings); then one M-step (TASKS.md does not say that
+#   10 warm-up steps (the other text tasks' settings), the replay buffer seeded with the base's
+#   "wishful" rationales (TASKS.md; --seed-answers 1); then one M-step (TASKS.md does not say that
 #   E and M alternate): a fresh LoRA fitted on 10 Z per labelled X from the trained q; evaluation of
 #   E alone and E + M (the same sampled Z: 10 per test X for the vote, and the greedy one).
 # - base-nN: zero-shot, few-shot (as many labelled examples as fit the 256-token context; the run
@@ -271,7 +272,7 @@ SUBJ_N ?= 10 20 50
 SUBJ = ./gfn train subj -m $(MODEL) -t $(TOK) --eval-n $(SUBJ_EVAL_N)
 SUBJ_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10 --reward-temp 1.2$(comma)1.0$(comma)$(SUBJ_STEPS)
 define subj_seed
-$(foreach n,$(SUBJ_N),$(call one_run,base-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --steps 0 --baselines 2,results/subj)$(newline)$(call one_run,gfn-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --loss subtb --steps $(SUBJ_STEPS) $(SUBJ_ARGS),results/subj)$(newline))
+$(foreach n,$(SUBJ_N),$(call one_run,base-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --steps 0 --baselines 2,results/subj)$(newline)$(call one_run,gfn-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --loss subtb --steps $(SUBJ_STEPS) $(SUBJ_ARGS) --seed-answers 1,results/subj)$(newline))
 endef
 
 reproduce-subj: gfn

@@ -426,7 +426,7 @@ typedef struct {
     const char *prompt;         // --prompt: arithmetic's policy prompt, "question" or "fewshot" (NULL:
                                 // question for a tuned policy, the 3-shot prompt for the untuned base)
     int seed_answers;           // --seed-answers 1: rng's 101 valid answers (infill: the true 4th
-                                // sentences) seed the replay buffer
+                                // sentences; subj: "wishful" rationales) seed the replay buffer
     int num_labelled;           // --labelled N: subj's labelled examples, 10, 20 or 50 (0: 10)
     int baselines;              // --baselines N: continuation / infill evaluation: 0 the policy only,
                                 // 1 also the decoding (prompting) baselines on the base, 2 those only

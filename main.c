@@ -238,7 +238,7 @@ static void train_usage(FILE *out) {
         "  --stop eot|newline  rng with -m: the terminator (eot)\n"
         "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
         "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers; infill: with\n"
-        "                      the true 4th sentences (0)\n"
+        "                      the true 4th sentences; subj: with the base's \"wishful\" rationales (0)\n"
         "  --labelled N        subj: labelled examples, 10, 20 or 50 (10)\n"
         "  --baselines N       continuation, infill, subj: 1 also evaluates the decoding / prompting\n"
         "                      baselines on the base model (subj: zero-/few-shot, SFT), 2 only those (0)\n"

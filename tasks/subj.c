@@ -40,10 +40,13 @@ typedef struct {
     int *demo_tokens;           // end-of-text and the few-shot blocks X_d Y_d "\n" in a seeded order
     int *fewshot_demos;         // (num_queries) the blocks in front of each X
     int *fewshot_len;           // (num_queries) their tokens, end-of-text included
+    int **wishful_x, *wishful_len;   // (num_train) X " objective because it is" (resp. subjective): only during setup
+    Traj **wishful;             // (num_demos) the replay buffer's seeds (--seed-answers 1), owned here
 } SubjState;
 
 static const int *subj_prompt(Task *task, int query, int *len) {
     SubjState *st = task->state;
+    if (st->wishful_x) { *len = st->wishful_len[query]; return st->wishful_x[query]; }   // while setup builds the seeds
     *len = st->x_len[query];
     return st->x[query];
 }
@@ -88,6 +91,7 @@ int subj_label(Task *task, int query) { return ((SubjState *)task->state)->label
 
 static void subj_cleanup(Task *task);
 static void subj_fewshot_setup(Task *task, uint64_t seed);
+static void subj_wishful(Task *task, int quiet);
 
 // Appends the rows of one jsonl file ({"text", "label"} per line) as queries.
 static int subj_read(Task *task, const char *path, int want, GfnError *err) {
@@ -154,7 +158,63 @@ static int subj_setup(Task *task, const TaskOptions *opt, GfnError *err) {
     st->eval_n = opt->eval_n > 0 && opt->eval_n < SUBJ_TEST ? opt->eval_n : SUBJ_TEST;
     st->baselines = opt->baselines;
     subj_fewshot_setup(task, opt->seed);
+    if (opt->seed_answers) subj_wishful(task, opt->quiet);
     return 0;
+}
+
+// --seed-answers 1: the replay buffer starts with "wishful" rationales (TASKS.md): for each
+// labelled X, the base's greedy continuation of X + " objective because it is" (resp.
+// " subjective because it is"), at most 5 tokens, cut before its first token that is not a word
+// (letters after an optional leading space); an X whose continuation starts with none seeds nothing.
+static void subj_wishful(Task *task, int quiet) {
+    SubjState *st = task->state;
+    int N = task->num_train, *queries = gfn_malloc(sizeof(int) * (size_t)N);
+    st->wishful_x = gfn_malloc(sizeof(int *) * (size_t)N);
+    st->wishful_len = gfn_malloc(sizeof(int) * (size_t)N);
+    for (int q = 0; q < N; q++) {
+        int because_len, *because = text_encode(st->tok, st->label[q] ? " subjective because it is" : " objective because it is", 0, &because_len);
+        st->wishful_len[q] = st->x_len[q] + because_len;
+        st->wishful_x[q] = gfn_malloc(sizeof(int) * (size_t)st->wishful_len[q]);
+        memcpy(st->wishful_x[q], st->x[q], sizeof(int) * (size_t)st->x_len[q]);
+        memcpy(st->wishful_x[q] + st->x_len[q], because, sizeof(int) * (size_t)because_len);
+        free(because);
+        queries[q] = q;
+    }
+    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)N);
+    for (int q = 0; q < N; q++) t[q] = traj_new(task->max_len);
+    SamplerConfig greedy = { 0.0f, 0, 1.0f };
+    Rng rng;
+    rng_seed(&rng, 1);
+    sample_trajectories(task->base, task, queries, t, N, &greedy, &rng);
+    for (int q = 0; q < N; q++) free(st->wishful_x[q]);
+    free(st->wishful_x); free(st->wishful_len);
+    st->wishful_x = NULL;
+    st->wishful = gfn_malloc(sizeof(Traj *) * (size_t)N);
+    task->demos = gfn_malloc(sizeof(Traj *) * (size_t)N);
+    for (int q = 0; q < N; q++) {
+        int words = 0;
+        for (; words < t[q]->ntok; words++) {
+            size_t bl;
+            const unsigned char *b = tokenizer_token_bytes(st->tok, t[q]->tokens[words], &bl);
+            size_t j = bl > 0 && b[0] == ' ';
+            int word = j < bl;
+            for (; j < bl && word; j++) word = (b[j] >= 'a' && b[j] <= 'z') || (b[j] >= 'A' && b[j] <= 'Z');
+            if (!word) break;
+        }
+        if (words == 0) { traj_free(t[q]); continue; }
+        t[q]->ntok = t[q]->nact = words;
+        st->wishful[task->num_demos] = task->demos[task->num_demos] = t[q];
+        task->num_demos++;
+    }
+    if (task->num_demos) subj_log_reward(task, task->demos, task->num_demos);
+    for (int d = 0; d < task->num_demos && d < 3 && !quiet; d++) {
+        char z[128];
+        text_of_tokens(st->tok, task->demos[d]->tokens, task->demos[d]->ntok, z, sizeof z);
+        fprintf(stderr, "subj: wishful rationale of labelled example %d (%s): \"%s\"\n", task->demos[d]->query,
+                st->label[task->demos[d]->query] ? "subjective" : "objective", z);
+    }
+    if (!quiet) fprintf(stderr, "subj: %d wishful rationales seed the replay buffer (of %d labelled examples)\n", task->num_demos, N);
+    free(t); free(queries);
 }
 
 static void subj_cleanup(Task *task) {
@@ -163,6 +223,8 @@ static void subj_cleanup(Task *task) {
         for (int q = 0; q < st->num_queries; q++) free(st->x[q]);
         free(st->x); free(st->x_len); free(st->label); free(st->y[0]); free(st->y[1]);
         free(st->demo_tokens); free(st->fewshot_demos); free(st->fewshot_len);
+        for (int d = 0; d < task->num_demos; d++) traj_free(st->wishful[d]);   // the demos array itself: text_task_release
+        free(st->wishful);
         prefix_scorer_free(&st->scorer);
         if (st->tok) tokenizer_free(st->tok);
         free(st);

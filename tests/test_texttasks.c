@@ -250,10 +250,34 @@ static void test_subj(void) {
     if (!data) return;
     Task *task = &task_subj;
     if (!CHECK(task == &task_subj, "subj is not in the registry")) return;
-    TaskOptions opt = { .data_path = data, .seed = 1, .quiet = 1, .num_labelled = 20 };
+    TaskOptions opt = { .data_path = data, .seed = 1, .quiet = 1, .num_labelled = 20, .seed_answers = 1 };
     GfnError err = { { 0 } };
     if (!CHECK(task->setup(task, &opt, &err) == 0, "setup: %s", err.msg)) return;
     Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &err);
+    // The wishful seeds: at most one per labelled X, 1..5 word tokens (letters after an optional
+    // space), their final log R that of a plain forward of X Z Y (minus 50 where Y' wins).
+    int seen[20] = { 0 }, bad_seed = 0;
+    for (int d = 0; d < task->num_demos; d++) {
+        Traj *w = task->demos[d];
+        int q = w->query, words = w->ntok >= 1 && w->ntok <= 5 && w->nact == w->ntok && q >= 0 && q < 20 && !seen[q]++;
+        for (int j = 0; j < w->ntok && words; j++) {
+            size_t bl;
+            const unsigned char *b = tokenizer_token_bytes(tok, w->tokens[j], &bl);
+            for (size_t i = b[0] == ' '; i < bl && words; i++) words = isalpha(b[i]);
+        }
+        int ylen[2];
+        int *yl[2];
+        for (int l = 0; l < 2; l++) yl[l] = text_encode(tok, l ? ", so it is subjective." : ", so it is objective.", 0, &ylen[l]);
+        int xlen, label = subj_label(task, q);
+        const int *xq = task->prompt(task, q, &xlen);
+        double right = direct_log_p(task->base, xq, xlen, w->tokens, w->ntok, yl[label], ylen[label], NULL);
+        double wrong = direct_log_p(task->base, xq, xlen, w->tokens, w->ntok, yl[1 - label], ylen[1 - label], NULL);
+        double want = right - (wrong > right ? 50 : 0);
+        bad_seed += !CHECK(words && fabs(w->log_r[w->nact] - want) < 2e-3 * (1 + fabs(want)), "wishful seed %d (query %d, %d tokens): log R %.4f, plain %.4f",
+                           d, q, w->ntok, w->log_r[w->nact], want);
+        free(yl[0]); free(yl[1]);
+    }
+    CHECK(task->num_demos >= 10, "only %d wishful seeds of 20", task->num_demos);
     // train.20.jsonl: 20 rows, 7 subjective; test.jsonl: 2000 rows, 967 subjective (python count).
     int subjective[2] = { 0, 0 };
     for (int q = 0; q < task->num_train + task->num_test; q++) subjective[q >= task->num_train] += subj_label(task, q);
