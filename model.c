@@ -395,6 +395,56 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
     free(a_pack);
 }
 
+// Few rows (m < MM_MR: the sampler's decode steps at batch 1-5). The register tile would compute
+// MM_MR rows for m and the packing would copy all of B for one use, so instead each thread streams
+// its columns of B once, straight from memory: C is then limited by memory bandwidth, as a
+// matrix-vector product must be. B row by row (cs == 1: x·W) keeps a strip of COLS sums per row;
+// Bᵀ (rs == 1: x·Wᵀ, the LM head) is a dot product per output along contiguous rows of W.
+#define FEW_ROWS_COLS 64   // a strip of C's row: 64 sums, held in vector registers
+#define FEW_ROWS_LANES 16  // independent partial sums of a dot product, so that it vectorises
+static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
+    int strips = (n + FEW_ROWS_COLS - 1) / FEW_ROWS_COLS;
+    #pragma omp parallel for schedule(static) if ((double)n * k >= 262144.0)
+    for (int s = 0; s < strips; s++) {
+        int j0 = s * FEW_ROWS_COLS, cols = n - j0 < FEW_ROWS_COLS ? n - j0 : FEW_ROWS_COLS;
+        for (int i = 0; i < m; i++) {
+            float acc[FEW_ROWS_COLS];   // (cols) row i of C's strip
+            const float *a_row = a.p + (long)i * a.rs;
+            if (b.cs == 1) {   // C's strip += a(i, p) · B's row p strip, p = 0..k-1
+                for (int j = 0; j < FEW_ROWS_COLS; j++) acc[j] = 0.0f;
+                if (cols == FEW_ROWS_COLS) {   // a constant trip count: acc stays in registers
+                    for (int p = 0; p < k; p++) {
+                        const float *b_row = b.p + (long)p * b.rs + j0;
+                        float a_ip = a_row[(long)p * a.cs];
+                        for (int j = 0; j < FEW_ROWS_COLS; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
+                    }
+                } else {
+                    for (int p = 0; p < k; p++) {
+                        const float *b_row = b.p + (long)p * b.rs + j0;
+                        float a_ip = a_row[(long)p * a.cs];
+                        for (int j = 0; j < cols; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
+                    }
+                }
+            } else {   // b.rs == 1, a.cs == 1: C(i, j) = a's row i · B's column j, both contiguous
+                for (int j = 0; j < cols; j++) {
+                    const float *b_col = b.p + (long)(j0 + j) * b.cs;
+                    float part[FEW_ROWS_LANES] = { 0 };
+                    int p = 0;
+                    for (; p + FEW_ROWS_LANES <= k; p += FEW_ROWS_LANES)
+                        for (int q = 0; q < FEW_ROWS_LANES; q++) part[q] = MADD(a_row[p + q], b_col[p + q], part[q]);
+                    float sum = 0.0f;
+                    for (int q = 0; q < FEW_ROWS_LANES; q++) sum += part[q];
+                    for (; p < k; p++) sum = MADD(a_row[p], b_col[p], sum);
+                    acc[j] = sum;
+                }
+            }
+            float *ci = c + (long)i * ldc + j0;
+            for (int j = 0; j < cols; j++)
+                ci[j] = accumulate ? ci[j] + acc[j] : (bias ? acc[j] + bias[j0 + j] : acc[j]);
+        }
+    }
+}
+
 // C (m, n), row stride ldc, (+)= A · B. With accumulate == 0, C = A·B + bias (bias may be NULL).
 // Threads split C into one slab each, whole register panels, and run independently: no barrier
 // until the end, which matters on a busy machine where a waiting thread waits a time slice.
@@ -406,6 +456,10 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
         if (!accumulate)
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
+        return;
+    }
+    if (m < MM_MR && (b.cs == 1 || (b.rs == 1 && a.cs == 1))) {
+        gemm_few_rows(c, ldc, a, b, bias, m, n, k, accumulate);
         return;
     }
     int split_rows = m >= n, unit = split_rows ? MM_MR : MM_NR;
