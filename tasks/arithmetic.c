@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 // ----------------------------------------------------------------------------------------------
@@ -786,68 +785,98 @@ static void arith_render(Task *task, const Traj *t, char *buf, size_t cap) {
     tokens_text(task->state, t->tokens, t->ntok, buf, cap);
 }
 
+// Accuracy on questions first..first+count-1 of test set `set`: ARITH_SAMPLES samples each at
+// T = 0.1, batched QB questions at a time, majority vote on the last number of Z. When shown is
+// given, the first question's first sample is written there. t: (QB ARITH_SAMPLES) scratch.
+enum { QB = 8 };   // questions per sampler batch
+static double arith_set_accuracy(Task *task, GPT *policy, int set, int count, Rng *rng, Traj **t, char *shown,
+                                 size_t shown_cap, double t0, int done_before) {
+    ArithState *st = task->state;
+    SamplerConfig sc = { 0.1f, 0, 1.0f };
+    int queries[QB * ARITH_SAMPLES], correct = 0;
+    char text[512];
+    for (int start = 0; start < count; start += QB) {
+        int nq = count - start < QB ? count - start : QB;
+        for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[set] + start + i / ARITH_SAMPLES;
+        if (!st->quiet && isatty(2) && t0 > 0) {
+            double elapsed = gfn_wall_seconds() - t0;
+            int done = done_before + start, total = 3 * count;   // sets of equal size
+            fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[set], start, count,
+                    done ? elapsed / done * (total - done) : 0.0);
+        }
+        sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, rng);
+        for (int qi = 0; qi < nq; qi++) {
+            long long votes[ARITH_SAMPLES];
+            int nv = 0, best = -1, best_count = 0;
+            for (int k = 0; k < ARITH_SAMPLES; k++) {
+                Traj *tr = t[qi * ARITH_SAMPLES + k];
+                size_t len = tokens_text(st, tr->tokens, tr->ntok, text, sizeof text);
+                if (arith_last_number(text, len, &votes[nv])) nv++;
+            }
+            for (int a = 0; a < nv; a++) {   // the most frequent; ties to the first reached
+                int c = 0;
+                for (int b = 0; b < nv; b++) c += votes[b] == votes[a];
+                if (c > best_count) { best_count = c; best = a; }
+            }
+            int q = queries[qi * ARITH_SAMPLES];
+            correct += best >= 0 && votes[best] == arith_answer(&st->questions[q]);
+            if (shown && start == 0 && qi == 0) {
+                char question[256];
+                arith_text(&st->questions[q], ARITH_QUERY, question, sizeof question);
+                tokens_text(st, t[qi * ARITH_SAMPLES]->tokens, t[qi * ARITH_SAMPLES]->ntok, text, sizeof text);
+                snprintf(shown, shown_cap, "%s%s. (vote %lld, answer %d)", question, text,
+                         best >= 0 ? votes[best] : 0LL, arith_answer(&st->questions[q]));
+            }
+        }
+    }
+    if (!st->quiet && isatty(2) && t0 > 0) fprintf(stderr, "\r%60s\r", "");
+    return count ? (double)correct / count : 0.0;
+}
+
+// The prompt a policy sees in evaluation: a LoRA-tuned policy the training's (--prompt), the
+// untuned base the base's.
+static int arith_eval_prompt(ArithState *st, GPT *policy) {
+    return gpt_lora(policy) ? st->policy_fewshot : st->base_fewshot;
+}
+
 static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed) {
     (void)log_z;
     ArithState *st = task->state;
-    int prompted = gpt_lora(policy) ? st->policy_fewshot : st->base_fewshot;
+    int prompted = arith_eval_prompt(st, policy);
     st->use_fewshot = prompted;
     Rng rng;
     rng_seed(&rng, seed * 7919 + 17);
-    SamplerConfig sc = { 0.1f, 0, 1.0f };
-    enum { QB = 8 };   // questions per sampler batch
     Traj *t[QB * ARITH_SAMPLES];
-    int queries[QB * ARITH_SAMPLES];
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) t[i] = traj_new(task->max_len);
-    char text[512], shown[3][1024];
-    int num_shown = 0;
+    char shown[3][1024] = { "", "", "" };
     fprintf(out, "prompt %s\n", prompted ? "3-shot" : "question");
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    double t0 = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+    double t0 = gfn_wall_seconds();
     int done_before = 0;
     for (int s = 0; s < 3; s++) {
-        int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s], correct = 0;
-        for (int start = 0; start < count; start += QB) {
-            int nq = count - start < QB ? count - start : QB;
-            for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[s] + start + i / ARITH_SAMPLES;
-            if (!st->quiet && isatty(2)) {
-                gettimeofday(&tv, NULL);
-                double elapsed = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec - t0;
-                int done = done_before + start, total = 3 * count;   // sets of equal size
-                fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[s], start, count,
-                        done ? elapsed / done * (total - done) : 0.0);
-            }
-            sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, &rng);
-            for (int qi = 0; qi < nq; qi++) {
-                long long votes[ARITH_SAMPLES];
-                int nv = 0, best = -1, best_count = 0;
-                for (int k = 0; k < ARITH_SAMPLES; k++) {
-                    Traj *tr = t[qi * ARITH_SAMPLES + k];
-                    size_t len = tokens_text(st, tr->tokens, tr->ntok, text, sizeof text);
-                    if (arith_last_number(text, len, &votes[nv])) nv++;
-                }
-                for (int a = 0; a < nv; a++) {   // the most frequent; ties to the first reached
-                    int c = 0;
-                    for (int b = 0; b < nv; b++) c += votes[b] == votes[a];
-                    if (c > best_count) { best_count = c; best = a; }
-                }
-                int q = queries[qi * ARITH_SAMPLES];
-                correct += best >= 0 && votes[best] == arith_answer(&st->questions[q]);
-                if (num_shown < 3 && start == 0 && qi == 0) {
-                    char question[256];
-                    arith_text(&st->questions[q], ARITH_QUERY, question, sizeof question);
-                    tokens_text(st, t[qi * ARITH_SAMPLES]->tokens, t[qi * ARITH_SAMPLES]->ntok, text, sizeof text);
-                    snprintf(shown[num_shown++], sizeof shown[0], "%s%s. (vote %lld, answer %d)", question, text,
-                             best >= 0 ? votes[best] : 0LL, arith_answer(&st->questions[q]));
-                }
-            }
-        }
-        if (!st->quiet && isatty(2)) fprintf(stderr, "\r%60s\r", "");
-        fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], count ? (double)correct / count : 0.0);
+        int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s];
+        double acc = arith_set_accuracy(task, policy, s, count, &rng, t, shown[s], sizeof shown[s], t0, done_before);
+        fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], acc);
         fprintf(out, "n_%d %d\n", arith_test_ops[s], count);
         done_before += count;
     }
-    for (int i = 0; i < num_shown; i++) fprintf(out, "sample %s\n", shown[i]);
+    for (int s = 0; s < 3; s++) if (shown[s][0]) fprintf(out, "sample %s\n", shown[s]);
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
+    st->use_fewshot = st->policy_fewshot;
+}
+
+// The learning curve (--eval-every): accuracy on the first per_set questions of each test set,
+// as the evaluation measures it, from an Rng of its own seeded alike at every point.
+static const char *const arith_curve_names[3] = { "acc_3", "acc_4", "acc_5" };   // arith_test_ops
+static void arith_curve(Task *task, GPT *policy, int per_set, uint64_t seed, double *values) {
+    ArithState *st = task->state;
+    st->use_fewshot = arith_eval_prompt(st, policy);
+    Rng rng;
+    rng_seed(&rng, seed * 7919 + 23);
+    Traj *t[QB * ARITH_SAMPLES];
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) t[i] = traj_new(task->max_len);
+    for (int s = 0; s < 3; s++)
+        values[s] = arith_set_accuracy(task, policy, s, per_set < st->test_count[s] ? per_set : st->test_count[s], &rng, t,
+                                       NULL, 0, 0, 0);
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
     st->use_fewshot = st->policy_fewshot;
 }
@@ -863,6 +892,9 @@ Task task_arithmetic = {
     .evaluate = arith_evaluate,
     .demonstration = arith_demonstration,
     .render = arith_render,
+    .num_curve = 3,
+    .curve_names = arith_curve_names,
+    .curve = arith_curve,
 };
 
 // ----------------------------------------------------------------------------------------------

@@ -340,6 +340,45 @@ static void test_task(void) {
     CHECK(after > before + 1.0, "mean log R before %.3f, after %.3f", before, after);
     printf("   mean log R of samples: %.3f before, %.3f after 30 SubTB steps\n", before, after);
     gpt_free(policy);
+
+    // The learning curve (--eval-every 2): JSONL points at steps 0, 2 and 4, the last one the
+    // trained policy's own curve; training bit-identical to the same run without it (the curve
+    // samples with its own generator).
+    float *adapter[2] = { NULL, NULL };
+    size_t adapter_len = 0;
+    double last[3] = { NAN, NAN, NAN }, again[3];
+    int points = 0, steps_ok = 1;
+    for (int with_curve = 0; with_curve < 2; with_curve++) {
+        GPT *p = copy_model(task->base);
+        train_config_default(&cfg);
+        cfg.steps = 4; cfg.batch = 4; cfg.samples_per_query = 4; cfg.accum = 2; cfg.lr = 3e-3f; cfg.warmup = 0;
+        cfg.lora_rank = 2; cfg.quiet = 1;
+        cfg.eval_every = with_curve ? 2 : 0; cfg.curve_n = 2;
+        cfg.log_path = test_path("arith_curve.jsonl");
+        task->num_train = 8;
+        CHECK(gfn_train(task, p, &cfg, log_z, &err) == 0, "train: %s", err.msg);
+        task->num_train = saved;
+        adapter_len = gpt_lora(p)->num_parameters;
+        adapter[with_curve] = malloc(sizeof(float) * adapter_len);
+        memcpy(adapter[with_curve], gpt_lora(p)->memory, sizeof(float) * adapter_len);
+        if (with_curve) {
+            FILE *f = fopen(cfg.log_path, "r");
+            char line[4096];
+            while (f && fgets(line, sizeof line, f)) {
+                int step;
+                if (sscanf(line, "{\"curve_step\": %d, \"acc_3\": %lf, \"acc_4\": %lf, \"acc_5\": %lf}", &step, &last[0], &last[1], &last[2]) != 4) continue;
+                steps_ok &= step == 2 * points++;
+            }
+            if (f) fclose(f);
+            task->curve(task, p, 2, cfg.seed, again);
+            CHECK(last[0] == again[0] && last[1] == again[1] && last[2] == again[2], "last curve point %g %g %g, the trained "
+                  "policy's curve %g %g %g", last[0], last[1], last[2], again[0], again[1], again[2]);
+        }
+        gpt_free(p);
+    }
+    CHECK(points == 3 && steps_ok, "%d curve points in the log (want steps 0, 2, 4)", points);
+    CHECK(!memcmp(adapter[0], adapter[1], sizeof(float) * adapter_len), "training with the curve differs from training without it");
+    free(adapter[0]); free(adapter[1]);
     task->cleanup(task);
 
     // --prompt: an unknown value is an error naming it; "fewshot" gives the policy the reward's
