@@ -134,8 +134,9 @@ bench: tests/bench gfn
 # keeps its cost at a third) -> results/arithmetic.md, .svg, _curve.svg.
 # Cost, from CPU times measured on 1 thread with these flags (user time, so that the other jobs
 # loading the shared machine do not count): 100 SubTB steps 98 CPU-s, 0.97 CPU-s/step and steady
-# over the run (sampling, rewards and the backward of 32 trajectories); one curve point (--curve-n 20: 60 questions x 10 samples) 3.5 s;
-# an evaluation of 50 questions per set about 9 s, of 100 about 18 s. make run = 2 base
+# over the run (sampling, rewards and the backward of 32 trajectories); one curve point
+# (--curve-n 20: 60 questions x 10 samples) 3.5 s; an evaluation of 50 questions per set about
+# 9 s, of 100 about 18 s. make run = 2 base
 # evaluations (~20 s) + 300 steps (~300 s; ~450 s should the rationales grow to full length) +
 # 13 curve points (~46 s) + the final evaluation (~9 s): about 6.5 CPU-minutes (8.5 at most),
 # under 10 minutes on 2 cores even without any gain from the second one.
