@@ -1037,9 +1037,10 @@ typedef struct {
     int stride;
 } TrainScratch;
 
-// What one step did, for the log: rows by behaviour, and TB's residuals δ (sum and sum of |δ|).
+// What one step did, for the log: rows by behaviour, gold micro-batches, and TB's residuals δ
+// (sum and sum of |δ|).
 typedef struct {
-    long on_policy, tempered, replayed, given;
+    long on_policy, tempered, replayed, given, gold;
     double delta, abs_delta;
     long delta_rows;
 } StepStats;
@@ -1074,12 +1075,24 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
         else s->queries[i] = s->queries[i - 1];
     }
+    // A gold micro-batch (--gold-replay, drawn first and only when asked, so that without it the
+    // random stream is the one of before): one given Z (the task's demonstration for the drawn
+    // query). The objectives average over rows (SubTB over pairs), so this one row weighs exactly
+    // as a micro-batch of K copies of it would, at 1/K of the cost, and no sampling or reward of
+    // the behaviour rows is spent on it. Gold Z seeded into the replay buffer compete with every
+    // sampled Z of their query; this gives them their own, fixed share of the updates.
+    int gold = cfg->frac_gold > 0 && task->demonstration && rng_uniform(rng) < cfg->frac_gold;
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
     // on-policy estimator, so it always samples from the policy itself.
     float sampled = cfg->frac_on_policy + cfg->frac_tempered;
-    float u = cfg->loss == LOSS_REINFORCE ? 0.0f : rng_uniform(rng);
+    float u = cfg->loss == LOSS_REINFORCE || gold ? 0.0f : rng_uniform(rng);
     int num_sample = 0;
-    if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
+    if (gold) {
+        n = 1;
+        task->demonstration(task, s->queries[0], s->traj[0], rng);
+        task->log_reward(task, s->traj, 1);
+        stats->gold++;
+    } else if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
         for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
         task->log_reward(task, s->traj, n);
         stats->given += n;
@@ -1145,6 +1158,29 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     return loss;
 }
 
+// One point of the learning curve: the task's curve values after `step` optimizer steps, as a line
+// "curve STEP name value ..." on cfg->curve_out and a JSONL line {"curve_step": STEP, name: value}.
+// It samples with its own generator (the same seed at every point, so the points differ by the
+// policy only) and leaves the training's random stream and gradients untouched.
+static void train_curve(Task *task, GPT *policy, const TrainConfig *cfg, int step, FILE *log) {
+    enum { MAX_CURVE = 16 };
+    if (!task->curve || task->num_curve < 1) return;
+    double values[MAX_CURVE];
+    int count = task->num_curve < MAX_CURVE ? task->num_curve : MAX_CURVE;
+    task->curve(task, policy, cfg->curve_n > 0 ? cfg->curve_n : 20, cfg->seed, values);
+    if (cfg->curve_out) {
+        fprintf(cfg->curve_out, "curve %d", step);
+        for (int i = 0; i < count; i++) fprintf(cfg->curve_out, " %s %.4f", task->curve_names[i], values[i]);
+        fputc('\n', cfg->curve_out);
+        fflush(cfg->curve_out);
+    }
+    if (log) {
+        fprintf(log, "{\"curve_step\": %d", step);
+        for (int i = 0; i < count; i++) fprintf(log, ", \"%s\": %.6g", task->curve_names[i], values[i]);
+        fputs("}\n", log);
+    }
+}
+
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
     FILE *log = NULL;   // opened first, so that a bad path fails before anything is allocated
     if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
@@ -1173,7 +1209,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.log_z_known = gfn_calloc((size_t)task->num_train, 1);
     s.sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
     s.sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
-    StepStats total = { 0, 0, 0, 0, 0, 0, 0 };   // rows by behaviour since the start
+    StepStats total = { 0, 0, 0, 0, 0, 0, 0, 0 };   // rows by behaviour since the start
     ReplayBuffer *replay = replay_seeded(task, cfg->replay_capacity);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
@@ -1182,11 +1218,12 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     long tokens = 0;
     char text[512];
     int status = 0;
+    if (cfg->eval_every > 0) train_curve(task, policy, cfg, 0, log);   // the untuned start
     for (int step = 0; step < cfg->steps; step++) {
         gpt_zero_grad(policy);
         memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
         double loss = 0, mean_log_r = 0;
-        StepStats st = { 0, 0, 0, 0, 0, 0, 0 };
+        StepStats st = { 0, 0, 0, 0, 0, 0, 0, 0 };
         for (int micro = 0; micro < cfg->accum; micro++) {
             double mlr;
             loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens, &st) / cfg->accum;
@@ -1218,6 +1255,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
                          "\"on_policy\": %.4g, \"tempered\": %.4g, \"replay\": %.4g, ",
                     step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1),
                     st.on_policy / rows, st.tempered / rows, st.replayed / rows);
+            if (cfg->frac_gold > 0) fprintf(log, "\"gold\": %.4g, ", (double)st.gold / cfg->accum);   // of the micro-batches
             if (st.delta_rows) fprintf(log, "\"tb_delta\": %.6g, \"tb_abs_delta\": %.6g, ", st.delta / st.delta_rows, st.abs_delta / st.delta_rows);
             fputs("\"text\": ", log);
             json_write_string(log, text);
@@ -1228,6 +1266,10 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
             fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  rows on/temp/replay %.0f/%.0f/%.0f%%  %.0f tok/s  ETA %.0fs   ",
                     step + 1, cfg->steps, loss, mean_log_r, log_z[0], 100 * total.on_policy / all, 100 * total.tempered / all,
                     100 * total.replayed / all, tokens / (elapsed > 0 ? elapsed : 1), eta);
+        }
+        if (cfg->eval_every > 0 && ((step + 1) % cfg->eval_every == 0 || step + 1 == cfg->steps)) {
+            if (show_progress) fputc('\n', stderr);
+            train_curve(task, policy, cfg, step + 1, log);
         }
         if (cfg->save_path && cfg->save_every > 0 && (step + 1) % cfg->save_every == 0 && step + 1 < cfg->steps)
             if (lora_save(policy, cfg->save_path, err)) { status = 1; break; }

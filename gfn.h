@@ -463,6 +463,11 @@ struct Task {
     // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
     int num_demos;
     Traj **demos;
+    // Optional learning curve (--eval-every): num_curve values named curve_names into values, from
+    // the first per_set questions of each test set, sampled with `seed` (the same at every point).
+    int num_curve;
+    const char *const *curve_names;
+    void (*curve)(Task *task, GPT *policy, int per_set, uint64_t seed, double *values);
 };
 // The training run's replay buffer seeded with task->demos, its capacity grown so that every
 // demonstration of a query fits.
@@ -564,6 +569,13 @@ typedef struct {
     const char *save_path;      // adapter, or NULL
     int save_every;             // 0: only at the end
     int quiet;                  // no progress line
+    float frac_gold;            // --gold-replay: the fraction of micro-batches that train on one given
+                                // ("gold") Z (task->demonstration) instead of the behaviour policy's rows
+    int eval_every;             // --eval-every N: the learning curve (task->curve) at step 0, every N
+                                // steps and at the end; 0: none
+    int curve_n;                // --curve-n: test questions per set for the curve (the task's first ones)
+    FILE *curve_out;            // the curve's lines "curve STEP name value ..." (NULL: none; the JSONL log
+                                // gets them too)
 } TrainConfig;
 void train_config_default(TrainConfig *cfg);
 // The peak LoRA learning rate of an objective when none is given (`gfn train` without --lr):

@@ -230,6 +230,11 @@ static void train_usage(FILE *out) {
         "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
         "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
         "  --replay N          replay buffer size per query (50)\n"
+        "  --gold-replay F     subtb/tb/db: the fraction of micro-batches that train on one given Z\n"
+        "                      (arithmetic: one of the 10 worked rationales) instead of the behaviour's (0)\n"
+        "  --eval-every N      learning curve: test accuracy at step 0, every N steps and at the end,\n"
+        "                      as lines \"curve STEP name value ...\" on stdout and in the log (0: none)\n"
+        "  --curve-n N         the curve's test questions per set, the first N of each (20)\n"
         "  --lambda F          SubTB lambda (1)\n"
         "  --short-states S    subtb/db, prefixes shorter than the minimum: learned (a learned root\n"
         "                      flow log F(s0) per query) | floor (the official lr = -99) (learned)\n"
@@ -272,8 +277,9 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0, 0 };
+    TaskOptions topt = { .model_path = "", .tokenizer_path = "", .data_path = "", .seed = 1, .reward_floor = -13.815511f };
     int lr_given = 0;
+    cfg.curve_out = stdout;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -330,6 +336,9 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--temp-lo")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_lo);
         else if (!strcmp(a, "--temp-hi")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_hi);
         else if (!strcmp(a, "--replay")) bad = parse_count(a, v, 1, 100000, &cfg.replay_capacity);
+        else if (!strcmp(a, "--gold-replay")) bad = parse_real(a, v, 0, 1, &cfg.frac_gold);
+        else if (!strcmp(a, "--eval-every")) bad = parse_count(a, v, 0, 10000000, &cfg.eval_every);
+        else if (!strcmp(a, "--curve-n")) bad = parse_count(a, v, 1, 1000000, &cfg.curve_n);
         else if (!strcmp(a, "--lambda")) bad = parse_real(a, v, 1e-6, 1e3, &cfg.lambda);
         else if (!strcmp(a, "--save-every")) bad = parse_count(a, v, 0, 10000000, &cfg.save_every);
         else if (!strcmp(a, "--eval-n")) bad = parse_count(a, v, 0, 1000000, &topt.eval_n);
@@ -351,7 +360,9 @@ static int cmd_train(int argc, char **argv) {
     const char *clash = cfg.samples_per_query > cfg.batch ? "--k must be at most --batch"
                       : cfg.lr_min > cfg.lr ? "--lr-min must be at most --lr"
                       : cfg.temp_lo > cfg.temp_hi ? "--temp-lo must be at most --temp-hi"
-                      : cfg.frac_on_policy + cfg.frac_tempered > 1 ? "--on-policy + --tempered must be at most 1" : NULL;
+                      : cfg.frac_on_policy + cfg.frac_tempered > 1 ? "--on-policy + --tempered must be at most 1"
+                      : cfg.frac_gold > 0 && cfg.loss != LOSS_SUBTB && cfg.loss != LOSS_TB && cfg.loss != LOSS_DB
+                        ? "--gold-replay needs an off-policy objective whose loss averages over rows: subtb, tb or db" : NULL;
     if (clash) {
         fprintf(stderr, "gfn train: %s (--batch %d --k %d, --lr %g --lr-min %g, --temp-lo %g --temp-hi %g, --on-policy %g "
                 "--tempered %g)\n", clash, cfg.batch, cfg.samples_per_query, (double)cfg.lr,
@@ -373,8 +384,8 @@ static int cmd_train(int argc, char **argv) {
             lr_given ? "" : " (the loss's default)", cfg.lr_log_z, cfg.steps, cfg.batch, cfg.samples_per_query, cfg.accum,
             cfg.clip, cfg.lora_rank, cfg.lora_alpha, cfg.frac_on_policy, cfg.frac_tempered, cfg.temp_lo, cfg.temp_hi,
             1 - cfg.frac_on_policy - cfg.frac_tempered, short_state_names[cfg.short_states]);
-    if (cfg.loss == LOSS_SFT && !task->demonstration) {
-        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
+    if ((cfg.loss == LOSS_SFT || cfg.frac_gold > 0) && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft, --gold-replay)\n", task->name);
         return 1;
     }
     GfnError err = { { 0 } };
