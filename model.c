@@ -396,52 +396,43 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
 }
 
 // Few rows (m < MM_MR: the sampler's decode steps at batch 1-5). The register tile would compute
-// MM_MR rows for m and the packing would copy all of B for one use, so instead each thread streams
-// its columns of B once, straight from memory: C is then limited by memory bandwidth, as a
-// matrix-vector product must be. B row by row (cs == 1: x·W) keeps a strip of COLS sums per row;
-// Bᵀ (rs == 1: x·Wᵀ, the LM head) is a dot product per output along contiguous rows of W.
-#define FEW_ROWS_COLS 64   // a strip of C's row: 64 sums, held in vector registers
-#define FEW_ROWS_LANES 16  // independent partial sums of a dot product, so that it vectorises
+// MM_MR rows for m, and packing all of B up front would copy it for one use; instead each thread
+// takes its strips of MM_NR columns of B, one K slice at a time (read in place when B's rows are
+// contiguous; else packed into L1 as the blocked path packs them, which turns Bᵀ's columns into
+// rows), and runs the m rows over it: B is
+// read once, so the product is limited by memory bandwidth, as a matrix-vector product must be.
+// Every element is summed exactly as gemm_blocked sums it (the same K slices, each from zero in
+// index order, the bias with the first), so a decode step at batch 1 gives the full forward's bits.
 static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
-    int strips = (n + FEW_ROWS_COLS - 1) / FEW_ROWS_COLS;
+    int strips = (n + MM_NR - 1) / MM_NR, kc_max = balanced_block(k, MM_KC, 1);
     #pragma omp parallel for schedule(static) if ((double)n * k >= 262144.0)
     for (int s = 0; s < strips; s++) {
-        int j0 = s * FEW_ROWS_COLS, cols = n - j0 < FEW_ROWS_COLS ? n - j0 : FEW_ROWS_COLS;
-        for (int i = 0; i < m; i++) {
-            float acc[FEW_ROWS_COLS];   // (cols) row i of C's strip
-            const float *a_row = a.p + (long)i * a.rs;
-            if (b.cs == 1) {   // C's strip += a(i, p) · B's row p strip, p = 0..k-1
-                for (int j = 0; j < FEW_ROWS_COLS; j++) acc[j] = 0.0f;
-                if (cols == FEW_ROWS_COLS) {   // a constant trip count: acc stays in registers
-                    for (int p = 0; p < k; p++) {
-                        const float *b_row = b.p + (long)p * b.rs + j0;
-                        float a_ip = a_row[(long)p * a.cs];
-                        for (int j = 0; j < FEW_ROWS_COLS; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
-                    }
-                } else {
-                    for (int p = 0; p < k; p++) {
-                        const float *b_row = b.p + (long)p * b.rs + j0;
-                        float a_ip = a_row[(long)p * a.cs];
-                        for (int j = 0; j < cols; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
-                    }
-                }
-            } else {   // b.rs == 1, a.cs == 1: C(i, j) = a's row i · B's column j, both contiguous
-                for (int j = 0; j < cols; j++) {
-                    const float *b_col = b.p + (long)(j0 + j) * b.cs;
-                    float part[FEW_ROWS_LANES] = { 0 };
-                    int p = 0;
-                    for (; p + FEW_ROWS_LANES <= k; p += FEW_ROWS_LANES)
-                        for (int q = 0; q < FEW_ROWS_LANES; q++) part[q] = MADD(a_row[p + q], b_col[p + q], part[q]);
-                    float sum = 0.0f;
-                    for (int q = 0; q < FEW_ROWS_LANES; q++) sum += part[q];
-                    for (; p < k; p++) sum = MADD(a_row[p], b_col[p], sum);
-                    acc[j] = sum;
-                }
+        int j0 = s * MM_NR, cols = n - j0 < MM_NR ? n - j0 : MM_NR;
+        float *b_pack = gfn_malloc(sizeof(float) * (size_t)kc_max * MM_NR);   // (kc, MM_NR) the slice
+        for (int p0 = 0; p0 < k; p0 += kc_max) {
+            int kc = k - p0 < kc_max ? k - p0 : kc_max, first = !accumulate && p0 == 0;
+            // B's rows straight from memory when they are contiguous and the strip is whole
+            const float *b_rows = b.p + (long)p0 * b.rs + j0;
+            long b_stride = b.rs;
+            if (b.cs != 1 || cols < MM_NR) {
+                pack_b_panel(b_pack, b, p0, kc, j0, cols);
+                b_rows = b_pack;
+                b_stride = MM_NR;
             }
-            float *ci = c + (long)i * ldc + j0;
-            for (int j = 0; j < cols; j++)
-                ci[j] = accumulate ? ci[j] + acc[j] : (bias ? acc[j] + bias[j0 + j] : acc[j]);
+            for (int i = 0; i < m; i++) {
+                const float *a_row = a.p + (long)i * a.rs + (long)p0 * a.cs;
+                float acc[MM_NR] = { 0 };   // this slice's sums of row i's strip, in registers
+                for (int p = 0; p < kc; p++) {
+                    float a_ip = a_row[(long)p * a.cs];
+                    const float *b_row = b_rows + p * b_stride;
+                    for (int j = 0; j < MM_NR; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
+                }
+                float *ci = c + (long)i * ldc + j0;
+                for (int j = 0; j < cols; j++)
+                    ci[j] = first ? (bias ? acc[j] + bias[j0 + j] : acc[j]) : ci[j] + acc[j];
+            }
         }
+        free(b_pack);
     }
 }
 
@@ -458,7 +449,7 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
                 for (int j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
         return;
     }
-    if (m < MM_MR && (b.cs == 1 || (b.rs == 1 && a.cs == 1))) {
+    if (m < MM_MR) {
         gemm_few_rows(c, ldc, a, b, bias, m, n, k, accumulate);
         return;
     }
