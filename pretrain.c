@@ -779,34 +779,22 @@ done:
 //   openwebtext/prompts.txt        lines 1000..9999, one prompt a document, except those equal
 //                                  to one of the first 1000 (the continuation task's train/val)
 //   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
-//   arithmetic                     CORPUS_ARITH_DOCS worksheets from our seeded generator, each
-//                                  in one surface form (so a document shows a format and then uses
-//                                  it, as a few-shot prompt does), 10 items a worksheet. Chains of
-//                                  2-7 one-digit operands (15/20/20/15/15/15 %), + and -, worked
-//                                  step by step, carrying the running value and copying the next
-//                                  operand, in five forms:
-//                                    ledger   "Work out 3 + 5 - 2.\n3 + 5 = 8\n8 - 2 = 6\nResult: 6"
-//                                    reduce   "3 + 5 - 2 = 8 - 2 = 6"
-//                                    counter  "Count 3 + 5 - 2 on a counter: it shows 3. Add 5 and
-//                                              it shows 8. Take away 2 and it shows 6. It ends at 6."
-//                                    steps    "To find 3 + 5 - 2, go step by step: 3 + 5 = 8,
-//                                              8 - 2 = 6. So the total is 6."
-//                                    spoken   "Q: What is 3 + 5 - 2? A: 3 + 5 is 8, and 8 - 2 is 6.
-//                                              The answer is 6."
-//                                  and a sixth, one-step facts at the running values chains reach
-//                                  ("13 - 7 = 6; -4 + 9 = 5; ..."). The task's own format
-//                                  ("Question: 3 + 5 - 2 = ? Answer: 3 + 5 = 8, 8 - 2 = 6. The
-//                                  answer is 6.") never appears: the base meets it only in the
-//                                  reward's 3-shot prompt, as the paper's GPT-J did. No chain's
-//                                  expression is one of a test file's questions. (Before, 30,000
-//                                  chains of 2-4 operands in the task's format pre-taught the test
-//                                  and never showed a 5th operand; issue 12 item 8.)
+//   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
+//                                  document: 2, 3 or 4 one-digit operands (40/40/20%), + and -,
+//                                  worked in the paper's format ("Question: 9 + 4 - 7 = ? Answer:
+//                                  9 + 4 = 13, 13 - 7 = 6. The answer is 6."), never a question of
+//                                  a test file. Chains teach the format, the calculator call and
+//                                  that the answer is the rationale's last value, so the reward
+//                                  prefers correct rationales (single steps alone did not: the
+//                                  answer could be read off the question). Chains of 3 steps are
+//                                  there, rarer, because a model that never saw one finds the
+//                                  3rd step as unlikely as a wrong answer: its reward did not
+//                                  prefer a correct 4-operand rationale to one cut a step short.
+//                                  Never 5 operands: the out-of-distribution test.
 
 #define CORPUS_ROC_HELD_OUT 100
 #define CORPUS_OWT_HELD_OUT 1000
-#define CORPUS_ARITH_DOCS 3000
-#define CORPUS_ARITH_ITEMS 10   // items a worksheet
-#define CORPUS_ARITH_FACTS 6    // one-step facts a line of the facts form
+#define CORPUS_ARITHMETIC 30000
 
 static void text_puts(Text *t, const char *s) { text_append(t, s, strlen(s)); }
 static void text_end_doc(Text *t) {
@@ -1007,144 +995,55 @@ static int corpus_subj(Text *out, const char *dir, GfnError *err) {
     return status;
 }
 
-// A chain of 2-7 one-digit operands with + and -; the draws (operand count, then per operand its
-// digit and an operator, the first one unused) fix the corpus bytes of a seed.
-static void arithmetic_chain(Rng *rng, ArithQuestion *q) {
-    static const int operands[20] = { 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 6, 6, 6, 7, 7, 7 };
-    q->n = operands[rng_below(rng, 20)];
-    for (int i = 0; i < q->n; i++) {
-        q->operand[i] = rng_below(rng, 10);
+// One worked question, written by the arithmetic task's own formatter (tasks/arithmetic.c).
+// The draws (the operand count, then per operand its digit and an operator, the first one unused)
+// fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold,
+// "Question: ... Answer:".
+static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
+    static const int operands[5] = { 2, 2, 3, 3, 4 };   // 40% 2, 40% 3, 20% 4 operands
+    ArithQuestion q = { .n = operands[rng_below(rng, 5)] };
+    for (int i = 0; i < q.n; i++) {
+        q.operand[i] = rng_below(rng, 10);
         char op = rng_below(rng, 2) ? '+' : '-';
-        if (i > 0) q->op[i - 1] = op;
+        if (i > 0) q.op[i - 1] = op;
     }
-}
-
-// "3 + 5 - 2": the operands from `from` on, the first one replaced by `first` (a running value).
-static void chain_expression(Text *t, const ArithQuestion *q, int from, int first) {
-    text_appendf(t, "%d", first);
-    for (int k = from + 1; k < q->n; k++) text_appendf(t, " %c %d", q->op[k - 1], q->operand[k]);
-}
-
-// The running value after operand k (value[0] = the first operand).
-static int chain_value(const ArithQuestion *q, int k) {
-    int v = q->operand[0];
-    for (int i = 1; i <= k; i++) v += q->op[i - 1] == '+' ? q->operand[i] : -q->operand[i];
-    return v;
-}
-
-enum { FORM_LEDGER, FORM_REDUCE, FORM_COUNTER, FORM_STEPS, FORM_SPOKEN, FORM_FACTS, NUM_FORMS };
-
-// One worked chain in one of the chain forms (see the recipe above).
-static void arithmetic_item(Text *t, const ArithQuestion *q, int form) {
-    int last = q->n - 1, answer = chain_value(q, last);
-    switch (form) {
-    case FORM_LEDGER:
-        text_appendf(t, "Work out ");
-        chain_expression(t, q, 0, q->operand[0]);
-        text_appendf(t, ".\n");
-        for (int k = 1; k <= last; k++)
-            text_appendf(t, "%d %c %d = %d\n", chain_value(q, k - 1), q->op[k - 1], q->operand[k], chain_value(q, k));
-        text_appendf(t, "Result: %d\n", answer);
-        break;
-    case FORM_REDUCE:   // each step folds the first two terms
-        for (int k = 0; k <= last; k++) {
-            if (k) text_appendf(t, " = ");
-            chain_expression(t, q, k, chain_value(q, k));
-        }
-        text_appendf(t, "\n");
-        break;
-    case FORM_COUNTER:
-        text_appendf(t, "Count ");
-        chain_expression(t, q, 0, q->operand[0]);
-        text_appendf(t, " on a counter: it shows %d.", q->operand[0]);
-        for (int k = 1; k <= last; k++)
-            text_appendf(t, " %s %d and it shows %d.", q->op[k - 1] == '+' ? "Add" : "Take away", q->operand[k], chain_value(q, k));
-        text_appendf(t, " It ends at %d.\n", answer);
-        break;
-    case FORM_STEPS:
-        text_appendf(t, "To find ");
-        chain_expression(t, q, 0, q->operand[0]);
-        text_appendf(t, ", go step by step:");
-        for (int k = 1; k <= last; k++)
-            text_appendf(t, "%s %d %c %d = %d", k > 1 ? "," : "", chain_value(q, k - 1), q->op[k - 1], q->operand[k], chain_value(q, k));
-        text_appendf(t, ". So the total is %d.\n", answer);
-        break;
-    case FORM_SPOKEN:
-        text_appendf(t, "Q: What is ");
-        chain_expression(t, q, 0, q->operand[0]);
-        text_appendf(t, "? A:");
-        for (int k = 1; k <= last; k++)
-            text_appendf(t, "%s %d %c %d is %d", k == 1 ? "" : k == last ? ", and" : ",", chain_value(q, k - 1), q->op[k - 1],
-                         q->operand[k], chain_value(q, k));
-        text_appendf(t, ". The answer is %d.\n", answer);
-        break;
-    }
-}
-
-// Test questions as chains, to keep them out.
-static int arithmetic_held_out(HashSet *held_out, const char *dir, GfnError *err) {
-    static const char *const tests[] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
-                                         "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
-    for (size_t k = 0; k < sizeof tests / sizeof *tests; k++) {
-        size_t len;
-        char *text = corpus_read(dir, tests[k], &len, err);
-        if (!text) return 1;
-        Json *root = json_parse(text, len, tests[k], err);
-        free(text);
-        if (!root) return 1;
-        if (root->type != JSON_ARRAY) {   // else its questions would silently not be held out
-            gfn_error_set(err, "%s/%s: expected a JSON array of questions", dir, tests[k]);
-            json_free(root);
-            return 1;
-        }
-        for (Json *q = root->child; q; q = q->next) {
-            Json *s = json_get(q, "str_query");
-            ArithQuestion parsed;
-            if (!s || s->type != JSON_STRING || arith_parse_query(s->string, &parsed)) {
-                gfn_error_set(err, "%s/%s: a question without a \"str_query\" of the form \"Question: 1 + 2 = ? Answer:\"", dir, tests[k]);
-                json_free(root);
-                return 1;
-            }
-            Text expr = {0};
-            chain_expression(&expr, &parsed, 0, parsed.operand[0]);
-            hashset_add(held_out, expr.s, expr.len);
-            free(expr.s);
-        }
-        json_free(root);
-    }
-    return 0;
+    arith_text(&q, ARITH_QUERY, buf, cap);
+    *query_len = strlen(buf);
+    arith_text(&q, ARITH_WORKED, buf, cap);
+    return strlen(buf);
 }
 
 static int corpus_arithmetic(Text *out, const char *dir, uint64_t seed, GfnError *err) {
+    static const char *const tests[] = { "arithmetic/1digit_3_op+-_test.json", "arithmetic/1digit_4_op+-_test.json",
+                                         "arithmetic/1digit_5_op+-_test.json", "arithmetic/1digit_34_op+-_test.json" };
     HashSet held_out = {0};
-    if (arithmetic_held_out(&held_out, dir, err)) { free(held_out.slots); return 1; }
+    for (size_t k = 0; k < sizeof tests / sizeof *tests; k++) {
+        size_t len;
+        char *text = corpus_read(dir, tests[k], &len, err);
+        if (!text) { free(held_out.slots); return 1; }
+        Json *root = json_parse(text, len, tests[k], err);
+        free(text);
+        if (!root) { free(held_out.slots); return 1; }
+        if (root->type != JSON_ARRAY) {   // else its questions would silently not be held out
+            gfn_error_set(err, "%s/%s: expected a JSON array of questions", dir, tests[k]);
+            json_free(root); free(held_out.slots); return 1;
+        }
+        for (Json *q = root->child; q; q = q->next) {
+            Json *s = json_get(q, "str_query");
+            if (s && s->type == JSON_STRING) hashset_add(&held_out, s->string, s->len);
+        }
+        json_free(root);
+    }
     Rng rng;
     rng_seed(&rng, seed);
-    for (int doc = 0; doc < CORPUS_ARITH_DOCS; doc++) {
-        int form = rng_below(&rng, NUM_FORMS);
-        for (int item = 0; item < CORPUS_ARITH_ITEMS; item++) {
-            if (form == FORM_FACTS) {   // one step of a random chain, CORPUS_ARITH_FACTS to a line
-                for (int f = 0; f < CORPUS_ARITH_FACTS; f++) {
-                    ArithQuestion q;
-                    arithmetic_chain(&rng, &q);
-                    int k = 1 + rng_below(&rng, q.n - 1);
-                    text_appendf(out, "%s%d %c %d = %d", f ? "; " : "", chain_value(&q, k - 1), q.op[k - 1], q.operand[k],
-                                 chain_value(&q, k));
-                }
-                text_appendf(out, ".\n");
-                continue;
-            }
-            ArithQuestion q;
-            Text expr = {0};
-            do {   // a chain that is not a test question
-                arithmetic_chain(&rng, &q);
-                expr.len = 0;
-                chain_expression(&expr, &q, 0, q.operand[0]);
-            } while (hashset_has(&held_out, expr.s, expr.len));
-            free(expr.s);
-            arithmetic_item(out, &q, form);
-        }
-        text_end_doc(out);
+    int written = 0;
+    while (written < CORPUS_ARITHMETIC) {
+        char q[256];
+        size_t query_len, n = arithmetic_question(&rng, q, sizeof q, &query_len);
+        if (hashset_has(&held_out, q, query_len)) continue;
+        text_append(out, q, n);
+        text_puts(out, "\n");
+        if (++written % 10 == 0) text_end_doc(out);
     }
     free(held_out.slots);
     return 0;
