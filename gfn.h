@@ -749,6 +749,9 @@ size_t text_of_tokens(const Tokenizer *tok, const int *tokens, int n, char *buf,
 // (V) 1 for every token except end-of-text and those whose bytes contain a byte of `banned`;
 // the terminator is allowed whatever its bytes. Free it.
 unsigned char *text_allowed_mask(const Tokenizer *tok, int V, const char *banned, int terminator);
+// log Σ_v exp(logits[v]) over the tokens with mask[v] != 0 (all when NULL): a log-softmax's
+// normaliser.
+double logits_normaliser(const float *logits, const unsigned char *mask, int V);
 // The base model's log-likelihood of a context C, a Z and a suffix Y (the text C Z Y).
 typedef struct {
     const int *ctx; int ctx_len;    // C (>= 1 token: the first token is not scored)
@@ -829,10 +832,33 @@ void infill_log_p(Task *task, Traj *const *t, int n, float *out);
 void infill_metrics(Task *task, Traj *const *t, int count, int k, int cut, double *per_story);
 // The report `gfn report infill DIR OUT`: OUT.md from DIR's result files.
 int infill_report(const char *dir, const char *md_path, GfnError *err);
-// Subjectivity (E-step): a query's label (0 objective, 1 subjective), and the label the base
-// prefers after X Z of each trajectory (one forward of X Z Y per label) into out (n).
+// Subjectivity: a query's label (0 objective, 1 subjective), and the label the base prefers after
+// X Z of each trajectory (one forward of X Z Y per label) into out (n).
 int subj_label(Task *task, int query);
 void subj_base_label(Task *task, Traj *const *t, int n, int *out);
+// The classifier p(Y | C Z) of the M-step and of SFT: rows[i] gives C (ctx) and Z (z; y unused);
+// s_l = log p(Y_l | C Z) under the full softmax into scores (n, 2) (may be NULL). With label (n)
+// it returns L = mean_i −log softmax(s_i0, s_i1)[label_i] (TASKS.md's M-step loss), else 0; with
+// backward also, accumulates dL into the model's (and its LoRA's) gradients.
+float subj_pair_loss(GPT *model, const ScoredText *rows, const int *const y[2], const int y_len[2], const int *label, int n,
+                     float *scores, int backward);
+// Attaches a fresh LoRA to model and fits it with subj_pair_loss on the examples (their queries'
+// X, their tokens as Z, their queries' labels) for `steps` AdamW steps (tasks/subj.c has the
+// settings), then merges it into the weights.
+void subj_fit_classifier(Task *task, GPT *model, Traj *const *examples, int n, int steps, uint64_t seed);
+// margin (count, k) = log p(Y_subjective | X Z) − log p(Y_objective | X Z) under model for the k
+// trajectories z[q k .. q k + k) of one query each (ntok 0: no Z); X runs once per query.
+void subj_margins(Task *task, GPT *model, Traj *const *z, int count, int k, float *margin);
+// The majority vote of k margins: 1 subjective, 0 objective; a tie goes to the sign of their sum.
+int subj_vote(const float *margin, int k);
+// The few-shot prompt of a query (end-of-text, the demonstrations, X) into out (cap ints); returns
+// its length and the number of demonstrations in *num_demos (may be NULL).
+int subj_fewshot_prompt(Task *task, int query, int *out, int cap, int *num_demos);
+// margin (count) of queries first..first+count-1 under the base after their few-shot prompts, the
+// demonstrations run once into a KV cache.
+void subj_fewshot_margins(Task *task, int first, int count, float *margin);
+// The report `gfn report subj DIR OUT`: OUT.md (Table 3's layout) and OUT.svg (accuracy vs N).
+int subj_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err);
 
 // ----------------------------------------------------------------------------------------------
 // 7. pretrain.c: a small GPT-2 trained from scratch on a text corpus (`gfn pretrain`), and the

@@ -208,6 +208,7 @@ static void usage(FILE *out) {
         "  probe arithmetic   the base model's probes: reward discrimination, next-step accuracy, base accuracy\n"
         "  report continuation DIR OUT OUT.md and OUT.svg (log P vs diversity) (make reproduce-continuation)\n"
         "  report infill DIR OUT       OUT.md (make reproduce-infill)\n"
+        "  report subj DIR OUT         OUT.md and OUT.svg (accuracy vs N) (make reproduce-subj)\n"
         "  tokenize     encode standard input line by line with a tokenizer (or --decode ids)\n"
         "  tokenizer    tokenizer train: learn a byte-level BPE vocabulary from text files\n");
 }
@@ -244,8 +245,8 @@ static void train_usage(FILE *out) {
         "  --seed-answers 1    rng: seed the replay buffer with the 101 valid answers; infill: with\n"
         "                      the true 4th sentences (0)\n"
         "  --labelled N        subj: labelled examples, 10, 20 or 50 (10)\n"
-        "  --baselines N       continuation, infill: 1 also evaluates the decoding / prompting\n"
-        "                      baselines on the base model, 2 only those (with --steps 0) (0)\n"
+        "  --baselines N       continuation, infill, subj: 1 also evaluates the decoding / prompting\n"
+        "                      baselines on the base model (subj: zero-/few-shot, SFT), 2 only those (0)\n"
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
@@ -1085,13 +1086,14 @@ static int run_command(int argc, char **argv) {
         printf("wrote %s and %s\n", md, svg);
         return 0;
     }
-    if (!strcmp(argv[1], "report") && argc == 5 && (!strcmp(argv[2], "continuation") || !strcmp(argv[2], "infill"))) {
-        char md[4096], svg[4096];   // report continuation|infill DIR OUT
+    if (!strcmp(argv[1], "report") && argc == 5 && (!strcmp(argv[2], "continuation") || !strcmp(argv[2], "infill") || !strcmp(argv[2], "subj"))) {
+        char md[4096], svg[4096];   // report continuation|infill|subj DIR OUT
         GfnError err = { { 0 } };
         snprintf(md, sizeof md, "%s.md", argv[4]);
         snprintf(svg, sizeof svg, "%s.svg", argv[4]);
         int infill = !strcmp(argv[2], "infill");
-        if (infill ? infill_report(argv[3], md, &err) : continuation_report(argv[3], md, svg, &err)) {
+        if (infill ? infill_report(argv[3], md, &err) : !strcmp(argv[2], "subj") ? subj_report(argv[3], md, svg, &err)
+                                                       : continuation_report(argv[3], md, svg, &err)) {
             fprintf(stderr, "gfn report: %s\n", err.msg);
             return 1;
         }

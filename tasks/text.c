@@ -95,8 +95,7 @@ void prefix_scorer_free(PrefixScorer *s) {
     memset(s, 0, sizeof *s);
 }
 
-// log-softmax normaliser of one logits row over the tokens with mask[v] != 0 (all when NULL).
-static double log_normaliser(const float *logits, const unsigned char *mask, int V) {
+double logits_normaliser(const float *logits, const unsigned char *mask, int V) {
     float max = -INFINITY;
     for (int v = 0; v < V; v++) if ((!mask || mask[v]) && logits[v] > max) max = logits[v];
     double sum = 0;
@@ -163,7 +162,7 @@ void log_p_every_prefix(GPT *base, PrefixScorer *s, const ScoredText *rows, int 
         double prefix = 0;
         for (int i = 0; i <= x->z_len; i++) {
             const float *lg = logits + ((size_t)r * T + x->ctx_len + i - 1) * V;   // state i: C z_≤i
-            double norm = log_normaliser(lg, mask, V);
+            double norm = logits_normaliser(lg, mask, V);
             out[(size_t)r * stride + i] = (float)(prefix + masked_logp(lg, mask, x->y[0], norm));
             if (i < x->z_len) prefix += masked_logp(lg, mask, x->z[i], norm);
         }
@@ -196,7 +195,7 @@ void log_p_every_prefix(GPT *base, PrefixScorer *s, const ScoredText *rows, int 
             for (int c = 0; c < m; c++) {
                 if (feed[n + c] < 0) continue;
                 const float *lg = s->logits + (size_t)(n + c) * V;
-                suffix[c] += lg[rows[who[2 * (start + c)]].y[k + 1]] - log_normaliser(lg, NULL, V);
+                suffix[c] += lg[rows[who[2 * (start + c)]].y[k + 1]] - logits_normaliser(lg, NULL, V);
             }
         }
         for (int c = 0; c < m; c++) {
@@ -228,7 +227,7 @@ void log_p_whole(GPT *base, const ScoredText *rows, int n, const unsigned char *
             const float *lg = logits + ((size_t)r * T + x->ctx_len + j - 1) * V;
             const unsigned char *mk = j <= x->z_len ? mask : NULL;   // Z and Y_1 under the mask
             int token = j < x->z_len ? x->z[j] : x->y[j - x->z_len];
-            sum += masked_logp(lg, mk, token, log_normaliser(lg, mk, V));
+            sum += masked_logp(lg, mk, token, logits_normaliser(lg, mk, V));
         }
         out[r] = (float)sum;
     }

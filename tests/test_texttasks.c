@@ -604,10 +604,235 @@ static void test_text_reports(void) {
     remove("tests_tmp_texteval_c.md"); remove("tests_tmp_texteval_c.svg"); remove("tests_tmp_texteval_i.md");
 }
 
+
+// ----------------------------------------------------------------------------------------------
+// subj's classifier, M-step and few-shot prompts.
+
+// The M-step's loss −log softmax(s_0, s_1)[label], s_l = log p(Y_l | C Z): its scores against plain
+// forwards, its value against the formula, and its LoRA gradient against central differences.
+static void test_subj_pair_loss(void) {
+    GPTConfig cfg = { 61, 32, 2, 2, 16 };
+    GPT *model = gpt_new_random(cfg, 5);
+    static const int all[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(model, 2, 4.0f, 0, all, 6);
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (size_t i = 0; i < lora->num_parameters; i++) lora->memory[i] = 0.3f * rng_normal(&rng);   // B too: not at the zero start
+    int ctx[3][8], z[3][4], y0[3] = { 5, 9, 2 }, y1[2] = { 5, 11 }, label[3] = { 1, 0, 1 };
+    const int *y[2] = { y0, y1 };
+    int y_len[2] = { 3, 2 }, ctx_len[3] = { 8, 5, 6 }, z_len[3] = { 4, 0, 2 };
+    ScoredText rows[3];
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 8; j++) ctx[i][j] = rng_below(&rng, 61);
+        for (int j = 0; j < 4; j++) z[i][j] = rng_below(&rng, 61);
+        rows[i] = (ScoredText){ ctx[i], ctx_len[i], z[i], z_len[i], NULL, 0 };
+    }
+    float scores[6];
+    gpt_zero_grad(model);
+    double loss = subj_pair_loss(model, rows, y, y_len, label, 3, scores, 1), want = 0;
+    for (int i = 0; i < 3; i++) {
+        double s[2];
+        for (int l = 0; l < 2; l++) {
+            int cz[12];   // C Z as the context: log p(Y_l | C Z)
+            memcpy(cz, ctx[i], sizeof(int) * (size_t)ctx_len[i]);
+            memcpy(cz + ctx_len[i], z[i], sizeof(int) * (size_t)z_len[i]);
+            s[l] = direct_log_p(model, cz, ctx_len[i] + z_len[i], NULL, 0, y[l], y_len[l], NULL);
+            CHECK(fabs(s[l] - scores[2 * i + l]) < 1e-4 * (1 + fabs(s[l])), "row %d label %d: score %.6f, plain forward %.6f", i, l, scores[2 * i + l], s[l]);
+        }
+        want += (log(exp(s[0]) + exp(s[1])) - s[label[i]]) / 3;
+    }
+    CHECK(fabs(loss - want) < 1e-5 * (1 + want), "loss %.7f, formula %.7f", loss, want);
+    int checked = 0, bad = 0;
+    for (size_t i = 0; i < lora->num_parameters; i += lora->num_parameters / 23) {
+        float keep = lora->memory[i], eps = 1e-2f;
+        lora->memory[i] = keep + eps;
+        double up = subj_pair_loss(model, rows, y, y_len, label, 3, NULL, 0);
+        lora->memory[i] = keep - eps;
+        double down = subj_pair_loss(model, rows, y, y_len, label, 3, NULL, 0);
+        lora->memory[i] = keep;
+        double fd = (up - down) / (2 * eps), g = lora->grad_memory[i];
+        bad += !CHECK(fabs(fd - g) < 2e-3 + 2e-2 * fabs(fd), "LoRA parameter %zu: gradient %.6f, finite difference %.6f", i, g, fd);
+        checked++;
+    }
+    printf("   subj pair loss: %d LoRA gradients against finite differences, %d off\n", checked, bad);
+    gpt_free(model);
+}
+
+// A tiny subj set-up: a random 1-layer model over the shipped tokenizer, reviews whose label is a
+// word ("great" subjective, "table" objective). Returns 0, or 1 after a SKIP.
+static int subj_tiny_task(Task *task, int max_seq_len) {
+    if (!exists("weights/tokenizer.bin")) { test_skip("subj tiny", "no weights/tokenizer.bin"); return 1; }
+    static const char *const words[2] = { "table", "great" }, *const fill[4] = { "the", "film", "is", "a" };
+    char dir[2048], path[4096];
+    snprintf(dir, sizeof dir, "%s", test_path("subj_tiny"));
+    snprintf(path, sizeof path, "%s/subj", dir);
+    mkdir(dir, 0700);
+    mkdir(path, 0700);
+    for (int f = 0; f < 2; f++) {
+        snprintf(path, sizeof path, "%s/subj/%s", dir, f ? "test.jsonl" : "train.10.jsonl");
+        FILE *out = fopen(path, "w");
+        if (!CHECK(out != NULL, "cannot write %s", path)) return 1;
+        for (int r = 0; r < (f ? 2000 : 10); r++) {
+            int l = r % 2;
+            fprintf(out, "{\"text\": \"%s %s %s", fill[r % 4], words[l], fill[(r / 2) % 4]);
+            for (int k = 0; k < r % 3; k++) fprintf(out, " %s", fill[(r + k) % 4]);   // X of different lengths
+            fprintf(out, " .\", \"label\": %d}\n", l);
+        }
+        fclose(out);
+    }
+    GfnError err = { { 0 } };
+    Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &err);
+    if (!CHECK(tok != NULL, "%s", err.msg)) return 1;
+    GPTConfig cfg = { tokenizer_vocab_size(tok), max_seq_len, 1, 2, 32 };
+    tokenizer_free(tok);
+    GPT *model = gpt_new_random(cfg, 3);
+    const char *ckpt = test_path("subj_tiny.ckpt");
+    int saved = gpt_save(model, ckpt, &err);
+    gpt_free(model);
+    if (!CHECK(saved == 0, "%s", err.msg)) return 1;
+    TaskOptions opt = { .model_path = ckpt, .tokenizer_path = "weights/tokenizer.bin", .data_path = dir, .seed = 2, .quiet = 1, .num_labelled = 10 };
+    return !CHECK(task_subj.setup(task, &opt, &err) == 0, "setup: %s", err.msg);
+}
+
+static double subj_train_accuracy(Task *task, GPT *classifier, Traj *const *z, int k) {
+    float *margin = gfn_malloc(sizeof(float) * (size_t)task->num_train * k);
+    subj_margins(task, classifier, z, task->num_train, k, margin);
+    int right = 0;
+    for (int q = 0; q < task->num_train; q++) right += subj_vote(margin + (size_t)q * k, k) == subj_label(task, q);
+    free(margin);
+    return (double)right / task->num_train;
+}
+
+// The E-step then the M-step on the tiny set-up raise the accuracy of the 10-Z vote on the
+// labelled examples over the E-step alone (the base as p(Y | X Z)); the margins of the shared-X
+// pass equal plain forwards.
+static void test_subj_em(void) {
+    Task *task = &task_subj;
+    if (subj_tiny_task(task, 96)) return;
+    GPT *policy = copy_model(task->base);
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.steps = 4; cfg.batch = 8; cfg.samples_per_query = 4; cfg.lora_rank = 4; cfg.lr = 1e-3f; cfg.warmup = 1; cfg.quiet = 1; cfg.seed = 1;
+    float log_z[10] = { 0 };
+    GfnError err = { { 0 } };
+    CHECK(gfn_train(task, policy, &cfg, log_z, &err) == 0, "E-step: %s", err.msg);
+    enum { K = 10 };
+    Traj **z = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f }, 3);
+    // The shared-X margins against plain forwards of X Z Y_l.
+    GfnError terr = { { 0 } };
+    Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &terr);
+    int *y[2], y_len[2];
+    for (int l = 0; l < 2; l++) y[l] = text_encode(tok, l ? ", so it is subjective." : ", so it is objective.", 0, &y_len[l]);
+    Traj *pair[2] = { z[0], z[K] };   // queries 0 and 1, their first Z
+    float margin[2];
+    subj_margins(task, task->base, pair, 2, 1, margin);
+    for (int i = 0; i < 2; i++) {
+        int len;
+        const int *x = task->prompt(task, pair[i]->query, &len);
+        double want = direct_log_p(task->base, x, len, pair[i]->tokens, pair[i]->ntok, y[1], y_len[1], NULL) -
+                      direct_log_p(task->base, x, len, pair[i]->tokens, pair[i]->ntok, y[0], y_len[0], NULL);
+        CHECK(fabs(margin[i] - want) < 1e-4 * (1 + fabs(want)), "query %d: margin %.6f, plain forwards %.6f", pair[i]->query, margin[i], want);
+    }
+    // Few-shot prompts: within the context with the longer label, their demonstrations a prefix of
+    // the longest ones, some but not all of the 10 fitting; the cached margins equal plain forwards.
+    int maxT = gpt_config(task->base).max_seq_len, longest_y = y_len[0] > y_len[1] ? y_len[0] : y_len[1];
+    int *prompt = gfn_malloc(sizeof(int) * (size_t)maxT), *most = gfn_calloc((size_t)maxT, sizeof(int)), most_len = 0, most_demos = -1, lo = 99, hi = -1;
+    int total = task->num_train + task->num_test, over = 0;
+    for (int q = 0; q < total; q++) {
+        int d, len = subj_fewshot_prompt(task, q, prompt, maxT, &d), x_len;
+        task->prompt(task, q, &x_len);
+        over += len + longest_y > maxT;
+        if (d > most_demos) { most_demos = d; most_len = len - (x_len - 1); memcpy(most, prompt, sizeof(int) * (size_t)most_len); }
+        if (d < lo) lo = d;
+        if (d > hi) hi = d;
+    }
+    int not_prefix = 0;
+    for (int q = 0; q < total; q++) {
+        int d, len = subj_fewshot_prompt(task, q, prompt, maxT, &d), x_len;
+        task->prompt(task, q, &x_len);
+        not_prefix += memcmp(prompt, most, sizeof(int) * (size_t)(len - (x_len - 1))) != 0;
+    }
+    CHECK(over == 0 && not_prefix == 0 && lo >= 1 && hi < 10 && lo < hi, "few-shot: %d prompts too long, %d not a prefix, %d..%d demonstrations",
+          over, not_prefix, lo, hi);
+    float fm[3];
+    subj_fewshot_margins(task, task->num_train, 3, fm);
+    for (int i = 0; i < 3; i++) {
+        int q = task->num_train + i, len = subj_fewshot_prompt(task, q, prompt, maxT, NULL);
+        double want = direct_log_p(task->base, prompt, len, NULL, 0, y[1], y_len[1], NULL) - direct_log_p(task->base, prompt, len, NULL, 0, y[0], y_len[0], NULL);
+        CHECK(fabs(fm[i] - want) < 1e-4 * (1 + fabs(want)), "few-shot query %d: margin %.6f, plain forwards %.6f", q, fm[i], want);
+    }
+    printf("   subj few-shot on the tiny set-up: %d..%d demonstrations fit in %d tokens\n", lo, hi, maxT);
+    free(prompt); free(most); free(y[0]); free(y[1]);
+    tokenizer_free(tok);
+    double before = subj_train_accuracy(task, task->base, z, K);
+    GPT *m_step = copy_model(task->base);
+    Traj **pool = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f }, 4);
+    subj_fit_classifier(task, m_step, pool, task->num_train * K, 150, 5);
+    double after = subj_train_accuracy(task, m_step, z, K);
+    printf("   subj E then M on the tiny model: training accuracy %.2f (E alone) -> %.2f (E + M)\n", before, after);
+    CHECK(after > before && after >= 0.9, "training accuracy %.2f -> %.2f", before, after);
+    text_free_trajectories(z, task->num_train * K);
+    text_free_trajectories(pool, task->num_train * K);
+    gpt_free(m_step);
+    gpt_free(policy);
+    task->cleanup(task);
+}
+
+// `gfn report subj` on a hand-made folder: means ± std over seeds, the claim met (E + M beats SFT by
+// 10 points at N = 10 and 20 with std 2 over 3 seeds: 2 standard errors = 2 sqrt(2 · 0.02² / 3) =
+// 3.3 points; E + M >= E alone at every N), then not met when E + M falls below E alone at N = 50.
+static void test_subj_report(void) {
+    const char *dir = test_path("subj_report");
+    mkdir(dir, 0755);
+    char text[2048], name[64], md_path[256], svg_path[256];
+    for (int seed = 1; seed <= 3; seed++) {
+        double d = 0.02 * (seed - 2);   // -0.02, 0, +0.02: std 0.02
+        int n = 0;
+        n += snprintf(text + n, sizeof text - (size_t)n, "method gfn\nseed %d\n", seed);
+        for (int c = 0; c < 3; c++) {
+            int N = c == 0 ? 10 : c == 1 ? 20 : 50;
+            n += snprintf(text + n, sizeof text - (size_t)n, "method e-vote/%d acc %.4f train_acc 0.6 rows 1000\nmethod em-vote/%d acc %.4f train_acc 1 rows 1000\n"
+                          "method sft/%d acc %.4f train_acc 1 rows 1000\n", N, 0.60 + d, N, 0.72 + d, N, 0.62 + d);
+        }
+        n += snprintf(text + n, sizeof text - (size_t)n, "method few-shot/10 acc 0.55 demos 2.5 demos_min 2 demos_max 3 rows 1000\nwall_s 100\ncommand ./gfn train subj -s %d\n", seed);
+        snprintf(name, sizeof name, "gfn_s%d.txt", seed);
+        write_text_file(dir, name, text);
+    }
+    snprintf(md_path, sizeof md_path, "%s.md", dir);
+    snprintf(svg_path, sizeof svg_path, "%s.svg", dir);
+    GfnError err = { { 0 } };
+    int failed = subj_report(dir, md_path, svg_path, &err);
+    char *md = read_text(md_path), *svg = read_text(svg_path);
+    static const char *const want[] = {
+        "Test accuracy (%) on the first 1000 rows of subj/test.jsonl",
+        "| sft | 62.0 ± 2.0 (3) | 62.0 ± 2.0 (3) | 62.0 ± 2.0 (3) | 64.3 |\n",
+        "| em-vote | 72.0 ± 2.0 (3) | 72.0 ± 2.0 (3) | 72.0 ± 2.0 (3) | 71.4 (GFlowNet) |\n",
+        "| zero-shot | — | — | — | — |\n",
+        "| few-shot | 55.0 ± 0.0 (3) | — | — | — |\n",
+        "N = 10: 2.50;",
+        "N = 10: em-vote − sft = 10.0 points, 2 standard errors 3.3 (beats);",
+        "N = 50: E + M 72.0 >= E alone 60.0;",
+        "E + M >= E alone — **met**.\n",
+        "## Runs (measured wall time; 300 s in all)\n",
+    };
+    CHECK(!failed, "subj report: %s", err.msg);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) CHECK(strstr(md, want[i]), "subj report lacks:\n%s\n--- it reads:\n%s", want[i], md);
+    CHECK(!strncmp(svg, "<svg", 4) && strstr(svg, ">em-vote</text>") && !strstr(svg, ">few-shot</text>"), "plot: the complete series only");
+    free(md); free(svg);
+    write_text_file(dir, "gfn_s4.txt", "method gfn\nseed 4\nmethod em-vote/50 acc 0.10 rows 1000\nmethod e-vote/50 acc 0.60 rows 1000\nwall_s 1\n");
+    failed = subj_report(dir, md_path, svg_path, &err);
+    md = read_text(md_path);
+    CHECK(!failed && strstr(md, "N = 50: E + M 56.5 < E alone 60.0;") && strstr(md, "— **not met**.\n"), "E + M below E alone:\n%s", md);
+    free(md);
+}
+
 void test_texttasks(void) {
     test_continuation();
     test_infill();
     test_subj();
+    test_subj_pair_loss();
+    test_subj_em();
+    test_subj_report();
     test_continuation_eval();
     test_infill_eval();
     test_bootstrap();
