@@ -114,24 +114,53 @@ bench: tests/bench gfn
 	./tests/bench
 
 # ----------------------------------------------------------------------------------------------
-# The arithmetic task (tasks/arithmetic.c). `make run`: GFlowNet fine-tuning (modified SubTB) of
-# the base model, then base vs fine-tuned accuracy on 3/4/5 operands and a few sampled
-# rationales. `make reproduce`: every method x 3 seeds -> results/arithmetic.md + .svg. Every
-# policy, tuned or not, sees the reward's 3-shot prompt before the question (--prompt fewshot);
-# results/arithmetic/NOTES.md says why and what the bare question gave.
+# The arithmetic task (tasks/arithmetic.c), in the paper's setting: the policy sees the question
+# alone (the reward keeps its 3-shot prompt). A fixed protocol, written down before any result:
+# - One step = 4 questions (--accum 4), each a micro-batch of its 8 samples (--batch 8 --k 8), as
+#   the official code (a micro-batch's loss normalised over its own pairs; the 4 gradients
+#   averaged, not summed as there: PAPER.md); LoRA rank 16, alpha 16; each objective's default
+#   learning rate (SubTB 2e-4; TB, SFT, REINFORCE 5e-4), 20 warm-up steps; behaviour 25 %
+#   on-policy, 50 % tempered (T ~ U(0.5, 2)), 25 % replay; reward temperature 1.1 -> 0.5 over 150
+#   steps (PAPER.md's arithmetic value); 300 steps.
+# - GFlowNet objectives (TB, SubTB) also train on the 10 worked rationales in 1 of every 8
+#   micro-batches (--gold-replay 0.125; SFT trains on nothing else, REINFORCE is on-policy).
+# - Learning curve: accuracy on the first 20 questions of each test set (--curve-n 20) at step 0
+#   and every 25 steps (--eval-every 25); final evaluation on 100 questions per set (50 in make run).
+# `make run`: the untuned base (3-shot prompt, the paper's prompted baseline; and the question
+# alone), then GFlowNet fine-tuning (modified SubTB), seed 1 -> results/run.md, a few rationales.
+# `make reproduce`: base, base-question, SFT, REINFORCE, TB, SubTB x seeds 1 2 3 (the main table),
+# and SFT, REINFORCE, TB, SubTB with the 3-shot policy prompt (--prompt fewshot) for seed 1 only
+# (SECONDARY_SEEDS: the secondary table, which only shows whether the prompt matters; one seed
+# keeps its cost at a third) -> results/arithmetic.md, .svg, _curve.svg.
+# Cost, from CPU times measured on 1 thread with these flags (user time, so that the other jobs
+# loading the shared machine do not count): 100 SubTB steps 98 CPU-s, 0.97 CPU-s/step and steady
+# over the run (sampling, rewards and the backward of 32 trajectories); one curve point
+# (--curve-n 20: 60 questions x 10 samples) 3.5 s; an evaluation of 50 questions per set about
+# 9 s, of 100 about 18 s. make run = 2 base
+# evaluations (~20 s) + 300 steps (~300 s; ~450 s should the rationales grow to full length) +
+# 13 curve points (~46 s) + the final evaluation (~9 s): about 6.5 CPU-minutes (8.5 at most),
+# under 10 minutes on 2 cores even without any gain from the second one.
+# make reproduce: per seed ~21 CPU-minutes (SFT's steps sample nothing, ~0.3 s), the 3-shot
+# seed ~25 (longer prompts): about 90 CPU-minutes of arithmetic runs, plus the rng runs.
 # Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
 RUN_EVAL_N ?= 50
 EVAL_N ?= 100
-RUN_STEPS ?= 120
-STEPS ?= 120
+STEPS ?= 300
+RUN_STEPS ?= $(STEPS)
+EVAL_EVERY ?= 25
+CURVE_N ?= 20
 SEEDS ?= 1 2 3
-TRAIN_ARGS ?= --batch 16 --k 4 --rank 16 --lr 5e-4 --reward-temp 1.1,0.5,100 --prompt fewshot
+SECONDARY_SEEDS ?= 1
+TRAIN_ARGS ?= --batch 8 --k 8 --accum 4 --rank 16 --alpha 16 --warmup 20 --reward-temp 1.1,0.5,150 \
+	--eval-every $(EVAL_EVERY) --curve-n $(CURVE_N)
+GOLD_ARGS ?= --gold-replay 0.125
 ARITH = ./gfn train arithmetic -m $(MODEL) -t $(TOK)
 
 # One run: $(1) method, $(2) seed, $(3) command, $(4) folder -> $(4)/$(1)_s$(2).txt holding the
-# evaluation lines, the method, seed, wall time and command (read by `gfn report arithmetic`).
+# evaluation lines (and the learning curve's), the method, seed, wall time and command (read by
+# `gfn report arithmetic`).
 define one_run
 	@echo "== $(1), seed $(2): $(3)"
 	@start=$$(date +%s); $(3) > $(4)/$(1)_s$(2).out && \
@@ -147,19 +176,28 @@ arith_run = $(call one_run,$(1),$(2),$(ARITH) --eval-n $(EVAL_N) -s $(2) $(3),re
 run: gfn
 	@mkdir -p results/run && rm -f results/run/*.txt
 	$(call run_run,base,--steps 0)
-	$(call run_run,subtb,--loss subtb --steps $(RUN_STEPS) $(TRAIN_ARGS))
+	$(call run_run,base-question,--steps 0 --prompt question)
+	$(call run_run,subtb,--loss subtb --steps $(RUN_STEPS) $(TRAIN_ARGS) $(GOLD_ARGS) --prompt question)
 	@./gfn report arithmetic results/run results/run > /dev/null
 	@echo; sed -n '/^| method/,/^$$/p' results/run.md
+	@grep '^curve' results/run/subtb_s1.txt
 	@grep '^sample' results/run/subtb_s1.txt | sed 's/^sample /fine-tuned: /'
 
-# Every method for one seed $(1).
+# Every method for one seed $(1): the main table (the policy sees the question alone).
 define arith_seed
 $(call arith_run,base,$(1),--steps 0)
 $(call arith_run,base-question,$(1),--steps 0 --prompt question)
-$(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS))
-$(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS))
-$(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS))
-$(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS))
+$(call arith_run,sft,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS) --prompt question)
+$(call arith_run,reinforce,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS) --prompt question)
+$(call arith_run,tb,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS) $(GOLD_ARGS) --prompt question)
+$(call arith_run,subtb,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS) $(GOLD_ARGS) --prompt question)
+endef
+# The secondary table for one seed $(1): the same methods with the 3-shot policy prompt.
+define arith_seed_3shot
+$(call arith_run,sft-3shot,$(1),--loss sft --steps $(STEPS) $(TRAIN_ARGS) --prompt fewshot)
+$(call arith_run,reinforce-3shot,$(1),--loss reinforce --steps $(STEPS) $(TRAIN_ARGS) --prompt fewshot)
+$(call arith_run,tb-3shot,$(1),--loss tb --steps $(STEPS) $(TRAIN_ARGS) $(GOLD_ARGS) --prompt fewshot)
+$(call arith_run,subtb-3shot,$(1),--loss subtb --steps $(STEPS) $(TRAIN_ARGS) $(GOLD_ARGS) --prompt fewshot)
 endef
 
 # The random-integer task on the same base model ("\n" ends an answer: the corpus puts short
@@ -179,7 +217,8 @@ endef
 
 reproduce: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/*.txt
-	$(foreach s,$(SEEDS),$(call arith_seed,$(s)))
+	$(foreach s,$(SEEDS),$(call arith_seed,$(s))$(newline))
+	$(foreach s,$(SECONDARY_SEEDS),$(call arith_seed_3shot,$(s))$(newline))
 	$(rng_runs)
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
@@ -206,7 +245,8 @@ reproduce-rng: gfn
 # 3.5 CPU-s per prompt for all the continuation baselines, 0.6 CPU-s per story and method for infill)
 # and, for subtb-seeded, about 100 CPU-s scoring the ~870 true 4th sentences that seed its buffer:
 # about 15 x 150 x 1.28 + 700 = 3600 and 9 x 80 x 3.4 + 1200 = 3600 CPU-s, i.e. about 35 minutes
-# each on 2 cores (OpenMP on both).
+# each on 2 cores (OpenMP on both). Measured 2026-11-30: the two run side by side, one thread
+# each, took 40 min 53 s (continuation) and 40 min 12 s (infill) wall.
 # TEXT_EVAL_N=N evaluates only the first N prompts / stories (a quick check of the targets).
 comma := ,
 define newline

@@ -9,6 +9,7 @@
 #include "gfn.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1037,9 +1038,10 @@ typedef struct {
     int stride;
 } TrainScratch;
 
-// What one step did, for the log: rows by behaviour, and TB's residuals δ (sum and sum of |δ|).
+// What one step did, for the log: rows by behaviour, gold micro-batches, and TB's residuals δ
+// (sum and sum of |δ|).
 typedef struct {
-    long on_policy, tempered, replayed, given;
+    long on_policy, tempered, replayed, given, gold;
     double delta, abs_delta;
     long delta_rows;
 } StepStats;
@@ -1074,20 +1076,33 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
         else s->queries[i] = s->queries[i - 1];
     }
+    // A gold micro-batch (--gold-replay, drawn first and only when asked, so that without it the
+    // random stream is the one of before): one given Z (the task's demonstration for the drawn
+    // query). The objectives average over rows (SubTB over pairs), so this one row weighs exactly
+    // as a micro-batch of K copies of it would, at 1/K of the cost, and no sampling or reward of
+    // the behaviour rows is spent on it. Gold Z seeded into the replay buffer compete with every
+    // sampled Z of their query; this gives them their own, fixed share of the updates.
+    int gold = cfg->frac_gold > 0 && task->demonstration && rng_uniform(rng) < cfg->frac_gold;
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
     // on-policy estimator, so it always samples from the policy itself.
     float sampled = cfg->frac_on_policy + cfg->frac_tempered;
-    float u = cfg->loss == LOSS_REINFORCE ? 0.0f : rng_uniform(rng);
+    float u = cfg->loss == LOSS_REINFORCE || gold ? 0.0f : rng_uniform(rng);
     int num_sample = 0;
-    if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
+    if (gold) {
+        n = 1;
+        task->demonstration(task, s->queries[0], s->traj[0], rng);
+        task->log_reward(task, s->traj, 1);
+        stats->gold++;
+    } else if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
         for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
         task->log_reward(task, s->traj, n);
         stats->given += n;
     } else if (u >= sampled) {
         // A replay batch draws its queries among those that hold entries (with 1000 questions
         // most have none for most of a run); only while the buffer is empty are rows sampled.
-        for (int i = 0; i < n; i++) {
-            int q = i % K == 0 ? replay_query(replay, rng) : s->queries[i - 1];
+        // (The rows of one query share its draw: an empty buffer makes all K of them sampled rows.)
+        for (int i = 0, q = -1; i < n; i++) {
+            if (i % K == 0) q = replay_query(replay, rng);
             if (q >= 0) { s->queries[i] = q; traj_copy(s->traj[i], replay_sample(replay, q, rng)); stats->replayed++; }
             else { s->sample_traj[num_sample] = s->traj[i]; s->sample_queries[num_sample++] = s->queries[i]; }
         }
@@ -1145,12 +1160,418 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     return loss;
 }
 
+// One point of the learning curve: the task's curve values after `step` optimizer steps, as a line
+// "curve STEP name value ..." on cfg->curve_out and a JSONL line {"curve_step": STEP, name: value}.
+// It samples with its own generator (the same seed at every point, so the points differ by the
+// policy only) and leaves the training's random stream and gradients untouched. Returns the
+// number of lines written to the log (0 or 1).
+static int train_curve(Task *task, GPT *policy, const TrainConfig *cfg, int step, FILE *log) {
+    enum { MAX_CURVE = 16 };
+    if (!task->curve || task->num_curve < 1) return 0;
+    double values[MAX_CURVE];
+    int count = task->num_curve < MAX_CURVE ? task->num_curve : MAX_CURVE;
+    task->curve(task, policy, cfg->curve_n > 0 ? cfg->curve_n : 20, cfg->seed, values);
+    if (cfg->curve_out) {
+        fprintf(cfg->curve_out, "curve %d", step);
+        for (int i = 0; i < count; i++) fprintf(cfg->curve_out, " %s %.4f", task->curve_names[i], values[i]);
+        fputc('\n', cfg->curve_out);
+        fflush(cfg->curve_out);
+    }
+    if (log) {
+        fprintf(log, "{\"curve_step\": %d", step);
+        for (int i = 0; i < count; i++) fprintf(log, ", \"%s\": %.6g", task->curve_names[i], values[i]);
+        fputs("}\n", log);
+    }
+    return log != NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// The training state (`gfn train --save PATH` writes PATH.state after the adapter; `--resume`
+// reads it): everything the loop carries from one step to the next, so that a resumed run ends
+// with the bits of an uninterrupted one. The reward temperature and the learning rates are
+// functions of the step, so the step is their position. Layout, little-endian byte by byte:
+//   "GFNTRAIN", u32 version = 1
+//   the run's identity: the task's name (32 bytes, NUL-padded), the fields of train_identity
+//     (u32, f32 or u64 each), u32 length + the bytes of cfg->task_options
+//   u32 completed steps, 4 × u64 RNG state, 4 × u64 rows on-policy / tempered / replayed / given
+//   u64 the JSONL log's lines at the save (0 without a log)
+//   LoRA:   u64 P, P × f32 weights, u32 AdamW step, P × f32 m, P × f32 v
+//   log Z:  u64 Q (train queries), Q × f32 log Z, Q × u8 initialised, u32 AdamW step, Q × f32 m, Q × f32 v
+//   replay: u32 capacity, u32 F, F × u32 the queries holding entries (in the order they filled),
+//           then per query u32 count and per entry u32 ntok, u32 nact, ntok × u32 tokens,
+//           ntok × u8 forced, (nact + 1) × f32 log R
+//   u64 FNV-1a 64 of everything before it
+// Every size in the file is checked against this run's before anything is read into it.
+
+#define TRAIN_STATE_VERSION 1
+#define TRAIN_STATE_NAME_BYTES 32
+#define TRAIN_STATE_MAX_OPTIONS 4096
+
+char *train_state_path(const char *save_path) {
+    char *dir = path_with_suffix(save_path, "");
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;   // a PEFT directory "out/": out.state
+    char *path = path_with_suffix(dir, ".state");
+    free(dir);
+    return path;
+}
+
+// One identity field: a flag (or a property of the task) that must be the same at a resume.
+typedef struct {
+    const char *name;
+    char kind;                      // 'u' u32, 'f' f32, 'q' u64 shown in decimal, 'h' u64 shown in hex
+    uint64_t u;
+    float f;
+    const char *const *names;       // enum names for 'u' fields (or NULL)
+} StateField;
+
+static void hash_u32(uint64_t *h, uint32_t v) { unsigned char b[4]; put_le_u32(b, v); *h = fnv1a64(b, 4, *h); }
+static void hash_f32(uint64_t *h, float v) { unsigned char b[4]; put_le_f32(b, v); *h = fnv1a64(b, 4, *h); }
+
+// What the run's bits depend on besides the flags: the base model's weights, the training
+// prompts, the allowed tokens and the task's demonstrations (hashed as little-endian bytes, so
+// the same on every host). A state written on other data or another model is refused with it.
+static uint64_t task_fingerprint(Task *task) {
+    uint64_t h = FNV_OFFSET;
+    const float *w = gpt_params_memory(task->base);
+    for (size_t i = 0, n = gpt_num_parameters(task->base); i < n; i++) hash_f32(&h, w[i]);
+    for (int q = 0; q < task->num_train; q++) {
+        int len;
+        const int *prompt = task->prompt(task, q, &len);
+        hash_u32(&h, (uint32_t)len);
+        for (int j = 0; j < len; j++) hash_u32(&h, (uint32_t)prompt[j]);
+    }
+    h = fnv1a64(task->allowed, (size_t)gpt_config(task->base).vocab_size, h);
+    for (int d = 0; d < task->num_demos; d++) {
+        const Traj *t = task->demos[d];
+        hash_u32(&h, (uint32_t)t->query); hash_u32(&h, (uint32_t)t->ntok); hash_u32(&h, (uint32_t)t->nact);
+        for (int j = 0; j < t->ntok; j++) { hash_u32(&h, (uint32_t)t->tokens[j]); hash_u32(&h, t->forced[j]); }
+        for (int k = 0; k <= t->nact; k++) hash_f32(&h, t->log_r[k]);
+    }
+    return h;
+}
+
+enum { NUM_STATE_FIELDS = 34 };
+static void train_identity(const Task *task, const TrainConfig *cfg, uint64_t fingerprint, StateField *f) {
+    uint32_t targets = 0;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) targets |= (uint32_t)(cfg->lora_targets[t] != 0) << t;
+    StateField fields[NUM_STATE_FIELDS] = {
+        { "--loss", 'u', (uint64_t)cfg->loss, 0, loss_names }, { "--steps", 'u', (uint64_t)cfg->steps, 0, NULL },
+        { "--batch", 'u', (uint64_t)cfg->batch, 0, NULL }, { "--k", 'u', (uint64_t)cfg->samples_per_query, 0, NULL },
+        { "--accum", 'u', (uint64_t)cfg->accum, 0, NULL }, { "--warmup", 'u', (uint64_t)cfg->warmup, 0, NULL },
+        { "--rank", 'u', (uint64_t)cfg->lora_rank, 0, NULL }, { "--targets (bit mask)", 'u', targets, 0, NULL },
+        { "--reward-temp HORIZON", 'u', (uint64_t)cfg->reward_temp_horizon, 0, NULL },
+        { "--replay", 'u', (uint64_t)cfg->replay_capacity, 0, NULL },
+        { "--short-states", 'u', (uint64_t)cfg->short_states, 0, short_state_names },
+        { "--lr", 'f', 0, cfg->lr, NULL }, { "--lr-min", 'f', 0, cfg->lr_min, NULL },
+        { "--lr-logz", 'f', 0, cfg->lr_log_z, NULL }, { "weight decay", 'f', 0, cfg->weight_decay, NULL },
+        { "--clip", 'f', 0, cfg->clip, NULL }, { "--alpha", 'f', 0, cfg->lora_alpha, NULL },
+        { "--on-policy", 'f', 0, cfg->frac_on_policy, NULL }, { "--tempered", 'f', 0, cfg->frac_tempered, NULL },
+        { "--temp-lo", 'f', 0, cfg->temp_lo, NULL }, { "--temp-hi", 'f', 0, cfg->temp_hi, NULL },
+        { "--reward-temp START", 'f', 0, cfg->reward_temp_start, NULL },
+        { "--reward-temp END", 'f', 0, cfg->reward_temp_end, NULL }, { "--lambda", 'f', 0, cfg->lambda, NULL },
+        { "--gold-replay", 'f', 0, cfg->frac_gold, NULL },
+        { "--eval-every (its curve lines are in the log)", 'u', (uint64_t)cfg->eval_every, 0, NULL },
+        { "the short states' floor log R", 'f', 0, cfg->short_log_r, NULL }, { "seed (-s)", 'q', cfg->seed, 0, NULL },
+        { "the task's training queries", 'u', (uint64_t)task->num_train, 0, NULL },
+        { "the task's maximum length", 'u', (uint64_t)task->max_len, 0, NULL },
+        { "the task's minimum length", 'u', (uint64_t)task->min_len, 0, NULL },
+        { "the task's terminator", 'u', (uint64_t)task->terminator, 0, NULL },
+        { "the vocabulary size", 'u', (uint64_t)gpt_config(task->base).vocab_size, 0, NULL },
+        { "base model, prompts, allowed tokens or demonstrations (fingerprint)", 'h', fingerprint, 0, NULL },
+    };
+    memcpy(f, fields, sizeof fields);
+}
+
+// The loop's state between two steps, as gfn_train keeps it.
+typedef struct {
+    int step;                       // completed steps
+    Rng *rng;
+    long *rows;                     // (4) on-policy, tempered, replayed, given rows so far
+    uint64_t log_lines;             // JSONL lines written by the run so far (one per step while logged)
+    LoRA *lora;
+    AdamW *opt, *opt_z;
+    float *log_z;                   // (num_train)
+    unsigned char *log_z_known;     // (num_train)
+    ReplayBuffer *replay;
+} LoopState;
+
+static void put_u32(Text *t, uint32_t v) { unsigned char b[4]; put_le_u32(b, v); text_append(t, (const char *)b, 4); }
+static void put_u64(Text *t, uint64_t v) { unsigned char b[8]; put_le_u64(b, v); text_append(t, (const char *)b, 8); }
+static void put_f32s(Text *t, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) { unsigned char b[4]; put_le_f32(b, x[i]); text_append(t, (const char *)b, 4); }
+}
+
+static int train_state_save(const char *path, const Task *task, const TrainConfig *cfg, uint64_t fingerprint,
+                            const LoopState *s, GfnError *err) {
+    Text t = { NULL, 0, 0 };
+    text_append(&t, "GFNTRAIN", 8);
+    put_u32(&t, TRAIN_STATE_VERSION);
+    char name[TRAIN_STATE_NAME_BYTES] = { 0 };
+    strncpy(name, task->name, sizeof name - 1);
+    text_append(&t, name, sizeof name);
+    StateField f[NUM_STATE_FIELDS];
+    train_identity(task, cfg, fingerprint, f);
+    for (int i = 0; i < NUM_STATE_FIELDS; i++) {
+        if (f[i].kind == 'u') put_u32(&t, (uint32_t)f[i].u);
+        else if (f[i].kind == 'f') put_f32s(&t, &f[i].f, 1);
+        else put_u64(&t, f[i].u);
+    }
+    const char *options = cfg->task_options ? cfg->task_options : "";
+    put_u32(&t, (uint32_t)strlen(options));
+    text_append(&t, options, strlen(options));
+    put_u32(&t, (uint32_t)s->step);
+    for (int i = 0; i < 4; i++) put_u64(&t, s->rng->s[i]);
+    for (int i = 0; i < 4; i++) put_u64(&t, (uint64_t)s->rows[i]);
+    put_u64(&t, s->log_lines);
+    put_u64(&t, s->lora->num_parameters);
+    put_f32s(&t, s->lora->memory, s->lora->num_parameters);
+    put_u32(&t, (uint32_t)s->opt->step);
+    put_f32s(&t, s->opt->m, s->opt->n);
+    put_f32s(&t, s->opt->v, s->opt->n);
+    put_u64(&t, (uint64_t)task->num_train);
+    put_f32s(&t, s->log_z, (size_t)task->num_train);
+    text_append(&t, (const char *)s->log_z_known, (size_t)task->num_train);
+    put_u32(&t, (uint32_t)s->opt_z->step);
+    put_f32s(&t, s->opt_z->m, s->opt_z->n);
+    put_f32s(&t, s->opt_z->v, s->opt_z->n);
+    const ReplayBuffer *rb = s->replay;
+    put_u32(&t, (uint32_t)rb->capacity);
+    put_u32(&t, (uint32_t)rb->num_filled);
+    for (int i = 0; i < rb->num_filled; i++) put_u32(&t, (uint32_t)rb->filled[i]);
+    for (int q = 0; q < rb->num_queries; q++) {
+        put_u32(&t, (uint32_t)rb->count[q]);
+        for (int i = 0; i < rb->count[q]; i++) {
+            const Traj *e = rb->items[(size_t)q * rb->capacity + i];
+            put_u32(&t, (uint32_t)e->ntok);
+            put_u32(&t, (uint32_t)e->nact);
+            for (int j = 0; j < e->ntok; j++) put_u32(&t, (uint32_t)e->tokens[j]);
+            text_append(&t, (const char *)e->forced, (size_t)e->ntok);
+            put_f32s(&t, e->log_r, (size_t)e->nact + 1);
+        }
+    }
+    put_u64(&t, fnv1a64(t.s, t.len, FNV_OFFSET));
+    int status = write_file_atomic(path, t.s, t.len, err);
+    free(t.s);
+    return status;
+}
+
+// Reading: a cursor that fails, naming the file and the part, when the bytes run out.
+typedef struct { const unsigned char *at, *end; const char *path; GfnError *err; int failed; } StateReader;
+
+static const unsigned char *take(StateReader *r, size_t count, size_t size, const char *what) {
+    if (r->failed) return NULL;
+    size_t left = (size_t)(r->end - r->at);
+    if (size && count > left / size) {
+        gfn_error_set(r->err, "%s: truncated: %s needs %zu x %zu bytes, %zu are left", r->path, what, count, size, left);
+        r->failed = 1;
+        return NULL;
+    }
+    const unsigned char *p = r->at;
+    r->at += count * size;
+    return p;
+}
+static uint32_t take_u32(StateReader *r, const char *what) { const unsigned char *p = take(r, 1, 4, what); return p ? le_u32(p) : 0; }
+static uint64_t take_u64(StateReader *r, const char *what) { const unsigned char *p = take(r, 1, 8, what); return p ? le_u64(p) : 0; }
+// n floats into x; they must be finite (NaN and ±inf would flow silently into the run).
+static void take_f32s(StateReader *r, float *x, size_t n, const char *what) {
+    const unsigned char *p = take(r, n, 4, what);
+    if (!p) return;
+    for (size_t i = 0; i < n; i++) x[i] = le_f32(p + 4 * i);
+    if (check_finite(x, n, r->path, what, r->err)) r->failed = 1;
+}
+static int state_fail(StateReader *r, const char *fmt, ...) {
+    char msg[GFN_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!r->failed) gfn_error_set(r->err, "%s: %s", r->path, msg);
+    r->failed = 1;
+    return 1;
+}
+
+// One replay entry of query q into e, checked: lengths within the task's, tokens in the
+// vocabulary, nact the count of the not-forced tokens (the states' positions depend on it).
+static void take_replay_entry(StateReader *r, const Task *task, int q, Traj *e) {
+    uint32_t ntok = take_u32(r, "a replay entry's length"), nact = take_u32(r, "a replay entry's actions");
+    if (r->failed) return;
+    if (ntok > (uint32_t)task->max_len || nact > ntok) {
+        state_fail(r, "a replay entry of query %d has %u tokens and %u actions (the task allows %d tokens)", q, ntok, nact, task->max_len);
+        return;
+    }
+    const unsigned char *tokens = take(r, ntok, 4, "a replay entry's tokens"), *forced = take(r, ntok, 1, "a replay entry's flags");
+    if (r->failed) return;
+    int V = gpt_config(task->base).vocab_size;
+    uint32_t actions = 0;
+    for (uint32_t j = 0; j < ntok; j++) {
+        uint32_t id = le_u32(tokens + 4 * j);
+        if (id >= (uint32_t)V || forced[j] > 1) { state_fail(r, "a replay entry of query %d holds token %u (flag %u): not in [0, %d)", q, id, forced[j], V); return; }
+        e->tokens[j] = (int)id;
+        e->forced[j] = forced[j];
+        actions += !forced[j];
+    }
+    if (actions != nact) { state_fail(r, "a replay entry of query %d says %u actions, its tokens hold %u", q, nact, actions); return; }
+    e->query = q;
+    e->ntok = (int)ntok;
+    e->nact = (int)nact;
+    const unsigned char *lr = take(r, nact + 1, 4, "a replay entry's log R");
+    if (!lr) return;
+    for (uint32_t k = 0; k <= nact; k++) e->log_r[k] = le_f32(lr + 4 * k);
+    for (uint32_t k = 0; k <= nact; k++)
+        if (isnan(e->log_r[k])) { state_fail(r, "a replay entry of query %d has a log R that is NaN", q); return; }
+}
+
+// Fills s (whose buffers gfn_train allocated for this run) from the file; on error err names the
+// file and what does not match, and s may be partly overwritten (the run stops).
+static int train_state_load(const char *path, const Task *task, const TrainConfig *cfg, uint64_t fingerprint,
+                            LoopState *s, GfnError *err) {
+    size_t len;
+    unsigned char *buf = read_file(path, &len, err);
+    if (!buf) return 1;
+    StateReader r = { buf, buf + (len >= 8 ? len - 8 : 0), path, err, 0 };
+    if (len < 20 || memcmp(buf, "GFNTRAIN", 8) != 0) {
+        gfn_error_set(err, "%s: not a gfn training state (%s)", path, len < 20 ? "too short" : "bad magic");
+        free(buf);
+        return 1;
+    }
+    uint32_t version = le_u32(buf + 8);
+    if (version != TRAIN_STATE_VERSION) state_fail(&r, "training-state version %u; this program reads version %d", version, TRAIN_STATE_VERSION);
+    else if (fnv1a64(buf, len - 8, FNV_OFFSET) != le_u64(buf + len - 8))
+        state_fail(&r, "damaged or truncated: its checksum does not match (%zu bytes)", len);
+    take(&r, 1, 12, "the header");
+    const unsigned char *name = take(&r, 1, TRAIN_STATE_NAME_BYTES, "the task's name");
+    if (name && (name[TRAIN_STATE_NAME_BYTES - 1] != 0 || strncmp((const char *)name, task->name, TRAIN_STATE_NAME_BYTES)))
+        state_fail(&r, "written for task '%.31s'; this run is task '%s'", name[TRAIN_STATE_NAME_BYTES - 1] ? "?" : (const char *)name, task->name);
+    StateField f[NUM_STATE_FIELDS], *other_data = NULL;
+    train_identity(task, cfg, fingerprint, f);
+    for (int i = 0; i < NUM_STATE_FIELDS && !r.failed; i++) {
+        const unsigned char *p = take(&r, 1, f[i].kind == 'u' || f[i].kind == 'f' ? 4 : 8, f[i].name);
+        if (!p) break;
+        if (f[i].kind == 'f') {
+            float stored = le_f32(p);
+            if (memcmp(&stored, &f[i].f, 4)) state_fail(&r, "written with %s %g; this run has %g", f[i].name, (double)stored, (double)f[i].f);
+        } else if (f[i].kind == 'u') {
+            uint32_t stored = le_u32(p);
+            if (stored == f[i].u) continue;
+            if (f[i].names && stored <= (uint32_t)(f[i].names == loss_names ? LOSS_REINFORCE : SHORT_FLOOR))
+                state_fail(&r, "written with %s %s; this run has %s", f[i].name, f[i].names[stored], f[i].names[f[i].u]);
+            else state_fail(&r, "written with %s %u; this run has %llu", f[i].name, stored, (unsigned long long)f[i].u);
+        } else {
+            uint64_t stored = le_u64(p);
+            if (stored == f[i].u) continue;
+            if (f[i].kind == 'q') state_fail(&r, "written with %s %llu; this run has %llu", f[i].name, (unsigned long long)stored, (unsigned long long)f[i].u);
+            else other_data = &f[i];   // said after the task options, which name the cause more plainly
+        }
+    }
+    uint32_t options_len = take_u32(&r, "the task options' length");
+    const char *options = cfg->task_options ? cfg->task_options : "";
+    if (!r.failed && options_len > TRAIN_STATE_MAX_OPTIONS) state_fail(&r, "task options of %u bytes (at most %d)", options_len, TRAIN_STATE_MAX_OPTIONS);
+    const unsigned char *stored_options = take(&r, options_len, 1, "the task options");
+    if (stored_options && (options_len != strlen(options) || memcmp(stored_options, options, options_len)))
+        state_fail(&r, "written with the task options '%.*s'; this run has '%s'", (int)(options_len < 200 ? options_len : 200), (const char *)stored_options, options);
+    if (other_data) state_fail(&r, "written with another %s", other_data->name);
+    // Where the run is.
+    uint32_t step = take_u32(&r, "the step");
+    if (!r.failed && step > (uint32_t)cfg->steps) state_fail(&r, "step %u is past the run's %d steps", step, cfg->steps);
+    s->step = (int)step;
+    for (int i = 0; i < 4; i++) s->rng->s[i] = take_u64(&r, "the RNG state");
+    for (int i = 0; i < 4; i++) {
+        uint64_t rows = take_u64(&r, "the row counts");
+        if (!r.failed && rows > (uint64_t)LONG_MAX) state_fail(&r, "a row count of %llu", (unsigned long long)rows);
+        s->rows[i] = (long)rows;
+    }
+    s->log_lines = take_u64(&r, "the log's line count");
+    // The adapter and its optimizer.
+    uint64_t P = take_u64(&r, "the LoRA size");
+    if (!r.failed && P != s->lora->num_parameters)
+        state_fail(&r, "holds %llu LoRA parameters; this run's adapter has %zu", (unsigned long long)P, s->lora->num_parameters);
+    take_f32s(&r, s->lora->memory, s->lora->num_parameters, "the LoRA weights");
+    s->opt->step = (int)take_u32(&r, "the AdamW step");
+    if (!r.failed && (uint32_t)s->opt->step > step) state_fail(&r, "AdamW step %d is past the run's step %u", s->opt->step, step);
+    take_f32s(&r, s->opt->m, s->opt->n, "AdamW's first moment");
+    take_f32s(&r, s->opt->v, s->opt->n, "AdamW's second moment");
+    // log Z per query and its optimizer.
+    uint64_t Q = take_u64(&r, "the number of queries");
+    if (!r.failed && Q != (uint64_t)task->num_train) state_fail(&r, "holds %llu queries' log Z; the task has %d", (unsigned long long)Q, task->num_train);
+    take_f32s(&r, s->log_z, (size_t)task->num_train, "log Z");
+    const unsigned char *known = take(&r, (size_t)task->num_train, 1, "the initialised log Z flags");
+    for (int q = 0; known && q < task->num_train && !r.failed; q++)
+        if (known[q] > 1) state_fail(&r, "query %d's log Z flag is %u (0 or 1)", q, known[q]);
+        else s->log_z_known[q] = known[q];
+    s->opt_z->step = (int)take_u32(&r, "log Z's AdamW step");
+    if (!r.failed && (uint32_t)s->opt_z->step > step) state_fail(&r, "log Z's AdamW step %d is past the run's step %u", s->opt_z->step, step);
+    take_f32s(&r, s->opt_z->m, s->opt_z->n, "log Z's first moment");
+    take_f32s(&r, s->opt_z->v, s->opt_z->n, "log Z's second moment");
+    // The replay buffer: the same dimensions as the one this run seeded, then its entries.
+    ReplayBuffer *rb = s->replay;
+    uint32_t capacity = take_u32(&r, "the replay capacity"), filled = take_u32(&r, "the replay's queries");
+    if (!r.failed && capacity != (uint32_t)rb->capacity) state_fail(&r, "a replay buffer of %u per query; this run's holds %d", capacity, rb->capacity);
+    if (!r.failed && filled > (uint32_t)rb->num_queries) state_fail(&r, "%u replay queries of %d", filled, rb->num_queries);
+    if (r.failed) { free(buf); return 1; }
+    for (int q = 0; q < rb->num_queries; q++) rb->count[q] = 0;
+    rb->num_filled = (int)filled;
+    unsigned char *listed = gfn_calloc((size_t)rb->num_queries, 1);   // (num_queries) 1 when in filled
+    for (uint32_t i = 0; i < filled && !r.failed; i++) {
+        uint32_t q = take_u32(&r, "the replay's queries");
+        if (r.failed) break;
+        if (q >= (uint32_t)rb->num_queries || listed[q]) state_fail(&r, "replay query %u is out of range or listed twice", q);
+        else { listed[q] = 1; rb->filled[i] = (int)q; }
+    }
+    for (int q = 0; q < rb->num_queries && !r.failed; q++) {
+        uint32_t count = take_u32(&r, "a replay count");
+        if (r.failed) break;
+        if (count > capacity || (count > 0) != listed[q]) { state_fail(&r, "query %d holds %u replay entries (capacity %u, listed %d)", q, count, capacity, listed[q]); break; }
+        for (uint32_t i = 0; i < count && !r.failed; i++) take_replay_entry(&r, task, q, rb->items[(size_t)q * rb->capacity + i]);
+        rb->count[q] = (int)count;
+    }
+    free(listed);
+    if (!r.failed && r.at != r.end) state_fail(&r, "%zu bytes after the replay buffer", (size_t)(r.end - r.at));
+    free(buf);
+    return r.failed;
+}
+
+// The log of a resumed run continues the saved one: it is cut back to its first `lines` lines, those
+// written up to the save (a killed run may have written steps after it), and appended to; a log
+// with fewer lines is no continuation (another file) and starts afresh.
+static FILE *log_continue(const char *path, uint64_t lines, GfnError *err) {
+    size_t len, keep = 0;
+    GfnError ignored;
+    unsigned char *old = read_file(path, &len, &ignored);
+    uint64_t seen = 0;
+    while (old && seen < lines && keep < len) if (old[keep++] == '\n') seen++;
+    int cut = old && seen == lines;
+    if (cut && keep < len && write_file_atomic(path, old, keep, err)) { free(old); return NULL; }
+    free(old);
+    FILE *f = fopen(path, cut ? "a" : "w");
+    if (!f) gfn_error_set(err, "%s: cannot open the log: %s", path, strerror(errno));
+    return f;
+}
+
+// One save point: the adapter, then the training state (after the log is flushed, so that the
+// lines the state counts are on disk). Each file is written to PATH.tmp and renamed, the
+// state last: a kill leaves each file whole, the old or the new version, and the state never
+// ahead of the adapter. A resume rewrites the adapter from the state, which mends the one torn
+// pair (an adapter one save ahead of its state).
+static int train_save_point(const char *state_path, GPT *policy, const Task *task, const TrainConfig *cfg,
+                            uint64_t fingerprint, FILE *log, LoopState *s, GfnError *err) {
+    if (log && (fflush(log) != 0 || ferror(log))) {
+        gfn_error_set(err, "%s: error writing the log (disk full?)", cfg->log_path);
+        return 1;
+    }
+    if (lora_save(policy, cfg->save_path, err)) return 1;
+    return train_state_save(state_path, task, cfg, fingerprint, s, err);
+}
+
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err) {
     FILE *log = NULL;   // opened first, so that a bad path fails before anything is allocated
-    if (cfg->log_path && !(log = fopen(cfg->log_path, "w"))) {
+    if (cfg->log_path && !cfg->resume_path && !(log = fopen(cfg->log_path, "w"))) {
         gfn_error_set(err, "%s: cannot create the log file: %s", cfg->log_path, strerror(errno));
         return 1;
     }
+    char *state_path = cfg->save_path ? train_state_path(cfg->save_path) : NULL;
+    if (cfg->save_path) { remove_stale_temp(cfg->save_path); remove_stale_temp(state_path); }
+    uint64_t fingerprint = cfg->save_path || cfg->resume_path ? task_fingerprint(task) : 0;
     gpt_freeze_all(policy, 1);
     LoRA *lora = gpt_lora(policy);
     if (!lora) lora = gpt_lora_attach(policy, cfg->lora_rank, cfg->lora_alpha, 0, cfg->lora_targets, cfg->seed);
@@ -1173,20 +1594,30 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.log_z_known = gfn_calloc((size_t)task->num_train, 1);
     s.sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
     s.sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
-    StepStats total = { 0, 0, 0, 0, 0, 0, 0 };   // rows by behaviour since the start
+    long total[4] = { 0, 0, 0, 0 };   // rows on-policy, tempered, replayed, given since the start
     ReplayBuffer *replay = replay_seeded(task, cfg->replay_capacity);   // seeded with known good Z
     Rng rng;
     rng_seed(&rng, cfg->seed);
-    int show_progress = !cfg->quiet && isatty(2);
+    LoopState loop = { 0, &rng, total, 0, lora, &opt, &opt_z, log_z, s.log_z_known, replay };
+    int status = 0;
+    if (cfg->resume_path) {
+        status = train_state_load(cfg->resume_path, task, cfg, fingerprint, &loop, err);
+        if (!status && cfg->log_path && !(log = log_continue(cfg->log_path, loop.log_lines, err))) status = 1;
+        // the pair on disk made whole at once: the adapter written again from the state
+        if (!status && cfg->save_path) status = train_save_point(state_path, policy, task, cfg, fingerprint, log, &loop, err);
+    }
+    int show_progress = !cfg->quiet && isatty(2), first_step = loop.step, saved_step = cfg->resume_path ? loop.step : -1;
     double start = gfn_wall_seconds();
     long tokens = 0;
     char text[512];
-    int status = 0;
-    for (int step = 0; step < cfg->steps; step++) {
+    if (cfg->eval_every > 0 && loop.step == 0) {   // the untuned start
+        loop.log_lines += train_curve(task, policy, cfg, 0, log);
+    }
+    for (int step = loop.step; !status && step < cfg->steps; step++) {
         gpt_zero_grad(policy);
         memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
         double loss = 0, mean_log_r = 0;
-        StepStats st = { 0, 0, 0, 0, 0, 0, 0 };
+        StepStats st = { 0, 0, 0, 0, 0, 0, 0, 0 };
         for (int micro = 0; micro < cfg->accum; micro++) {
             double mlr;
             loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens, &st) / cfg->accum;
@@ -1207,7 +1638,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
             // log Z follows the same warm-up and decay, at its own (higher) peak rate
             adamw_update(&opt_z, log_z, s.d_log_z, cfg->lr_log_z * (cfg->lr > 0 ? lr / cfg->lr : 1.0f));
         }
-        total.on_policy += st.on_policy; total.tempered += st.tempered; total.replayed += st.replayed; total.given += st.given;
+        total[0] += st.on_policy; total[1] += st.tempered; total[2] += st.replayed; total[3] += st.given;
         double elapsed = gfn_wall_seconds() - start, rows = (double)n * cfg->accum;
         if (log) {
             text[0] = 0;
@@ -1218,22 +1649,34 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
                          "\"on_policy\": %.4g, \"tempered\": %.4g, \"replay\": %.4g, ",
                     step + 1, loss, mean_log_r, log_z[0], lr, grad_norm, tokens / (elapsed > 0 ? elapsed : 1),
                     st.on_policy / rows, st.tempered / rows, st.replayed / rows);
+            if (cfg->frac_gold > 0) fprintf(log, "\"gold\": %.4g, ", (double)st.gold / cfg->accum);   // of the micro-batches
             if (st.delta_rows) fprintf(log, "\"tb_delta\": %.6g, \"tb_abs_delta\": %.6g, ", st.delta / st.delta_rows, st.abs_delta / st.delta_rows);
             fputs("\"text\": ", log);
             json_write_string(log, text);
             fputs("}\n", log);
+            loop.log_lines++;
         }
         if (show_progress) {
-            double eta = elapsed / (step + 1) * (cfg->steps - step - 1), all = rows * (step + 1);
+            double eta = elapsed / (step + 1 - first_step) * (cfg->steps - step - 1), all = rows * (step + 1);
             fprintf(stderr, "\rstep %d/%d  loss %.4f  mean log R %.3f  log Z %.3f  rows on/temp/replay %.0f/%.0f/%.0f%%  %.0f tok/s  ETA %.0fs   ",
-                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], 100 * total.on_policy / all, 100 * total.tempered / all,
-                    100 * total.replayed / all, tokens / (elapsed > 0 ? elapsed : 1), eta);
+                    step + 1, cfg->steps, loss, mean_log_r, log_z[0], 100 * total[0] / all, 100 * total[1] / all,
+                    100 * total[2] / all, tokens / (elapsed > 0 ? elapsed : 1), eta);
         }
-        if (cfg->save_path && cfg->save_every > 0 && (step + 1) % cfg->save_every == 0 && step + 1 < cfg->steps)
-            if (lora_save(policy, cfg->save_path, err)) { status = 1; break; }
+        if (cfg->eval_every > 0 && ((step + 1) % cfg->eval_every == 0 || step + 1 == cfg->steps)) {
+            if (show_progress) fputc('\n', stderr);
+            loop.log_lines += train_curve(task, policy, cfg, step + 1, log);   // before the save point: the state counts it
+        }
+        loop.step = step + 1;
+        int stopping = cfg->stop_after > 0 && loop.step >= cfg->stop_after;
+        if (cfg->save_path && ((cfg->save_every > 0 && loop.step % cfg->save_every == 0) || loop.step == cfg->steps || stopping)) {
+            if (train_save_point(state_path, policy, task, cfg, fingerprint, log, &loop, err)) { status = 1; break; }
+            saved_step = loop.step;
+        }
+        if (stopping) break;
     }
     if (show_progress) fputc('\n', stderr);
-    if (!status && cfg->save_path && lora_save(policy, cfg->save_path, err)) status = 1;
+    if (!status && cfg->save_path && saved_step != loop.step &&   // nothing trained (--steps 0): still the pair
+        train_save_point(state_path, policy, task, cfg, fingerprint, log, &loop, err)) status = 1;
     if (log && (ferror(log) | fclose(log)) && !status) {
         gfn_error_set(err, "%s: error writing the log (disk full?)", cfg->log_path);
         status = 1;
@@ -1244,5 +1687,6 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     free(s.log_z_known); free(s.sample_traj); free(s.sample_queries);
     replay_free(replay);
     adamw_free(&opt); adamw_free(&opt_z);
+    free(state_path);
     return status;
 }

@@ -69,6 +69,14 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
 // name); atomic_finish flushes, closes and renames it over PATH, or removes it when ok == 0.
 FILE *atomic_begin(const char *path, char **tmp, GfnError *err);
 int atomic_finish(FILE *f, char *tmp, const char *path, int ok, GfnError *err);
+// FNV-1a 64 of data[0..len), continuing from hash (start with FNV_OFFSET): identifies inputs and
+// checks saved files (not cryptographic).
+#define FNV_OFFSET 0xcbf29ce484222325ull
+uint64_t fnv1a64(const void *data, size_t len, uint64_t hash);
+// "PATH" + suffix, malloc'ed.
+char *path_with_suffix(const char *path, const char *suffix);
+// Removes PATH.tmp, left by a write killed before its rename, when it is a regular file; 1 if removed.
+int remove_stale_temp(const char *path);
 // Wall-clock seconds, for progress lines and throughput figures.
 double gfn_wall_seconds(void);
 // 0 when PATH may be written as an output (absent, or a regular file); else an error: a symlink,
@@ -463,6 +471,11 @@ struct Task {
     // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
     int num_demos;
     Traj **demos;
+    // Optional learning curve (--eval-every): num_curve values named curve_names into values, from
+    // the first per_set questions of each test set, sampled with `seed` (the same at every point).
+    int num_curve;
+    const char *const *curve_names;
+    void (*curve)(Task *task, GPT *policy, int per_set, uint64_t seed, double *values);
 };
 // The training run's replay buffer seeded with task->demos, its capacity grown so that every
 // demonstration of a query fits.
@@ -561,9 +574,20 @@ typedef struct {
     float short_log_r;          // SHORT_FLOOR: their lr (−99)
     uint64_t seed;
     const char *log_path;       // JSONL, or NULL
-    const char *save_path;      // adapter, or NULL
+    const char *save_path;      // adapter, or NULL; its training state goes to train_state_path(save_path)
     int save_every;             // 0: only at the end
+    int stop_after;             // stop after this step with adapter and state saved (0: run to the end)
+    const char *resume_path;    // a training state to continue from (bit for bit), or NULL
+    const char *task_options;   // the task's options that change rewards, as text (or NULL): recorded
+                                // in the training state, and a resume under others is refused
     int quiet;                  // no progress line
+    float frac_gold;            // --gold-replay: the fraction of micro-batches that train on one given
+                                // ("gold") Z (task->demonstration) instead of the behaviour policy's rows
+    int eval_every;             // --eval-every N: the learning curve (task->curve) at step 0, every N
+                                // steps and at the end; 0: none
+    int curve_n;                // --curve-n: test questions per set for the curve (the task's first ones)
+    FILE *curve_out;            // the curve's lines "curve STEP name value ..." (NULL: none; the JSONL log
+                                // gets them too)
 } TrainConfig;
 void train_config_default(TrainConfig *cfg);
 // The peak LoRA learning rate of an objective when none is given (`gfn train` without --lr):
@@ -573,7 +597,13 @@ float loss_default_lr(LossKind loss);
 // Trains a LoRA on `policy` (a copy of task->base) for the task; log_z (num_train) gets the
 // learned log Z = log F(s_0) (TB, and SubTB / DB with SHORT_LEARNED on a task with a minimum
 // length; a query's starts at the VarGrad estimate of its first batch). Returns 0, or nonzero with err set (e.g. the adapter could not be saved).
+// With save_path, every save point writes the adapter and then the training state (step, LoRA,
+// AdamW moments, log Z, RNG, replay buffer, the log's length; format in gfn.c); with resume_path
+// the run continues from such a state and ends with the bits of the uninterrupted run.
 int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, GfnError *err);
+// The training state written beside an adapter: PATH.state (trailing '/' of a PEFT directory
+// dropped), malloc'ed.
+char *train_state_path(const char *save_path);
 // A fresh model with the same weights as `model` (no LoRA): the policy starts as the base.
 GPT *copy_model(GPT *model);
 

@@ -231,6 +231,11 @@ static void train_usage(FILE *out) {
         "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
         "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
         "  --replay N          replay buffer size per query (50)\n"
+        "  --gold-replay F     subtb/tb/db: the fraction of micro-batches that train on one given Z\n"
+        "                      (arithmetic: one of the 10 worked rationales) instead of the behaviour's (0)\n"
+        "  --eval-every N      learning curve: test accuracy at step 0, every N steps and at the end,\n"
+        "                      as lines \"curve STEP name value ...\" on stdout and in the log (0: none)\n"
+        "  --curve-n N         the curve's test questions per set, the first N of each (20)\n"
         "  --lambda F          SubTB lambda (1)\n"
         "  --short-states S    subtb/db, prefixes shorter than the minimum: learned (a learned root\n"
         "                      flow log F(s0) per query) | floor (the official lr = -99) (learned)\n"
@@ -245,8 +250,10 @@ static void train_usage(FILE *out) {
         "  -s SEED             seed (1)\n"
         "  --eval-n N          test questions per evaluated set (task default)\n"
         "  --log FILE          JSONL log, one line per step\n"
-        "  --save PATH         adapter file (saved atomically at the end)\n"
+        "  --save PATH         adapter file (saved atomically at the end), and its training state PATH.state\n"
         "  --save-every N      also every N steps\n"
+        "  --resume STATE      continue a run from its PATH.state (the same flags), to the same bits\n"
+        "  --stop-after N      stop after step N with adapter and state saved (resume later)\n"
         "  -q                  no progress line\n");
 }
 
@@ -273,8 +280,9 @@ static int cmd_train(int argc, char **argv) {
     if (!task) { fprintf(stderr, "gfn: unknown task '%s' (gfn tasks lists them)\n", argv[2]); return 1; }
     TrainConfig cfg;
     train_config_default(&cfg);
-    TaskOptions topt = { "", "", "", 1, -13.815511f, 0, 0, NULL, NULL, 0, 0, 0 };
+    TaskOptions topt = { .model_path = "", .tokenizer_path = "", .data_path = "", .seed = 1, .reward_floor = -13.815511f };
     int lr_given = 0;
+    cfg.curve_out = stdout;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-q")) { cfg.quiet = 1; continue; }
@@ -297,6 +305,7 @@ static int cmd_train(int argc, char **argv) {
         }
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;
+        else if (!strcmp(a, "--resume")) cfg.resume_path = v;
         else if (!strcmp(a, "--targets")) { if (parse_targets(v, cfg.lora_targets)) return 1; }
         else if (!strcmp(a, "--reward-temp")) {   // START,END,HORIZON
             char part[3][64] = { "", "", "" };
@@ -331,8 +340,12 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--temp-lo")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_lo);
         else if (!strcmp(a, "--temp-hi")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_hi);
         else if (!strcmp(a, "--replay")) bad = parse_count(a, v, 1, 100000, &cfg.replay_capacity);
+        else if (!strcmp(a, "--gold-replay")) bad = parse_real(a, v, 0, 1, &cfg.frac_gold);
+        else if (!strcmp(a, "--eval-every")) bad = parse_count(a, v, 0, 10000000, &cfg.eval_every);
+        else if (!strcmp(a, "--curve-n")) bad = parse_count(a, v, 1, 1000000, &cfg.curve_n);
         else if (!strcmp(a, "--lambda")) bad = parse_real(a, v, 1e-6, 1e3, &cfg.lambda);
         else if (!strcmp(a, "--save-every")) bad = parse_count(a, v, 0, 10000000, &cfg.save_every);
+        else if (!strcmp(a, "--stop-after")) bad = parse_count(a, v, 0, 10000000, &cfg.stop_after);
         else if (!strcmp(a, "--eval-n")) bad = parse_count(a, v, 0, 1000000, &topt.eval_n);
         else if (!strcmp(a, "--seed-answers")) bad = parse_count(a, v, 0, 1, &topt.seed_answers);
         else if (!strcmp(a, "--labelled")) bad = parse_count(a, v, 1, 100000, &topt.num_labelled);
@@ -352,12 +365,16 @@ static int cmd_train(int argc, char **argv) {
     const char *clash = cfg.samples_per_query > cfg.batch ? "--k must be at most --batch"
                       : cfg.lr_min > cfg.lr ? "--lr-min must be at most --lr"
                       : cfg.temp_lo > cfg.temp_hi ? "--temp-lo must be at most --temp-hi"
-                      : cfg.frac_on_policy + cfg.frac_tempered > 1 ? "--on-policy + --tempered must be at most 1" : NULL;
+                      : cfg.frac_on_policy + cfg.frac_tempered > 1 ? "--on-policy + --tempered must be at most 1"
+                      : cfg.frac_gold > 0 && cfg.loss != LOSS_SUBTB && cfg.loss != LOSS_TB && cfg.loss != LOSS_DB
+                        ? "--gold-replay needs an off-policy objective whose loss averages over rows: subtb, tb or db"
+                      : cfg.stop_after > cfg.steps ? "--stop-after must be at most --steps"
+                      : cfg.resume_path && cfg.steps == 0 ? "--resume needs the run's --steps (> 0)" : NULL;
     if (clash) {
         fprintf(stderr, "gfn train: %s (--batch %d --k %d, --lr %g --lr-min %g, --temp-lo %g --temp-hi %g, --on-policy %g "
-                "--tempered %g)\n", clash, cfg.batch, cfg.samples_per_query, (double)cfg.lr,
+                "--tempered %g, --steps %d --stop-after %d)\n", clash, cfg.batch, cfg.samples_per_query, (double)cfg.lr,
                 (double)cfg.lr_min, (double)cfg.temp_lo, (double)cfg.temp_hi, (double)cfg.frac_on_policy,
-                (double)cfg.frac_tempered);
+                (double)cfg.frac_tempered, cfg.steps, cfg.stop_after);
         return 1;
     }
     GfnError out_err;
@@ -369,13 +386,18 @@ static int cmd_train(int argc, char **argv) {
         return 1;
     }
     if (!lr_given) cfg.lr = loss_default_lr(cfg.loss);
+    char task_options[512];   // the options that change the task's rewards, checked at a resume
+    snprintf(task_options, sizeof task_options, "--reward-floor %.9g --stop %s --prompt %s --seed-answers %d --labelled %d",
+             (double)topt.reward_floor, topt.stop ? topt.stop : "eot", topt.prompt ? topt.prompt : "(default)",
+             topt.seed_answers, topt.num_labelled);
+    cfg.task_options = task_options;
     fprintf(stderr, "gfn train %s: loss %s, lr %g%s, lr-logz %g, steps %d, batch %d, k %d, accum %d, clip %g, rank %d, alpha %g, "
             "on-policy %g, tempered %g (T %g-%g), replay %g, short states %s\n", task->name, loss_names[cfg.loss], cfg.lr,
             lr_given ? "" : " (the loss's default)", cfg.lr_log_z, cfg.steps, cfg.batch, cfg.samples_per_query, cfg.accum,
             cfg.clip, cfg.lora_rank, cfg.lora_alpha, cfg.frac_on_policy, cfg.frac_tempered, cfg.temp_lo, cfg.temp_hi,
             1 - cfg.frac_on_policy - cfg.frac_tempered, short_state_names[cfg.short_states]);
-    if (cfg.loss == LOSS_SFT && !task->demonstration) {
-        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft)\n", task->name);
+    if ((cfg.loss == LOSS_SFT || cfg.frac_gold > 0) && !task->demonstration) {
+        fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft, --gold-replay)\n", task->name);
         return 1;
     }
     GfnError err = { { 0 } };

@@ -395,6 +395,47 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
     free(a_pack);
 }
 
+// Few rows (m < MM_MR: the sampler's decode steps at batch 1-5). The register tile would compute
+// MM_MR rows for m, and packing all of B up front would copy it for one use; instead each thread
+// takes its strips of MM_NR columns of B, one K slice at a time (read in place when B's rows are
+// contiguous; else packed into L1 as the blocked path packs them, which turns Bᵀ's columns into
+// rows), and runs the m rows over it: B is
+// read once, so the product is limited by memory bandwidth, as a matrix-vector product must be.
+// Every element is summed exactly as gemm_blocked sums it (the same K slices, each from zero in
+// index order, the bias with the first), so a decode step at batch 1 gives the full forward's bits.
+static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
+    int strips = (n + MM_NR - 1) / MM_NR, kc_max = balanced_block(k, MM_KC, 1);
+    #pragma omp parallel for schedule(static) if ((double)n * k >= 262144.0)
+    for (int s = 0; s < strips; s++) {
+        int j0 = s * MM_NR, cols = n - j0 < MM_NR ? n - j0 : MM_NR;
+        float *b_pack = gfn_malloc(sizeof(float) * (size_t)kc_max * MM_NR);   // (kc, MM_NR) the slice
+        for (int p0 = 0; p0 < k; p0 += kc_max) {
+            int kc = k - p0 < kc_max ? k - p0 : kc_max, first = !accumulate && p0 == 0;
+            // B's rows straight from memory when they are contiguous and the strip is whole
+            const float *b_rows = b.p + (long)p0 * b.rs + j0;
+            long b_stride = b.rs;
+            if (b.cs != 1 || cols < MM_NR) {
+                pack_b_panel(b_pack, b, p0, kc, j0, cols);
+                b_rows = b_pack;
+                b_stride = MM_NR;
+            }
+            for (int i = 0; i < m; i++) {
+                const float *a_row = a.p + (long)i * a.rs + (long)p0 * a.cs;
+                float acc[MM_NR] = { 0 };   // this slice's sums of row i's strip, in registers
+                for (int p = 0; p < kc; p++) {
+                    float a_ip = a_row[(long)p * a.cs];
+                    const float *b_row = b_rows + p * b_stride;
+                    for (int j = 0; j < MM_NR; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
+                }
+                float *ci = c + (long)i * ldc + j0;
+                for (int j = 0; j < cols; j++)
+                    ci[j] = first ? (bias ? acc[j] + bias[j0 + j] : acc[j]) : ci[j] + acc[j];
+            }
+        }
+        free(b_pack);
+    }
+}
+
 // C (m, n), row stride ldc, (+)= A · B. With accumulate == 0, C = A·B + bias (bias may be NULL).
 // Threads split C into one slab each, whole register panels, and run independently: no barrier
 // until the end, which matters on a busy machine where a waiting thread waits a time slice.
@@ -406,6 +447,10 @@ static void gemm(float *c, long ldc, MatView a, MatView b, const float *bias, in
         if (!accumulate)
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
+        return;
+    }
+    if (m < MM_MR) {
+        gemm_few_rows(c, ldc, a, b, bias, m, n, k, accumulate);
         return;
     }
     int split_rows = m >= n, unit = split_rows ? MM_MR : MM_NR;

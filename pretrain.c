@@ -25,25 +25,6 @@
 // the token cache, the validation split and the training windows, the validation loss, the
 // training-state file (resume to the same bits), the samples, and the loop that ties them.
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-// FNV-1a, 64 bits: identifies files and token streams (not a cryptographic hash; it only has to
-// notice that an input changed).
-static uint64_t fnv1a64(const void *data, size_t len, uint64_t hash) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) hash = (hash ^ p[i]) * 0x100000001b3ull;
-    return hash;
-}
-
-
-// "PATH" + suffix, malloc'ed.
-static char *path_with_suffix(const char *path, const char *suffix) {
-    size_t a = strlen(path), b = strlen(suffix);
-    char *s = gfn_malloc(a + b + 1);
-    memcpy(s, path, a);
-    memcpy(s + a, suffix, b + 1);
-    return s;
-}
-
 typedef struct { int *data; size_t len, cap; } IntVec;
 static void intvec_push(IntVec *v, int x) {
     if (v->len == v->cap) {
@@ -582,16 +563,6 @@ static int save_point(const char *state_path, const char *out_path, const RunIde
     return state_save(state_path, id, step, rng, opt, gpt_params_memory(model), gpt_num_parameters(model), err);
 }
 
-// A kill during a save leaves PATH.tmp behind (possibly truncated); the next run removes it
-// before anything else, so no stale temp file outlives a run. Only regular files are removed.
-static void remove_stale_temp(const char *path, int verbose) {
-    char *tmp = path_with_suffix(path, ".tmp");
-    struct stat st;
-    if (stat(tmp, &st) == 0 && S_ISREG(st.st_mode) && remove(tmp) == 0 && verbose)
-        printf("pretrain: removed %s, left by an interrupted save\n", tmp);
-    free(tmp);
-}
-
 // When a run resumes from its own state file, the checkpoint beside it must hold the state's
 // weights. It does not when a save was killed between its two renames (the checkpoint is then one
 // save ahead) or when the checkpoint is missing or damaged: the state is the authority, so the
@@ -629,7 +600,8 @@ int pretrain_run(const PretrainConfig *cfg, PretrainResult *result, GfnError *er
     char *cache_path = path_with_suffix(cfg->cache_path ? cfg->cache_path : cfg->out_path, cfg->cache_path ? "" : ".tokens");
     char *state_path = path_with_suffix(cfg->state_path ? cfg->state_path : cfg->out_path, cfg->state_path ? "" : ".state");
     const char *written[3] = { cfg->out_path, state_path, cache_path };
-    for (int i = 0; i < 3; i++) remove_stale_temp(written[i], cfg->verbose);
+    for (int i = 0; i < 3; i++)   // a kill during a save leaves PATH.tmp behind: removed before anything else
+        if (remove_stale_temp(written[i]) && cfg->verbose) printf("pretrain: removed %s.tmp, left by an interrupted save\n", written[i]);
     TokenStream stream = {0};
     DataSplit split = {0};
     GPT *model = NULL;

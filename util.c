@@ -268,6 +268,32 @@ int write_file_atomic(const char *path, const void *data, size_t len, GfnError *
     return atomic_finish(f, tmp, path, fwrite(data, 1, len, f) == len, err);
 }
 
+// FNV-1a, 64 bits: identifies files and token streams and checks saved states (not a
+// cryptographic hash; it only has to notice that an input changed or a file was damaged).
+uint64_t fnv1a64(const void *data, size_t len, uint64_t hash) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+char *path_with_suffix(const char *path, const char *suffix) {
+    size_t a = strlen(path), b = strlen(suffix);
+    char *s = gfn_malloc(a + b + 1);
+    memcpy(s, path, a);
+    memcpy(s + a, suffix, b + 1);
+    return s;
+}
+
+// A kill during an atomic write leaves PATH.tmp behind (possibly truncated); a run removes it
+// before anything else, so no stale temp file outlives a run. Only regular files are removed.
+int remove_stale_temp(const char *path) {
+    char *tmp = path_with_suffix(path, ".tmp");
+    struct stat st;
+    int removed = lstat(tmp, &st) == 0 && S_ISREG(st.st_mode) && remove(tmp) == 0;
+    free(tmp);
+    return removed;
+}
+
 // Every value of a tensor read from a file must be finite: a NaN or an infinity would flow
 // silently into every loss and sample.
 int check_finite(const float *x, size_t n, const char *path, const char *tensor, GfnError *err) {

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 // ----------------------------------------------------------------------------------------------
@@ -786,68 +785,98 @@ static void arith_render(Task *task, const Traj *t, char *buf, size_t cap) {
     tokens_text(task->state, t->tokens, t->ntok, buf, cap);
 }
 
+// Accuracy on questions first..first+count-1 of test set `set`: ARITH_SAMPLES samples each at
+// T = 0.1, batched QB questions at a time, majority vote on the last number of Z. When shown is
+// given, the first question's first sample is written there. t: (QB ARITH_SAMPLES) scratch.
+enum { QB = 8 };   // questions per sampler batch
+static double arith_set_accuracy(Task *task, GPT *policy, int set, int count, Rng *rng, Traj **t, char *shown,
+                                 size_t shown_cap, double t0, int done_before) {
+    ArithState *st = task->state;
+    SamplerConfig sc = { 0.1f, 0, 1.0f };
+    int queries[QB * ARITH_SAMPLES], correct = 0;
+    char text[512];
+    for (int start = 0; start < count; start += QB) {
+        int nq = count - start < QB ? count - start : QB;
+        for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[set] + start + i / ARITH_SAMPLES;
+        if (!st->quiet && isatty(2) && t0 > 0) {
+            double elapsed = gfn_wall_seconds() - t0;
+            int done = done_before + start, total = 3 * count;   // sets of equal size
+            fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[set], start, count,
+                    done ? elapsed / done * (total - done) : 0.0);
+        }
+        sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, rng);
+        for (int qi = 0; qi < nq; qi++) {
+            long long votes[ARITH_SAMPLES];
+            int nv = 0, best = -1, best_count = 0;
+            for (int k = 0; k < ARITH_SAMPLES; k++) {
+                Traj *tr = t[qi * ARITH_SAMPLES + k];
+                size_t len = tokens_text(st, tr->tokens, tr->ntok, text, sizeof text);
+                if (arith_last_number(text, len, &votes[nv])) nv++;
+            }
+            for (int a = 0; a < nv; a++) {   // the most frequent; ties to the first reached
+                int c = 0;
+                for (int b = 0; b < nv; b++) c += votes[b] == votes[a];
+                if (c > best_count) { best_count = c; best = a; }
+            }
+            int q = queries[qi * ARITH_SAMPLES];
+            correct += best >= 0 && votes[best] == arith_answer(&st->questions[q]);
+            if (shown && start == 0 && qi == 0) {
+                char question[256];
+                arith_text(&st->questions[q], ARITH_QUERY, question, sizeof question);
+                tokens_text(st, t[qi * ARITH_SAMPLES]->tokens, t[qi * ARITH_SAMPLES]->ntok, text, sizeof text);
+                snprintf(shown, shown_cap, "%s%s. (vote %lld, answer %d)", question, text,
+                         best >= 0 ? votes[best] : 0LL, arith_answer(&st->questions[q]));
+            }
+        }
+    }
+    if (!st->quiet && isatty(2) && t0 > 0) fprintf(stderr, "\r%60s\r", "");
+    return count ? (double)correct / count : 0.0;
+}
+
+// The prompt a policy sees in evaluation: a LoRA-tuned policy the training's (--prompt), the
+// untuned base the base's.
+static int arith_eval_prompt(ArithState *st, GPT *policy) {
+    return gpt_lora(policy) ? st->policy_fewshot : st->base_fewshot;
+}
+
 static void arith_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out, uint64_t seed) {
     (void)log_z;
     ArithState *st = task->state;
-    int prompted = gpt_lora(policy) ? st->policy_fewshot : st->base_fewshot;
+    int prompted = arith_eval_prompt(st, policy);
     st->use_fewshot = prompted;
     Rng rng;
     rng_seed(&rng, seed * 7919 + 17);
-    SamplerConfig sc = { 0.1f, 0, 1.0f };
-    enum { QB = 8 };   // questions per sampler batch
     Traj *t[QB * ARITH_SAMPLES];
-    int queries[QB * ARITH_SAMPLES];
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) t[i] = traj_new(task->max_len);
-    char text[512], shown[3][1024];
-    int num_shown = 0;
+    char shown[3][1024] = { "", "", "" };
     fprintf(out, "prompt %s\n", prompted ? "3-shot" : "question");
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    double t0 = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+    double t0 = gfn_wall_seconds();
     int done_before = 0;
     for (int s = 0; s < 3; s++) {
-        int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s], correct = 0;
-        for (int start = 0; start < count; start += QB) {
-            int nq = count - start < QB ? count - start : QB;
-            for (int i = 0; i < nq * ARITH_SAMPLES; i++) queries[i] = st->test_start[s] + start + i / ARITH_SAMPLES;
-            if (!st->quiet && isatty(2)) {
-                gettimeofday(&tv, NULL);
-                double elapsed = (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec - t0;
-                int done = done_before + start, total = 3 * count;   // sets of equal size
-                fprintf(stderr, "\revaluating %d operands: %d/%d questions  ETA %.0fs   ", arith_test_ops[s], start, count,
-                        done ? elapsed / done * (total - done) : 0.0);
-            }
-            sample_trajectories(policy, task, queries, t, nq * ARITH_SAMPLES, &sc, &rng);
-            for (int qi = 0; qi < nq; qi++) {
-                long long votes[ARITH_SAMPLES];
-                int nv = 0, best = -1, best_count = 0;
-                for (int k = 0; k < ARITH_SAMPLES; k++) {
-                    Traj *tr = t[qi * ARITH_SAMPLES + k];
-                    size_t len = tokens_text(st, tr->tokens, tr->ntok, text, sizeof text);
-                    if (arith_last_number(text, len, &votes[nv])) nv++;
-                }
-                for (int a = 0; a < nv; a++) {   // the most frequent; ties to the first reached
-                    int c = 0;
-                    for (int b = 0; b < nv; b++) c += votes[b] == votes[a];
-                    if (c > best_count) { best_count = c; best = a; }
-                }
-                int q = queries[qi * ARITH_SAMPLES];
-                correct += best >= 0 && votes[best] == arith_answer(&st->questions[q]);
-                if (num_shown < 3 && start == 0 && qi == 0) {
-                    char question[256];
-                    arith_text(&st->questions[q], ARITH_QUERY, question, sizeof question);
-                    tokens_text(st, t[qi * ARITH_SAMPLES]->tokens, t[qi * ARITH_SAMPLES]->ntok, text, sizeof text);
-                    snprintf(shown[num_shown++], sizeof shown[0], "%s%s. (vote %lld, answer %d)", question, text,
-                             best >= 0 ? votes[best] : 0LL, arith_answer(&st->questions[q]));
-                }
-            }
-        }
-        if (!st->quiet && isatty(2)) fprintf(stderr, "\r%60s\r", "");
-        fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], count ? (double)correct / count : 0.0);
+        int count = st->eval_n < st->test_count[s] ? st->eval_n : st->test_count[s];
+        double acc = arith_set_accuracy(task, policy, s, count, &rng, t, shown[s], sizeof shown[s], t0, done_before);
+        fprintf(out, "acc_%d %.4f\n", arith_test_ops[s], acc);
         fprintf(out, "n_%d %d\n", arith_test_ops[s], count);
         done_before += count;
     }
-    for (int i = 0; i < num_shown; i++) fprintf(out, "sample %s\n", shown[i]);
+    for (int s = 0; s < 3; s++) if (shown[s][0]) fprintf(out, "sample %s\n", shown[s]);
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
+    st->use_fewshot = st->policy_fewshot;
+}
+
+// The learning curve (--eval-every): accuracy on the first per_set questions of each test set,
+// as the evaluation measures it, from an Rng of its own seeded alike at every point.
+static const char *const arith_curve_names[3] = { "acc_3", "acc_4", "acc_5" };   // arith_test_ops
+static void arith_curve(Task *task, GPT *policy, int per_set, uint64_t seed, double *values) {
+    ArithState *st = task->state;
+    st->use_fewshot = arith_eval_prompt(st, policy);
+    Rng rng;
+    rng_seed(&rng, seed * 7919 + 23);
+    Traj *t[QB * ARITH_SAMPLES];
+    for (int i = 0; i < QB * ARITH_SAMPLES; i++) t[i] = traj_new(task->max_len);
+    for (int s = 0; s < 3; s++)
+        values[s] = arith_set_accuracy(task, policy, s, per_set < st->test_count[s] ? per_set : st->test_count[s], &rng, t,
+                                       NULL, 0, 0, 0);
     for (int i = 0; i < QB * ARITH_SAMPLES; i++) traj_free(t[i]);
     st->use_fewshot = st->policy_fewshot;
 }
@@ -863,16 +892,23 @@ Task task_arithmetic = {
     .evaluate = arith_evaluate,
     .demonstration = arith_demonstration,
     .render = arith_render,
+    .num_curve = 3,
+    .curve_names = arith_curve_names,
+    .curve = arith_curve,
 };
 
 // ----------------------------------------------------------------------------------------------
 // The report of `make reproduce`: every result file of a folder (one run each: lines "method M",
 // "seed S", "acc_3 F", "acc_4 F", "acc_5 F", "n_3 N", "wall_s F", "command ...") becomes a
 // Markdown table of mean ± std per method and an SVG of accuracy against the operand count.
+// Runs whose policy saw the 3-shot prompt ("method M-3shot") make a secondary table; the main one
+// holds the rest (the policy sees the question alone, as in the paper; the base rows are there).
+// Lines "curve STEP acc_3 F acc_4 F acc_5 F" (--eval-every) make a learning curve: a table of
+// accuracy on 5 operands against the step and OUT_curve.svg, means over seeds.
 // Files of the random-integer task run on the same base model ("method rng-M", lines "valid F",
-// "kl_uniform F") make a second table.
+// "kl_uniform F") make a third table.
 
-enum { REPORT_MAX_METHODS = 16, REPORT_MAX_RUNS = 64 };
+enum { REPORT_MAX_METHODS = 24, REPORT_MAX_RUNS = 64, REPORT_MAX_CURVE = 64 };
 typedef struct {
     char name[32];
     int runs;
@@ -882,10 +918,19 @@ typedef struct {
     int rng;                      // a random-integer run: acc[0] = valid fraction, acc[1] = KL to uniform
     char command[512];
     char prompt[16];              // the policy's prompt in evaluation: "3-shot" or "question"
+    int curve_points;             // learning-curve points, at the same steps in every run
+    int curve_step[REPORT_MAX_CURVE];
+    int curve_runs;               // runs with a curve
+    double curve_acc[3][REPORT_MAX_CURVE][REPORT_MAX_RUNS];   // accuracy per set, point and run
 } MethodRuns;
 
+static int secondary_method(const char *method) {   // a 3-shot-policy run
+    size_t n = strlen(method);
+    return n > 6 && !strcmp(method + n - 6, "-3shot");
+}
+
 static const char *const report_order[] = { "base", "base-question", "sft", "reinforce", "tb", "subtb",
-                                            "rng-base", "rng-reinforce", "rng-tb", "rng-tb-seeded", "rng-subtb" };
+                                            "sft-3shot", "reinforce-3shot", "tb-3shot", "subtb-3shot", "rng-base", "rng-reinforce", "rng-tb", "rng-tb-seeded", "rng-subtb" };
 static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (secondary source)
     if (!strcmp(method, "subtb")) return "95.2 / 75.4 / 40.7";
     if (!strcmp(method, "sft")) return "72.1 / 19.6 / 12.8";
@@ -893,12 +938,16 @@ static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (s
     return "—";
 }
 static const char *report_label(const char *method) {
-    if (!strcmp(method, "base")) return "base model, no tuning";
+    if (!strcmp(method, "base")) return "base model, no tuning (3-shot prompt)";
     if (!strcmp(method, "base-question")) return "base model, no tuning, question alone";
     if (!strcmp(method, "sft")) return "SFT on 10 worked rationales";
     if (!strcmp(method, "reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "tb")) return "GFlowNet, TB";
     if (!strcmp(method, "subtb")) return "GFlowNet, modified SubTB";
+    if (!strcmp(method, "sft-3shot")) return "SFT on 10 worked rationales";
+    if (!strcmp(method, "reinforce-3shot")) return "reward maximiser (REINFORCE + baseline)";
+    if (!strcmp(method, "tb-3shot")) return "GFlowNet, TB";
+    if (!strcmp(method, "subtb-3shot")) return "GFlowNet, modified SubTB";
     if (!strcmp(method, "rng-base")) return "base model";
     if (!strcmp(method, "rng-reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "rng-tb")) return "GFlowNet, TB";
@@ -913,7 +962,8 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     if (!text) return 1;
     char method[32] = "", command[512] = "", prompt[16] = "";
     double acc[3] = { NAN, NAN, NAN }, wall = 0, valid = NAN, kl = NAN;
-    int n_eval = 0;
+    int n_eval = 0, curve_points = 0, curve_step[REPORT_MAX_CURVE];
+    double curve_acc[3][REPORT_MAX_CURVE];
     for (char *line = (char *)text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
@@ -926,6 +976,14 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
         if (sscanf(line, "n_3 %d", &k) == 1) { n_eval = k; continue; }
         if (sscanf(line, "valid %lf", &v) == 1) { valid = v; continue; }
         if (sscanf(line, "kl_uniform %lf", &v) == 1) { kl = v; continue; }
+        double a3, a4, a5;
+        if (sscanf(line, "curve %d acc_3 %lf acc_4 %lf acc_5 %lf", &k, &a3, &a4, &a5) == 4) {
+            if (curve_points == REPORT_MAX_CURVE) { free(text); gfn_error_set(err, "%s: more than %d curve lines", path, REPORT_MAX_CURVE); return 1; }
+            curve_step[curve_points] = k;
+            curve_acc[0][curve_points] = a3; curve_acc[1][curve_points] = a4; curve_acc[2][curve_points] = a5;
+            curve_points++;
+            continue;
+        }
         for (int s = 0; s < 3; s++) {
             char key[16];
             snprintf(key, sizeof key, "acc_%d %%lf", arith_test_ops[s]);
@@ -955,7 +1013,85 @@ static int report_read(const char *path, MethodRuns *methods, int *num_methods, 
     if (command[0]) snprintf(mr->command, sizeof mr->command, "%s", command);
     if (prompt[0]) snprintf(mr->prompt, sizeof mr->prompt, "%s", prompt);
     mr->runs++;
+    if (curve_points) {   // every run of a method at the same steps, so that points can be averaged
+        int same = mr->curve_runs == 0 || mr->curve_points == curve_points;
+        for (int i = 0; same && mr->curve_runs && i < curve_points; i++) same = mr->curve_step[i] == curve_step[i];
+        if (!same) { gfn_error_set(err, "%s: curve steps differ from the other runs of %s", path, method); return 1; }
+        mr->curve_points = curve_points;
+        memcpy(mr->curve_step, curve_step, sizeof(int) * (size_t)curve_points);
+        for (int s = 0; s < 3; s++) for (int i = 0; i < curve_points; i++) mr->curve_acc[s][i][mr->curve_runs] = curve_acc[s][i];
+        mr->curve_runs++;
+    }
     return 0;
+}
+
+// The rows of the main table (secondary 0: every arithmetic method but the 3-shot-policy runs) or
+// of the secondary one (secondary 1: those only), mean ± std over seeds.
+static void report_table(Text *md, MethodRuns *methods, int nm, int secondary) {
+    static const char *const columns[] = { "method", "prompt", "runs", "test questions per set", "3 operands", "4 operands",
+                                           "5 operands", "paper 3 / 4 / 5", "wall time per run (s)" };
+    md_table_header(md, columns, 9);
+    for (int m = 0; m < nm; m++) {
+        MethodRuns *mr = &methods[m];
+        if (mr->rng || secondary_method(mr->name) != secondary) continue;
+        text_appendf(md, "| %s | %s | %d | %d |", report_label(mr->name), mr->prompt[0] ? mr->prompt : "?", mr->runs, mr->n_eval);
+        for (int s = 0; s < 3; s++) {
+            double mean, std;
+            mean_std(mr->acc[s], mr->runs, &mean, &std);
+            text_appendf(md, " %.1f ± %.1f |", 100 * mean, 100 * std);
+        }
+        text_appendf(md, " %s | %.0f |\n", secondary ? "—" : report_paper(mr->name), mr->wall / mr->runs);
+    }
+}
+
+// The learning curves of the main table's methods: a Markdown table of the accuracy on 5 operands
+// (mean over the runs with a curve) at each step, and a line plot of it into svg. Methods whose
+// steps differ from the first curve's are listed, not drawn. Returns the number drawn.
+static int report_curves(Text *md, Text *svg, MethodRuns *methods, int nm) {
+    int first = -1;
+    for (int m = 0; m < nm && first < 0; m++)
+        if (!methods[m].rng && !secondary_method(methods[m].name) && methods[m].curve_points >= 2) first = m;
+    if (first < 0) return 0;
+    const MethodRuns *grid = &methods[first];
+    int P = grid->curve_points, drawn = 0;
+    text_appendf(md, "\n## Learning curve\n\nTest accuracy on 5 operands (%%), mean over seeds, on the first questions of the set "
+                     "(`--curve-n`, fixed before the runs) during training (`--eval-every`); step 0 is the untuned policy "
+                     "under the training's prompt.\n\n| method |");
+    for (int i = 0; i < P; i++) text_appendf(md, " %d |", grid->curve_step[i]);
+    text_appendf(md, "\n|---|");
+    for (int i = 0; i < P; i++) text_appendf(md, "---|");
+    text_appendf(md, "\n");
+    static char labels[REPORT_MAX_CURVE][16];
+    const char *x_labels[REPORT_MAX_CURVE];
+    for (int i = 0; i < P; i++) { snprintf(labels[i], sizeof labels[i], "%d", grid->curve_step[i]); x_labels[i] = labels[i]; }
+    PlotSeries series[REPORT_MAX_METHODS];
+    static double mean[REPORT_MAX_METHODS][REPORT_MAX_CURVE], std[REPORT_MAX_METHODS][REPORT_MAX_CURVE];
+    for (int m = 0; m < nm; m++) {
+        MethodRuns *mr = &methods[m];
+        if (mr->rng || secondary_method(mr->name) || mr->curve_runs == 0) continue;
+        int same = mr->curve_points == P;
+        for (int i = 0; same && i < P; i++) same = mr->curve_step[i] == grid->curve_step[i];
+        if (!same) { text_appendf(md, "| %s | (other steps; not drawn) |\n", mr->name); continue; }
+        text_appendf(md, "| %s |", report_label(mr->name));
+        for (int i = 0; i < P; i++) {
+            mean_std(mr->curve_acc[2][i], mr->curve_runs, &mean[drawn][i], &std[drawn][i]);
+            text_appendf(md, " %.1f |", 100 * mean[drawn][i]);
+        }
+        text_appendf(md, "\n");
+        series[drawn] = (PlotSeries){ .name = mr->name, .slot = m, .mean = mean[drawn], .std = std[drawn] };
+        drawn++;
+    }
+    const LinePlot plot = { .width = 640, .height = 360, .left = 60, .right = 200, .top = 20, .bottom = 50, .num_x = P,
+                            .x_labels = x_labels, .x_title = "training step", .y_title = "test accuracy, 5 operands (%)" };
+    svg_line_plot(svg, &plot, series, drawn);
+    return drawn;
+}
+
+// OUT.svg -> OUT_curve.svg (or PATH_curve.svg when PATH has no .svg ending).
+static void curve_svg_path(const char *svg_path, char *out, size_t cap) {
+    size_t n = strlen(svg_path);
+    if (n > 4 && !strcmp(svg_path + n - 4, ".svg")) snprintf(out, cap, "%.*s_curve.svg", (int)(n - 4), svg_path);
+    else snprintf(out, cap, "%s_curve.svg", svg_path);
 }
 
 int arith_report(const char *dir, const char *md_path, const char *svg_path, GfnError *err) {
@@ -985,20 +1121,7 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
                      "Test accuracy (%%), mean ± std over seeds; 10 samples at T = 0.1 with the calculator, majority vote on\n"
                      "the last number of Z. 3 and 4 operands are in distribution, 5 operands out of distribution.\n"
                      "The paper's figures are for GPT-J 6B (PAPER.md, secondary source); ours come from our own base model.\n\n");
-    static const char *const columns[] = { "method", "prompt", "runs", "test questions per set", "3 operands", "4 operands",
-                                           "5 operands", "paper 3 / 4 / 5", "wall time per run (s)" };
-    md_table_header(&md, columns, 9);
-    for (int m = 0; m < nm; m++) {
-        MethodRuns *mr = &methods[m];
-        if (mr->rng) continue;
-        text_appendf(&md, "| %s | %s | %d | %d |", report_label(mr->name), mr->prompt[0] ? mr->prompt : "?", mr->runs, mr->n_eval);
-        for (int s = 0; s < 3; s++) {
-            double mean, std;
-            mean_std(mr->acc[s], mr->runs, &mean, &std);
-            text_appendf(&md, " %.1f ± %.1f |", 100 * mean, 100 * std);
-        }
-        text_appendf(&md, " %s | %.0f |\n", report_paper(mr->name), mr->wall / mr->runs);
-    }
+    report_table(&md, methods, nm, 0);
     // The target, checked on the table's own numbers: on 5 operands (mean over seeds)
     // GFlowNet > SFT > reward maximiser with GFlowNet >= 2x SFT, and GFlowNet above the base on
     // every operand count.
@@ -1019,8 +1142,22 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
         for (int k = 0; k < 3; k++) above &= !isnan(base_mean[k]) && gfn_mean[k] > base_mean[k];
         text_appendf(&md, "\nTarget on 5 operands (mean over seeds): GFlowNet (modified SubTB) > SFT > reward maximiser: "
                          "%.1f vs %.1f vs %.1f — **%s**; GFlowNet at least 2x SFT: **%s**; GFlowNet above the untuned base "
-                         "on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[3], 100 * mean5[1], 100 * mean5[2],
+                         "(3-shot prompt) on 3, 4 and 5 operands: **%s**.\n", 100 * mean5[3], 100 * mean5[1], 100 * mean5[2],
                     order ? "met" : "not met", twice ? "met" : "not met", above ? "met" : "not met");
+    }
+    int secondary = 0;
+    for (int m = 0; m < nm; m++) secondary |= !methods[m].rng && secondary_method(methods[m].name);
+    if (secondary) {
+        text_appendf(&md, "\n## Secondary: the policy sees the reward's 3-shot prompt\n\nThe same methods and protocol, but the policy "
+                         "is prompted with the 3 worked examples before the question (`--prompt fewshot`), in training and evaluation.\n\n");
+        report_table(&md, methods, nm, 1);
+    }
+    Text curve_svg = { NULL, 0, 0 };
+    char curve_path[4096];
+    curve_svg_path(svg_path, curve_path, sizeof curve_path);
+    if (report_curves(&md, &curve_svg, methods, nm)) {
+        const char *base_name = strrchr(curve_path, '/');
+        text_appendf(&md, "\n![test accuracy on 5 operands against the training step](%s)\n", base_name ? base_name + 1 : curve_path);
     }
     // What was tried: the folder's NOTES.md (written by hand), verbatim.
     char notes_path[4096];
@@ -1032,7 +1169,9 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
         text_appendf(&md, "\n%.*s", (int)notes_len, (const char *)notes);
         free(notes);
     }
-    text_appendf(&md, "\n![accuracy against the number of operands](arithmetic.svg)\n\n## Commands (one seed shown; the others differ only in -s)\n\n");
+    const char *svg_name = strrchr(svg_path, '/');
+    text_appendf(&md, "\n![accuracy against the number of operands](%s)\n\n## Commands (one seed shown; the others differ only in -s)\n\n",
+                 svg_name ? svg_name + 1 : svg_path);
     for (int m = 0; m < nm; m++) if (methods[m].command[0]) text_appendf(&md, "- %s: `%s`\n", methods[m].name, methods[m].command);
     int rng_runs = 0;
     for (int m = 0; m < nm; m++) rng_runs += methods[m].rng;
@@ -1061,13 +1200,14 @@ int arith_report(const char *dir, const char *md_path, const char *svg_path, Gfn
     double mean[REPORT_MAX_METHODS][3], std[REPORT_MAX_METHODS][3];
     int num_series = 0;
     for (int m = 0; m < nm; m++) {
-        if (methods[m].rng) continue;
+        if (methods[m].rng || secondary_method(methods[m].name)) continue;   // the main table's
         for (int s = 0; s < 3; s++) mean_std(methods[m].acc[s], methods[m].runs, &mean[m][s], &std[m][s]);
         series[num_series++] = (PlotSeries){ .name = methods[m].name, .slot = m, .mean = mean[m], .std = std[m] };
     }
     Text svg = { NULL, 0, 0 };
     svg_line_plot(&svg, &plot, series, num_series);
-    status = write_file_atomic(md_path, md.s, md.len, err) || write_file_atomic(svg_path, svg.s, svg.len, err);
-    free(md.s); free(svg.s); free(methods);
+    status = write_file_atomic(md_path, md.s, md.len, err) || write_file_atomic(svg_path, svg.s, svg.len, err) ||
+             (curve_svg.len && write_file_atomic(curve_path, curve_svg.s, curve_svg.len, err));
+    free(md.s); free(svg.s); free(curve_svg.s); free(methods);
     return status;
 }

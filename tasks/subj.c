@@ -272,7 +272,7 @@ float subj_pair_loss(GPT *model, const ScoredText *rows, const int *const y[2], 
         for (int l = 0; l < 2; l++) {
             int *row = inputs + (size_t)(2 * i + l) * T;
             memcpy(row, rows[i].ctx, sizeof(int) * (size_t)rows[i].ctx_len);
-            memcpy(row + rows[i].ctx_len, rows[i].z, sizeof(int) * (size_t)rows[i].z_len);
+            if (rows[i].z_len) memcpy(row + rows[i].ctx_len, rows[i].z, sizeof(int) * (size_t)rows[i].z_len);   // z: NULL when empty
             memcpy(row + rows[i].ctx_len + rows[i].z_len, y[l], sizeof(int) * (size_t)y_len[l]);
         }
     float *logits = gpt_forward(model, inputs, 2 * n, T);   // (2n, T, V)
@@ -392,7 +392,7 @@ int subj_fewshot_prompt(Task *task, int query, int *out, int cap, int *num_demos
     int *x = st->x[query], x_len = st->x_len[query], demos = st->fewshot_demos[query];
     int len = st->fewshot_len[query] + x_len - 1;
     if (len > cap) { fprintf(stderr, "gfn: subj_fewshot_prompt: %d tokens, room for %d\n", len, cap); exit(1); }
-    memcpy(out, st->demo_tokens, sizeof(int) * (size_t)st->fewshot_len[query]);
+    if (st->fewshot_len[query]) memcpy(out, st->demo_tokens, sizeof(int) * (size_t)st->fewshot_len[query]);
     memcpy(out + st->fewshot_len[query], x + 1, sizeof(int) * (size_t)(x_len - 1));
     if (num_demos) *num_demos = demos;
     return len;

@@ -66,6 +66,7 @@ const char *test_path(const char *name) {
     X(pretrain) \
     X(corpus) \
     X(gfn) \
+    X(resume) \
     X(decode) \
     X(eval) \
     X(arithmetic) \

@@ -340,6 +340,45 @@ static void test_task(void) {
     CHECK(after > before + 1.0, "mean log R before %.3f, after %.3f", before, after);
     printf("   mean log R of samples: %.3f before, %.3f after 30 SubTB steps\n", before, after);
     gpt_free(policy);
+
+    // The learning curve (--eval-every 2): JSONL points at steps 0, 2 and 4, the last one the
+    // trained policy's own curve; training bit-identical to the same run without it (the curve
+    // samples with its own generator).
+    float *adapter[2] = { NULL, NULL };
+    size_t adapter_len = 0;
+    double last[3] = { NAN, NAN, NAN }, again[3];
+    int points = 0, steps_ok = 1;
+    for (int with_curve = 0; with_curve < 2; with_curve++) {
+        GPT *p = copy_model(task->base);
+        train_config_default(&cfg);
+        cfg.steps = 4; cfg.batch = 4; cfg.samples_per_query = 4; cfg.accum = 2; cfg.lr = 3e-3f; cfg.warmup = 0;
+        cfg.lora_rank = 2; cfg.quiet = 1;
+        cfg.eval_every = with_curve ? 2 : 0; cfg.curve_n = 2;
+        cfg.log_path = test_path("arith_curve.jsonl");
+        task->num_train = 8;
+        CHECK(gfn_train(task, p, &cfg, log_z, &err) == 0, "train: %s", err.msg);
+        task->num_train = saved;
+        adapter_len = gpt_lora(p)->num_parameters;
+        adapter[with_curve] = malloc(sizeof(float) * adapter_len);
+        memcpy(adapter[with_curve], gpt_lora(p)->memory, sizeof(float) * adapter_len);
+        if (with_curve) {
+            FILE *f = fopen(cfg.log_path, "r");
+            char line[4096];
+            while (f && fgets(line, sizeof line, f)) {
+                int step;
+                if (sscanf(line, "{\"curve_step\": %d, \"acc_3\": %lf, \"acc_4\": %lf, \"acc_5\": %lf}", &step, &last[0], &last[1], &last[2]) != 4) continue;
+                steps_ok &= step == 2 * points++;
+            }
+            if (f) fclose(f);
+            task->curve(task, p, 2, cfg.seed, again);
+            CHECK(last[0] == again[0] && last[1] == again[1] && last[2] == again[2], "last curve point %g %g %g, the trained "
+                  "policy's curve %g %g %g", last[0], last[1], last[2], again[0], again[1], again[2]);
+        }
+        gpt_free(p);
+    }
+    CHECK(points == 3 && steps_ok, "%d curve points in the log (want steps 0, 2, 4)", points);
+    CHECK(!memcmp(adapter[0], adapter[1], sizeof(float) * adapter_len), "training with the curve differs from training without it");
+    free(adapter[0]); free(adapter[1]);
     task->cleanup(task);
 
     // --prompt: an unknown value is an error naming it; "fewshot" gives the policy the reward's
@@ -362,6 +401,7 @@ static void test_report(void) {
     static const struct { const char *method; int seed; double a3, a4, a5; } runs[] = {
         { "subtb", 1, 0.9, 0.7, 0.4 }, { "subtb", 2, 0.8, 0.5, 0.2 }, { "base", 1, 0.1, 0.05, 0.0 }, { "sft", 1, 0.5, 0.25, 0.1 },
         { "base-question", 1, 0.95, 0.9, 0.8 },   // a second base row: the target compares with "base" only
+        { "subtb-3shot", 1, 0.6, 0.3, 0.15 },     // a 3-shot-policy run: the secondary table, not the plot
     };
     mkdir(dir, 0755);
     remove(test_path("arith_results/broken.txt"));
@@ -369,8 +409,11 @@ static void test_report(void) {
         snprintf(path, sizeof path, "%s/%s_%d.txt", dir, runs[i].method, runs[i].seed);
         f = fopen(path, "w");
         if (!f) { CHECK(0, "cannot write %s", path); return; }
-        fprintf(f, "method %s\nseed %d\nprompt question\nacc_3 %.4f\nn_3 100\nacc_4 %.4f\nn_4 100\nacc_5 %.4f\nn_5 100\nsample x\nwall_s 12\ncommand ./gfn train arithmetic --loss %s -s %d\n",
-                runs[i].method, runs[i].seed, runs[i].a3, runs[i].a4, runs[i].a5, runs[i].method, runs[i].seed);
+        fprintf(f, "method %s\nseed %d\nprompt %s\n", runs[i].method, runs[i].seed, strstr(runs[i].method, "3shot") ? "3-shot" : "question");
+        if (!strcmp(runs[i].method, "subtb"))   // learning curves: acc_5 0.1 then 0.3 (seed 1), 0.2 (seed 2)
+            fprintf(f, "curve 0 acc_3 0.5 acc_4 0.2 acc_5 0.1000\ncurve 50 acc_3 0.9 acc_4 0.6 acc_5 %.4f\n", runs[i].seed == 1 ? 0.3 : 0.2);
+        fprintf(f, "acc_3 %.4f\nn_3 100\nacc_4 %.4f\nn_4 100\nacc_5 %.4f\nn_5 100\nsample x\nwall_s 12\ncommand ./gfn train arithmetic --loss %s -s %d\n",
+                runs[i].a3, runs[i].a4, runs[i].a5, runs[i].method, runs[i].seed);
         fclose(f);
     }
     for (int seed = 1; seed <= 2; seed++) {   // random-integer runs: a second table, not in the plot
@@ -392,7 +435,19 @@ static void test_report(void) {
     if (CHECK(md && svg, "outputs missing: %s", err.msg)) {
         // subtb: mean 85.0 ± std 7.1 (sample std of 0.9, 0.8), 60.0 ± 14.1, 30.0 ± 14.1
         CHECK(strstr(md, "| GFlowNet, modified SubTB | question | 2 | 100 | 85.0 ± 7.1 | 60.0 ± 14.1 | 30.0 ± 14.1 | 95.2 / 75.4 / 40.7 | 12 |") != NULL, "subtb row:\n%s", md);
-        CHECK(strstr(md, "| base model, no tuning | question | 1 | 100 | 10.0 ± 0.0 | 5.0 ± 0.0 | 0.0 ± 0.0 |") != NULL, "base row:\n%s", md);
+        CHECK(strstr(md, "| base model, no tuning (3-shot prompt) | question | 1 | 100 | 10.0 ± 0.0 | 5.0 ± 0.0 | 0.0 ± 0.0 |") != NULL, "base row:\n%s", md);
+        // the 3-shot-policy run: in the secondary table only, after the main one
+        char *second = strstr(md, "## Secondary"), *row3 = strstr(md, "| GFlowNet, modified SubTB | 3-shot | 1 | 100 | 60.0 ± 0.0 | 30.0 ± 0.0 | 15.0 ± 0.0 | — | 12 |");
+        CHECK(second && row3 && row3 > second && strstr(md, "| GFlowNet, modified SubTB |") < second, "secondary table:\n%s", md);
+        // the learning curve: subtb's acc_5 at steps 0 and 50, means over its 2 seeds, and its plot
+        char *curve = strstr(md, "## Learning curve");
+        CHECK(curve && strstr(curve, "| method | 0 | 50 |") && strstr(curve, "| GFlowNet, modified SubTB | 10.0 | 25.0 |") &&
+              strstr(curve, "(arith_report_curve.svg)"), "learning curve:\n%s", md);
+        char *curve_svg = (char *)read_file(test_path("arith_report_curve.svg"), &len, &err);
+        int curve_lines = 0;
+        for (char *p = curve_svg; p && (p = strstr(p, "<polyline")); p++) curve_lines++;
+        CHECK(curve_svg && curve_lines == 1 && strstr(curve_svg, ">50</text>"), "curve svg: %d polylines", curve_lines);
+        free(curve_svg);
         char *notes = strstr(md, "## What was tried\n\nnotes-marker\n"), *plot = strstr(md, "![accuracy");
         CHECK(notes && plot && notes < plot, "NOTES.md not copied before the plot:\n%s", md);
         CHECK(strstr(md, "bogus") == NULL && strstr(md, "`./gfn train arithmetic --loss sft -s 1`"), "commands:\n%s", md);
@@ -401,7 +456,7 @@ static void test_report(void) {
         // rng-tb: valid 98.00 ± 1.41 (sample std of 0.99, 0.97), KL 0.040 ± 0.014, after the arithmetic table
         char *rng_row = strstr(md, "| GFlowNet, TB | 2 | 98.00 ± 1.41 | 0.040 ± 0.014 | 12 |");
         CHECK(rng_row && rng_row > strstr(md, "## Random integer"), "rng row:\n%s", md);
-        char *b = strstr(md, "base model, no tuning |"), *bq = strstr(md, "base model, no tuning, question alone"),
+        char *b = strstr(md, "base model, no tuning (3-shot prompt) |"), *bq = strstr(md, "base model, no tuning, question alone"),
              *s = strstr(md, "SFT on"), *g = strstr(md, "GFlowNet, modified");
         CHECK(b && bq && s && g && b < bq && bq < s && s < g, "method order");
         int polylines = 0;
@@ -414,7 +469,7 @@ static void test_report(void) {
     if (f) { fputs("method reinforce\nseed 1\nacc_3 0.2\nacc_4 0.1\nacc_5 0.05\nn_3 100\nwall_s 1\n", f); fclose(f); }
     CHECK(arith_report(dir, test_path("arith_report.md"), test_path("arith_report.svg"), &err) == 0, "report: %s", err.msg);
     md = (char *)read_file(test_path("arith_report.md"), &len, &err);
-    CHECK(md && strstr(md, "30.0 vs 10.0 vs 5.0 — **met**; GFlowNet at least 2x SFT: **met**; GFlowNet above the untuned base on 3, 4 and 5 operands: **met**"),
+    CHECK(md && strstr(md, "30.0 vs 10.0 vs 5.0 — **met**; GFlowNet at least 2x SFT: **met**; GFlowNet above the untuned base (3-shot prompt) on 3, 4 and 5 operands: **met**"),
           "target line:\n%s", md ? md : err.msg);
     free(md);
     remove(test_path("arith_results/reinforce_1.txt"));

@@ -194,6 +194,30 @@ static int make_fixtures(const char *w) {
     return mkdir(p, 0755);
 }
 
+// A training state of a 2-step rng run, made through the binary (so its task options are the
+// command line's), and copies of it damaged: cut in half, one bit flipped, empty.
+#define RNG_RUN "train rng -m @/m300_256.ckpt -t @/tok300.bin --stop newline --steps 2 --batch 2 --k 1 --rank 2 -q"
+static int make_state_fixtures(const char *gfn, const char *w) {
+    char cmd[4096], p[1024], q[1024];
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s train rng -m %s/m300_256.ckpt -t %s/tok300.bin --stop newline --steps 2 "
+             "--batch 2 --k 1 --rank 2 -q --save %s/st.lora > /dev/null 2>&1", gfn, w, w, w);
+    if (system(cmd) != 0) return 1;
+    snprintf(p, sizeof p, "%s/st.lora.state", w);
+    size_t len;
+    GfnError err;
+    unsigned char *state = read_file(p, &len, &err);
+    int rc = !state || len < 100;
+    snprintf(q, sizeof q, "%s/st_half.state", w);
+    rc = rc || write_bytes(q, state, len / 2);
+    snprintf(q, sizeof q, "%s/st_empty.state", w);
+    rc = rc || write_bytes(q, state, 0);
+    if (!rc) state[len / 2] ^= 1;
+    snprintf(q, sizeof q, "%s/st_flip.state", w);
+    rc = rc || write_bytes(q, state, len);
+    free(state);
+    return rc;
+}
+
 // One case: shell prefix (limits), the arguments of ./gfn, where standard output goes (NULL: a
 // capture file), and two substrings its message must contain (NULL: none).
 typedef struct { const char *pre, *args, *out, *want1, *want2; } BadCase;
@@ -231,6 +255,10 @@ static const BadCase cases[] = {
     { 0, "train toy --save-every -1", 0, "--save-every", "whole number" },
     { 0, "train toy --alpha 1e39", 0, "--alpha", "finite" },
     { 0, "train toy --accum 0", 0, "--accum", "[1, 1024]" },
+    { 0, "train toy --gold-replay 1.5", 0, "--gold-replay", "[0, 1]" },
+    { 0, "train toy --loss reinforce --gold-replay 0.2", 0, "--gold-replay needs an off-policy objective", "subtb, tb or db" },
+    { 0, "train toy --eval-every -1", 0, "--eval-every", "whole number" },
+    { 0, "train toy --curve-n 0", 0, "--curve-n", "[1, 1000000]" },
     { 0, "train toy --replay 1e9", 0, "--replay", "[1, 100000]" },
     { 0, "train toy --eval-n -3", 0, "--eval-n", "whole number" },
     { 0, "train toy --seed-answers 2", 0, "--seed-answers", "[0, 1]" },
@@ -243,6 +271,24 @@ static const BadCase cases[] = {
       "/dev/full", "error writing the log" },
     { "trap '' XFSZ; ulimit -f 1; ", "train rng -m @/m300_256.ckpt -t @/tok300.bin --stop newline --steps 1 --batch 2 --k 1 --rank 2 --save @/newdir/ -q",
       0, "@/newdir", "write failed" },
+    // ---- gfn train --resume: damaged states, and states of another run
+    { 0, RNG_RUN " --resume @/st_half.state", 0, "@/st_half.state", "checksum" },
+    { 0, RNG_RUN " --resume @/st_flip.state", 0, "@/st_flip.state", "checksum" },
+    { 0, RNG_RUN " --resume @/st_empty.state", 0, "@/st_empty.state", "too short" },
+    { 0, RNG_RUN " --resume @/garbage.bin", 0, "@/garbage.bin", "not a gfn training state" },
+    { 0, RNG_RUN " --resume @/missing.state", 0, "@/missing.state", "cannot open" },
+    { 0, RNG_RUN " --resume @/st.lora.state --lr 0.01", 0, "@/st.lora.state", "written with --lr" },
+    { 0, RNG_RUN " --resume @/st.lora.state --rank 4", 0, "@/st.lora.state", "written with --rank 2" },
+    { 0, RNG_RUN " --resume @/st.lora.state -s 2", 0, "@/st.lora.state", "seed" },
+    { 0, RNG_RUN " --resume @/st.lora.state --reward-floor 0.5", 0, "@/st.lora.state", "task options" },
+    { 0, RNG_RUN " --resume @/st.lora.state --loss db", 0, "@/st.lora.state", "written with --loss subtb" },
+    { 0, RNG_RUN " --resume @/st.lora.state --save @/st.lora --lr 0.02", 0, "@/st.lora.state", "--lr" },
+    { 0, "train rng -m @/m300_256.ckpt -t @/tok300.bin --stop newline --steps 3 --batch 2 --k 1 --rank 2 -q --resume @/st.lora.state",
+      0, "@/st.lora.state", "written with --steps 2" },
+    { 0, "train rng -m @/m300_256.ckpt -t @/tok300.bin --steps 2 --batch 2 --k 1 --rank 2 -q --resume @/st.lora.state",
+      0, "@/st.lora.state", "terminator" },
+    { 0, "train rng --steps 0 --resume @/st.lora.state", 0, "--resume", "--steps" },
+    { 0, "train rng --steps 2 --stop-after 3", 0, "--stop-after must be at most --steps", 0 },
     // ---- gfn sample
     { 0, "sample -m @/m300.ckpt -t @/tok300.bin -p hi -T nan", 0, "-T", "finite" },
     { 0, "sample -m @/m300.ckpt -t @/tok300.bin -p hi -T 0", 0, "-T", "finite" },
@@ -314,7 +360,7 @@ void test_badinput(void) {
     if (access(gfn, X_OK) != 0) { test_skip("badinput", "no ./gfn binary (make test builds it first)"); return; }
     const char *w = test_path("bad");
     char *capture = strdup(test_path("bad_output.txt"));
-    if (mkdir(w, 0755) || make_fixtures(w)) { CHECK(0, "could not write the fixtures in %s", w); free(capture); return; }
+    if (mkdir(w, 0755) || make_fixtures(w) || make_state_fixtures(gfn, w)) { CHECK(0, "could not write the fixtures in %s", w); free(capture); return; }
     int n = (int)(sizeof cases / sizeof *cases);
     for (int i = 0; i < n; i++) {
         const BadCase *c = &cases[i];

@@ -910,6 +910,105 @@ static void test_replay_fraction(void) {
     many.cleanup(&many);
 }
 
+// --gold-replay F: about F of the micro-batches train on one given Z (the task's demonstration),
+// counted in the log's "gold"; at F = 1 every micro-batch does and no row is sampled or replayed.
+static void test_gold_replay(void) {
+    Task many;
+    if (many_query_toy(&many, 1000)) return;
+    enum { STEPS = 100 };
+    double frac[STEPS], other[STEPS];
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.loss = LOSS_SUBTB; cfg.steps = STEPS; cfg.batch = 4; cfg.samples_per_query = 4; cfg.accum = 4; cfg.lr = 1e-3f;
+    cfg.lora_rank = 4; cfg.frac_gold = 0.25f;
+    float *log_z = calloc(1000, sizeof(float));
+    train_logged(&many, &cfg, log_z, "gold", frac);
+    double m = mean_of(frac, 0, STEPS);   // 400 Bernoulli(0.25) micro-batches: sd 0.022
+    CHECK(fabs(m - 0.25) < 0.07, "gold micro-batches: %.3f of them, want 0.25 +- 0.07", m);
+    cfg.frac_gold = 1; cfg.steps = 10;
+    train_logged(&many, &cfg, log_z, "gold", frac);
+    int all_gold = 1;
+    for (int i = 0; i < 10; i++) all_gold &= frac[i] == 1.0;
+    const char *names[3] = { "on_policy", "tempered", "replay" };
+    for (int b = 0; b < 3; b++) {
+        train_logged(&many, &cfg, log_z, names[b], other);
+        for (int i = 0; i < 10; i++) all_gold &= other[i] == 0.0;
+    }
+    CHECK(all_gold, "--gold-replay 1: a step trained on rows other than given ones");
+    printf("   --gold-replay 0.25: %.3f of 400 micro-batches gold\n", m);
+    free(log_z);
+    many.cleanup(&many);
+}
+
+// SubTB's gradient of rows 0..n-1 (one micro-batch: the loss normalised over its own pairs),
+// scaled by `scale`, added to the LoRA's gradients.
+static void micro_batch_backward(GPT *policy, Task *task, Traj **t, int n, float scale) {
+    int stride = task->max_len + 1, T, len[8], group[8];
+    float lf[64], lt[64], lr[64], dlf[64], dlt[64];
+    float *logits = policy_logprobs(policy, task, t, n, stride, 1, lf, lt, &T);
+    for (int i = 0; i < n; i++) {
+        len[i] = t[i]->nact;
+        group[i] = t[i]->query;
+        for (int k = 0; k <= t[i]->nact; k++) lr[i * stride + k] = t[i]->log_r[k];
+    }
+    TrajBatch b = { n, stride, len, lf, lt, lr, group, 0 };
+    loss_subtb(&b, 1.0f, NULL, dlf, dlt, NULL);
+    for (int i = 0; i < n * stride; i++) { dlf[i] *= scale; dlt[i] *= scale; }
+    policy_backward(policy, task, t, n, stride, 1, logits, T, dlf, dlt);
+}
+
+// The official recipe's step (one question per micro-batch of K samples, accumulated over Q
+// questions) is `--batch K --k K --accum Q`: each micro-batch's loss is normalised over its own
+// pairs (the official code normalises over the pairs of its micro-batch) and the Q gradients are
+// averaged (the official code sums them, a defect: PAPER.md). Accumulating Q = 2 micro-batches
+// scaled 1/Q into the LoRA's gradients gives the mean of the 2 gradients taken alone, and differs
+// from one micro-batch of all rows (normalised over the pairs of both questions, which weighs a
+// question by its trajectories' lengths).
+static void test_accumulation(void) {
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 0, 0, 5);
+    Rng rng;
+    rng_seed(&rng, 8);
+    LoRA *lora = tt_random_lora(policy, 0.3f, &rng);
+    enum { K = 3 };
+    Traj *t[2 * K];
+    int queries[2 * K] = { 0, 0, 0, 1, 1, 1 };
+    for (int i = 0; i < 2 * K; i++) t[i] = traj_new(task.max_len);
+    SamplerConfig sc = { 1.5f, 0, 1.0f };
+    sample_trajectories(policy, &task, queries, t, 2 * K, &sc, &rng);
+    t[0]->ntok = t[0]->nact = 5;   // lengths differ between the questions
+    for (int j = 0; j < 5; j++) { t[0]->tokens[j] = j; t[0]->forced[j] = 0; }
+    t[3]->ntok = t[3]->nact = 0;
+    tt_log_reward(&task, t, 2 * K);
+    size_t P = lora->num_parameters;
+    float *alone[2], *acc = malloc(sizeof(float) * P), *whole = malloc(sizeof(float) * P);
+    for (int q = 0; q < 2; q++) {
+        gpt_zero_grad(policy);
+        micro_batch_backward(policy, &task, t + q * K, K, 1.0f);
+        alone[q] = malloc(sizeof(float) * P);
+        memcpy(alone[q], lora->grad_memory, sizeof(float) * P);
+    }
+    gpt_zero_grad(policy);
+    for (int q = 0; q < 2; q++) micro_batch_backward(policy, &task, t + q * K, K, 0.5f);
+    memcpy(acc, lora->grad_memory, sizeof(float) * P);
+    gpt_zero_grad(policy);
+    micro_batch_backward(policy, &task, t, 2 * K, 1.0f);
+    memcpy(whole, lora->grad_memory, sizeof(float) * P);
+    double scale = 0, off_mean = 0, off_whole = 0;
+    for (size_t i = 0; i < P; i++) {
+        double mean = 0.5 * ((double)alone[0][i] + alone[1][i]);
+        scale = fmax(scale, fabs(mean));
+        off_mean = fmax(off_mean, fabs(acc[i] - mean));
+        off_whole = fmax(off_whole, fabs(whole[i] - mean));
+    }
+    CHECK(scale > 1e-3 && off_mean <= 1e-5 * scale, "accumulated gradient off the mean of the micro-batches' by %.3g (scale %.3g)", off_mean, scale);
+    CHECK(off_whole > 1e-2 * scale, "one micro-batch of both questions gives the mean of the per-question gradients (off by %.3g): "
+          "the test's lengths do not tell the normalisations apart", off_whole);
+    for (int i = 0; i < 2 * K; i++) traj_free(t[i]);
+    free(alone[0]); free(alone[1]); free(acc); free(whole);
+    gpt_free(policy);
+}
+
 // TB's log Z of a fresh query starts at its first batch's VarGrad estimate, so the residual's
 // mean over that batch is 0; with many queries seen once or twice each, |δ| then shrinks.
 static void test_tb_log_z_init(void) {
@@ -964,6 +1063,8 @@ void test_gfn(void) {
     test_root_flow_exact();
     test_toy_run();
     test_replay_fraction();
+    test_gold_replay();
+    test_accumulation();
     test_tb_log_z_init();
 #ifdef _OPENMP
     omp_set_num_threads(threads);

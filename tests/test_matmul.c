@@ -173,6 +173,7 @@ void test_matmul(void) {
         {6, 255, 16}, {6, 256, 16}, {7, 257, 17}, {29, 513, 19},
         {263, 19, 23}, {264, 16, 16}, {265, 24, 17}, {530, 11, 18},
         {97, 300, 101}, {1, 768, 50}, {4, 64, 1},
+        {1, 256, 768}, {5, 300, 1000}, {3, 1000, 700}, {2, 257, 65},   // the few-rows path, threaded too
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(shapes[i], &rng);
     // K = 0: an empty sum. forward gives the bias, backward leaves dinp untouched.

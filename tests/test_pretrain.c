@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define TMP(suffix) test_path("pretrain" suffix)   // in this run's scratch directory
 
@@ -316,7 +317,53 @@ static char *data_file(const char *dir, const char *name, size_t *len) {
     return (char *)read_file(path, len, &err);
 }
 
+// The corpus builder refuses an arithmetic test file that is not a JSON array (an object's
+// questions would silently not be held out). A fake data folder holds every file corpus_build
+// reads, each tiny: whole, it builds; with one test file a JSON object, it fails naming that file
+// and writes nothing.
+static void test_corpus_test_file_object(void) {
+    const char *dir = test_path("corpus_fake"), *out = TMP("_fake_corpus.txt");
+    static const char *const folders[] = { "", "/corpora", "/stories", "/openwebtext", "/subj", "/arithmetic" };
+    static const struct { const char *name, *text; } files[] = {
+        { "corpora/brown.txt", "The jury said , `` no evidence '' .\n" },
+        { "corpora/tinyshakespeare.txt", "First Citizen:\nBefore we proceed any further, hear me speak.\n" },
+        { "stories/tinystories_excerpt.txt", "Once upon a time there was a cat.\n" },
+        { "stories/roc_valid.json", "[\"One.\", \"Two.\"]\n" },
+        { "openwebtext/prompts.txt", "A prompt.\n" },
+        { "subj/train.jsonl", "{\"text\": \"a sentence\", \"label\": 0}\n" },
+        { "arithmetic/1digit_3_op+-_test.json", "[{\"str_query\": \"Question: 1 + 2 - 3 = ? Answer:\"}]" },
+        { "arithmetic/1digit_4_op+-_test.json", "[]" },
+        { "arithmetic/1digit_5_op+-_test.json", "[]" },
+        { "arithmetic/1digit_34_op+-_test.json", "[]" },
+    };
+    GfnError err = {{0}};
+    char path[1024];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof folders / sizeof *folders; i++) {
+        snprintf(path, sizeof path, "%s%s", dir, folders[i]);
+        ok &= mkdir(path, 0755) == 0;
+    }
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        ok &= write_file_atomic(path, files[i].text, strlen(files[i].text), &err) == 0;
+    }
+    if (!CHECK(ok, "could not write the fake data folder %s", dir)) return;
+    size_t bytes;
+    CHECK(corpus_build(dir, out, 1, &bytes, &err) == 0 && bytes > 0, "the fake data folder builds: %s", err.msg);
+    remove(out);
+    snprintf(path, sizeof path, "%s/arithmetic/1digit_4_op+-_test.json", dir);
+    const char *object = "{\"str_query\": \"Question: 1 + 2 - 3 - 4 = ? Answer:\", \"num_sol\": -4}";
+    write_file_atomic(path, object, strlen(object), &err);
+    err.msg[0] = 0;
+    int rc = corpus_build(dir, out, 1, NULL, &err);
+    FILE *f = fopen(out, "rb");
+    CHECK(rc != 0 && strstr(err.msg, "1digit_4_op+-_test.json") && strstr(err.msg, "JSON array") && !f,
+          "a test file that is a JSON object: rc %d, '%s', output %s", rc, err.msg, f ? "written" : "absent");
+    if (f) fclose(f);
+}
+
 void test_corpus(void) {
+    test_corpus_test_file_object();   // needs no shared data
     const char *dir = test_data_dir();
     if (!dir) { test_skip("corpus", "no shared data (set GFN_DATA or run make data)"); return; }
     GfnError err = {{0}};

@@ -29,9 +29,9 @@ static double direct_log_p(GPT *base, const int *ctx, int clen, const int *z, in
                            const unsigned char *mask) {
     int T = clen + zlen + ylen, V = gpt_config(base).vocab_size;
     int *row = gfn_malloc(sizeof(int) * (size_t)T);
-    memcpy(row, ctx, sizeof(int) * (size_t)clen);
-    memcpy(row + clen, z, sizeof(int) * (size_t)zlen);
-    memcpy(row + clen + zlen, y, sizeof(int) * (size_t)ylen);
+    if (clen) memcpy(row, ctx, sizeof(int) * (size_t)clen);   // z may be NULL when empty (memcpy forbids it)
+    if (zlen) memcpy(row + clen, z, sizeof(int) * (size_t)zlen);
+    if (ylen) memcpy(row + clen + zlen, y, sizeof(int) * (size_t)ylen);
     const float *logits = gpt_forward(base, row, 1, T);
     double total = 0;
     for (int j = clen; j < T; j++) {
