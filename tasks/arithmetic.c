@@ -1044,9 +1044,10 @@ static void report_table(Text *md, MethodRuns *methods, int nm, int secondary) {
     }
 }
 
-// The learning curves of the main table's methods: a Markdown table of the accuracy on 5 operands
-// (mean over the runs with a curve) at each step, and a line plot of it into svg. Methods whose
-// steps differ from the first curve's are listed, not drawn. Returns the number drawn.
+// The learning curves of the main table's methods: a Markdown table of the accuracy on 3, 4 and 5
+// operands (mean over the runs with a curve) at each step, and a line plot of the 5-operand one
+// into svg. Methods whose steps differ from the first curve's are listed, not drawn. Returns the
+// number drawn.
 static int report_curves(Text *md, Text *svg, MethodRuns *methods, int nm) {
     int first = -1;
     for (int m = 0; m < nm && first < 0; m++)
@@ -1054,11 +1055,11 @@ static int report_curves(Text *md, Text *svg, MethodRuns *methods, int nm) {
     if (first < 0) return 0;
     const MethodRuns *grid = &methods[first];
     int P = grid->curve_points, drawn = 0;
-    text_appendf(md, "\n## Learning curve\n\nTest accuracy on 5 operands (%%), mean over seeds, on the first questions of the set "
+    text_appendf(md, "\n## Learning curve\n\nTest accuracy (%%), mean over seeds, on the first questions of each set "
                      "(`--curve-n`, fixed before the runs) during training (`--eval-every`); step 0 is the untuned policy "
-                     "under the training's prompt.\n\n| method |");
+                     "under the training's prompt. The plot shows the 5-operand rows.\n\n| method | operands |");
     for (int i = 0; i < P; i++) text_appendf(md, " %d |", grid->curve_step[i]);
-    text_appendf(md, "\n|---|");
+    text_appendf(md, "\n|---|---|");
     for (int i = 0; i < P; i++) text_appendf(md, "---|");
     text_appendf(md, "\n");
     static char labels[REPORT_MAX_CURVE][16];
@@ -1071,13 +1072,15 @@ static int report_curves(Text *md, Text *svg, MethodRuns *methods, int nm) {
         if (mr->rng || secondary_method(mr->name) || mr->curve_runs == 0) continue;
         int same = mr->curve_points == P;
         for (int i = 0; same && i < P; i++) same = mr->curve_step[i] == grid->curve_step[i];
-        if (!same) { text_appendf(md, "| %s | (other steps; not drawn) |\n", mr->name); continue; }
-        text_appendf(md, "| %s |", report_label(mr->name));
-        for (int i = 0; i < P; i++) {
-            mean_std(mr->curve_acc[2][i], mr->curve_runs, &mean[drawn][i], &std[drawn][i]);
-            text_appendf(md, " %.1f |", 100 * mean[drawn][i]);
+        if (!same) { text_appendf(md, "| %s | — | (other steps; not drawn) |\n", mr->name); continue; }
+        for (int s = 0; s < 3; s++) {   // s = 2 last: its means stay in mean[drawn] for the plot
+            text_appendf(md, "| %s | %d |", report_label(mr->name), arith_test_ops[s]);
+            for (int i = 0; i < P; i++) {
+                mean_std(mr->curve_acc[s][i], mr->curve_runs, &mean[drawn][i], &std[drawn][i]);
+                text_appendf(md, " %.1f |", 100 * mean[drawn][i]);
+            }
+            text_appendf(md, "\n");
         }
-        text_appendf(md, "\n");
         series[drawn] = (PlotSeries){ .name = mr->name, .slot = m, .mean = mean[drawn], .std = std[drawn] };
         drawn++;
     }

@@ -441,7 +441,8 @@ static void test_report(void) {
         CHECK(second && row3 && row3 > second && strstr(md, "| GFlowNet, modified SubTB |") < second, "secondary table:\n%s", md);
         // the learning curve: subtb's acc_5 at steps 0 and 50, means over its 2 seeds, and its plot
         char *curve = strstr(md, "## Learning curve");
-        CHECK(curve && strstr(curve, "| method | 0 | 50 |") && strstr(curve, "| GFlowNet, modified SubTB | 10.0 | 25.0 |") &&
+        CHECK(curve && strstr(curve, "| method | operands | 0 | 50 |") && strstr(curve, "| GFlowNet, modified SubTB | 5 | 10.0 | 25.0 |") &&
+              strstr(curve, "| GFlowNet, modified SubTB | 3 | 50.0 | 90.0 |") && strstr(curve, "| GFlowNet, modified SubTB | 4 | 20.0 | 60.0 |") &&
               strstr(curve, "(arith_report_curve.svg)"), "learning curve:\n%s", md);
         char *curve_svg = (char *)read_file(test_path("arith_report_curve.svg"), &len, &err);
         int curve_lines = 0;
