@@ -297,15 +297,16 @@ reproduce-infill: gfn
 #   of 8 examples, AdamW lr 2e-3), --steps 0 --baselines 2. (The fit's lr was raised from 5e-4 to
 #   2e-3 after a 40-row smoke run where 50 steps at 5e-4 left even the 10 training examples'
 #   predictions unchanged; no test accuracy was looked at for it.)
-# Evaluation: all 2000 test rows (SUBJ_EVAL_N; 967 subjective, majority class 51.65 %), every
-# method on the same rows. Cost measured on 1 thread of the shared machine (CPU seconds; `gfn train
-# subj` prints them as cpu_seconds lines): the E-step about 0.6 CPU-s per step; per evaluated row
-# (test or labelled) E alone 0.125 (sampling 10 + 1 Z, the base on them), E + M 0.056, zero- and
-# few-shot together 0.04; each classifier fit (M-step, SFT) about 29. Per (N, seed) with 2000 rows:
-# 60 + 250 + 112 + 80 + 2 x 29 = about 560 CPU-s, 9 of them about 5000 CPU-s: about 42 minutes on 2
-# fully used cores (the 2026-11-30 run with 1000 rows took 53 min wall on a loaded machine).
-# `make reproduce-subj SUBJ_EVAL_N=1000` evaluates the first 1000 rows in about half the time.
-SUBJ_EVAL_N ?= 2000
+# Evaluation: the first SUBJ_EVAL_N = 1000 of the 2000 test rows (461 subjective, majority class
+# 53.9 %), every method on the same rows. All 2000 rows do not fit the 45 minutes. Cost measured on
+# 1 thread of the shared machine (CPU seconds; `gfn train subj` prints them as cpu_seconds lines):
+# the E-step about 0.6 CPU-s per step; per evaluated row (test or labelled) E alone 0.125 (sampling
+# 10 + 1 Z, the base on them), E + M 0.056, zero- and few-shot together 0.04; each classifier fit
+# (M-step, SFT) about 29. Per (N, seed) with 1000 rows: 60 + 125 + 56 + 40 + 2 x 29 = about 340
+# CPU-s, 9 of them about 3100 CPU-s: about 26 minutes on 2 fully used cores, say 30-35 with
+# OpenMP's losses; all 2000 rows would be about 5000 CPU-s (over 45 minutes). `make reproduce-subj
+# SUBJ_EVAL_N=2000` evaluates every row.
+SUBJ_EVAL_N ?= 1000
 SUBJ_STEPS ?= 100
 SUBJ_N ?= 10 20 50
 SUBJ = ./gfn train subj -m $(MODEL) -t $(TOK) --eval-n $(SUBJ_EVAL_N)
