@@ -545,6 +545,7 @@ static void subj_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
         char text[256];
         for (int q = 0; q < 3 && q < count; q++) {
             text_of_tokens(st->tok, z[(size_t)q * w]->tokens, z[(size_t)q * w]->ntok, text, sizeof text);
+            for (char *c = text; *c; c++) if ((unsigned char)*c < ' ') *c = ' ';   // a sampled newline must not split the result line
             fprintf(out, "sample row %d (label %s): Z = \"%s\", then the M-step says %s\n", q, st->label[first + q] ? "subjective" : "objective",
                     text, margin[(size_t)q * w] > 0 ? "subjective" : "objective");
         }
