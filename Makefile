@@ -142,6 +142,8 @@ bench: tests/bench gfn
 # under 10 minutes on 2 cores even without any gain from the second one.
 # make reproduce: per seed ~21 CPU-minutes (SFT's steps sample nothing, ~0.3 s), the 3-shot
 # seed ~25 (longer prompts): about 90 CPU-minutes of arithmetic runs, plus the rng runs.
+# Measured 2026-11-30: 113 min wall, 128 CPU-minutes (one core for its first 75 minutes, beside
+# make reproduce-subj; about 7 minutes per trained run on one core, 4-6 on two).
 # Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
