@@ -170,10 +170,24 @@ define one_run
 	  echo "wall_s $$(( $$(date +%s) - start ))"; echo "command $(3)"; } > $(4)/$(1)_s$(2).txt && \
 	rm -f $(4)/$(1)_s$(2).out
 endef
+# The reproduce targets declare each run as a file target (run_rule: $(1) folder, $(2) method,
+# $(3) seed, $(4) command; the list of a folder's runs is RUNS_folder), remove the folder's old
+# .txt files and build the runs with `make -j$(JOBS)`: JOBS runs side by side, each on one
+# thread (OMP_NUM_THREADS=1), which keeps 2 cores busier than one run on 2 threads (OpenMP's
+# synchronisation costs a run about 30 %). JOBS=1 runs them one after another on every thread.
+# Every run has its own seed and files, so the order and the overlap change no number.
+JOBS ?= 2
+define run_rule
+RUNS_$(1) += $(1)/$(2)_s$(3).txt
+$(1)/$(2)_s$(3).txt: RUN_METHOD = $(2)
+$(1)/$(2)_s$(3).txt: RUN_SEED = $(3)
+$(1)/$(2)_s$(3).txt: RUN_COMMAND = $(4)
+endef
+run_all = $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1 )$(MAKE) --no-print-directory -j$(JOBS)
 # An arithmetic run of `make run` ($(1) method, $(2) arguments) and of `make reproduce` ($(1)
 # method, $(2) seed, $(3) arguments).
 run_run = $(call one_run,$(1),1,$(ARITH) --eval-n $(RUN_EVAL_N) -s 1 $(2),results/run)
-arith_run = $(call one_run,$(1),$(2),$(ARITH) --eval-n $(EVAL_N) -s $(2) $(3),results/arithmetic)
+arith_run = $(call run_rule,results/arithmetic,$(1),$(2),$(ARITH) --eval-n $(EVAL_N) -s $(2) $(3))
 
 run: gfn
 	@mkdir -p results/run && rm -f results/run/*.txt
@@ -210,24 +224,25 @@ RNG = ./gfn train rng -m $(MODEL) -t $(TOK) --stop newline --batch 32 --rank 8 -
 RNG_STEPS ?= 1000
 
 define rng_runs
-$(call one_run,rng-base,1,$(RNG) -s 1 --steps 0,results/arithmetic)
-$(call one_run,rng-reinforce,1,$(RNG) -s 1 --loss reinforce --steps $(RNG_STEPS),results/arithmetic)
-$(call one_run,rng-tb,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS),results/arithmetic)
-$(call one_run,rng-tb-seeded,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS) --seed-answers 1,results/arithmetic)
-$(call one_run,rng-subtb,1,$(RNG) -s 1 --loss subtb --steps $(RNG_STEPS) --seed-answers 1,results/arithmetic)
+$(call run_rule,results/arithmetic,rng-base,1,$(RNG) -s 1 --steps 0)
+$(call run_rule,results/arithmetic,rng-reinforce,1,$(RNG) -s 1 --loss reinforce --steps $(RNG_STEPS))
+$(call run_rule,results/arithmetic,rng-tb,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS))
+$(call run_rule,results/arithmetic,rng-tb-seeded,1,$(RNG) -s 1 --loss tb --steps $(RNG_STEPS) --seed-answers 1)
+$(call run_rule,results/arithmetic,rng-subtb,1,$(RNG) -s 1 --loss subtb --steps $(RNG_STEPS) --seed-answers 1)
 endef
+$(foreach s,$(SEEDS),$(eval $(call arith_seed,$(s))))
+$(foreach s,$(SECONDARY_SEEDS),$(eval $(call arith_seed_3shot,$(s))))
+$(eval $(rng_runs))
 
 reproduce: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/*.txt
-	$(foreach s,$(SEEDS),$(call arith_seed,$(s))$(newline))
-	$(foreach s,$(SECONDARY_SEEDS),$(call arith_seed_3shot,$(s))$(newline))
-	$(rng_runs)
+	$(run_all) $(RUNS_results/arithmetic)
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
 # The random-integer runs alone (the arithmetic ones kept), then the report again.
 reproduce-rng: gfn
 	@mkdir -p results/arithmetic && rm -f results/arithmetic/rng-*.txt
-	$(rng_runs)
+	$(run_all) $(filter results/arithmetic/rng-%,$(RUNS_results/arithmetic))
 	./gfn report arithmetic results/arithmetic results/arithmetic
 
 # ----------------------------------------------------------------------------------------------
@@ -260,29 +275,31 @@ CONT_STEPS ?= 150
 CONT_T_END ?= 0.80 0.85 0.90 0.95
 CONT_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10
 define cont_seed
-$(call one_run,base,$(1),$(CONT) -s $(1) --steps 0 --baselines 2,results/continuation)
-$(foreach t,$(CONT_T_END),$(call one_run,subtb-$(t),$(1),$(CONT) -s $(1) --loss subtb --steps $(CONT_STEPS) $(CONT_ARGS) --reward-temp 1$(comma)$(t)$(comma)$(CONT_STEPS),results/continuation)$(newline))
-$(call one_run,reinforce,$(1),$(CONT) -s $(1) --loss reinforce --steps $(CONT_STEPS) $(CONT_ARGS),results/continuation)
+$(call run_rule,results/continuation,base,$(1),$(CONT) -s $(1) --steps 0 --baselines 2)
+$(foreach t,$(CONT_T_END),$(call run_rule,results/continuation,subtb-$(t),$(1),$(CONT) -s $(1) --loss subtb --steps $(CONT_STEPS) $(CONT_ARGS) --reward-temp 1$(comma)$(t)$(comma)$(CONT_STEPS))$(newline))
+$(call run_rule,results/continuation,reinforce,$(1),$(CONT) -s $(1) --loss reinforce --steps $(CONT_STEPS) $(CONT_ARGS))
 endef
+$(foreach s,$(SEEDS),$(eval $(call cont_seed,$(s))))
 
 reproduce-continuation: gfn
 	@mkdir -p results/continuation && rm -f results/continuation/*.txt
-	$(foreach s,$(SEEDS),$(call cont_seed,$(s))$(newline))
+	$(run_all) $(RUNS_results/continuation)
 	./gfn report continuation results/continuation results/continuation
 
 INFILL = ./gfn train infill -m $(MODEL) -t $(TOK)$(if $(TEXT_EVAL_N), --eval-n $(TEXT_EVAL_N))
 INFILL_STEPS ?= 80
 INFILL_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10 --reward-temp 1.1,0.85,$(INFILL_STEPS)
 define infill_seed
-$(call one_run,prompt,$(1),$(INFILL) -s $(1) --steps 0 --baselines 2,results/infill)
-$(call one_run,sft,$(1),$(INFILL) -s $(1) --loss sft --steps $(INFILL_STEPS) $(INFILL_ARGS),results/infill)
-$(call one_run,subtb,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS),results/infill)
-$(call one_run,subtb-seeded,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS) --seed-answers 1,results/infill)
+$(call run_rule,results/infill,prompt,$(1),$(INFILL) -s $(1) --steps 0 --baselines 2)
+$(call run_rule,results/infill,sft,$(1),$(INFILL) -s $(1) --loss sft --steps $(INFILL_STEPS) $(INFILL_ARGS))
+$(call run_rule,results/infill,subtb,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS))
+$(call run_rule,results/infill,subtb-seeded,$(1),$(INFILL) -s $(1) --loss subtb --steps $(INFILL_STEPS) $(INFILL_ARGS) --seed-answers 1)
 endef
+$(foreach s,$(SEEDS),$(eval $(call infill_seed,$(s))))
 
 reproduce-infill: gfn
 	@mkdir -p results/infill && rm -f results/infill/*.txt
-	$(foreach s,$(SEEDS),$(call infill_seed,$(s))$(newline))
+	$(run_all) $(RUNS_results/infill)
 	./gfn report infill results/infill results/infill
 
 # Subjectivity with a latent rationale (tasks/subj.c), N = 10 20 50 labelled examples x SEEDS 1 2 3.
@@ -299,28 +316,31 @@ reproduce-infill: gfn
 #   of 8 examples, AdamW lr 2e-3), --steps 0 --baselines 2. (The fit's lr was raised from 5e-4 to
 #   2e-3 after a 40-row smoke run where 50 steps at 5e-4 left even the 10 training examples'
 #   predictions unchanged; no test accuracy was looked at for it.)
-# Evaluation: the first SUBJ_EVAL_N = 1000 of the 2000 test rows (461 subjective, majority class
-# 53.9 %), every method on the same rows. All 2000 rows do not fit the 45 minutes. Cost measured on
-# 1 thread of the shared machine (CPU seconds; `gfn train subj` prints them as cpu_seconds lines):
-# the E-step about 0.6 CPU-s per step; per evaluated row (test or labelled) E alone 0.125 (sampling
-# 10 + 1 Z, the base on them), E + M 0.056, zero- and few-shot together 0.04; each classifier fit
-# (M-step, SFT) about 29. Per (N, seed) with 1000 rows: 60 + 125 + 56 + 40 + 2 x 29 = about 340
-# CPU-s, 9 of them about 3100 CPU-s: about 26 minutes on 2 fully used cores, say 30-35 with
-# OpenMP's losses; all 2000 rows would be about 5000 CPU-s (over 45 minutes). `make reproduce-subj
-# SUBJ_EVAL_N=2000` evaluates every row.
-SUBJ_EVAL_N ?= 1000
+# Evaluation: all SUBJ_EVAL_N = 2000 test rows (1000 of them until 2026-12-07), every method on
+# the same rows. Cost measured on 1 thread (CPU seconds; `gfn train subj` prints them as
+# cpu_seconds lines; 2026-12-07, the other core busy): the E-step about 0.4 CPU-s per step; per
+# evaluated row (test or labelled) E alone 0.082 (sampling 10 + 1 Z, the base on them), E + M
+# 0.038, zero- and few-shot together about 0.03; each classifier fit (M-step, SFT) about 20. Per
+# (N, seed) with 2000 rows: 40 + 165 + 76 + 60 + 2 x 20 = about 380 CPU-s, 9 of them about 3400
+# CPU-s: about 30 minutes as two runs side by side (JOBS=2), one thread each.
+SUBJ_EVAL_N ?= 2000
 SUBJ_STEPS ?= 100
 SUBJ_N ?= 10 20 50
 SUBJ = ./gfn train subj -m $(MODEL) -t $(TOK) --eval-n $(SUBJ_EVAL_N)
 SUBJ_ARGS ?= --batch 16 --k 8 --rank 16 --alpha 16 --lr 5e-4 --warmup 10 --reward-temp 1.2$(comma)1.0$(comma)$(SUBJ_STEPS)
 define subj_seed
-$(foreach n,$(SUBJ_N),$(call one_run,base-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --steps 0 --baselines 2,results/subj)$(newline)$(call one_run,gfn-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --loss subtb --steps $(SUBJ_STEPS) $(SUBJ_ARGS) --seed-answers 1,results/subj)$(newline))
+$(foreach n,$(SUBJ_N),$(call run_rule,results/subj,gfn-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --loss subtb --steps $(SUBJ_STEPS) $(SUBJ_ARGS) --seed-answers 1)$(newline)$(call run_rule,results/subj,base-n$(n),$(1),$(SUBJ) --labelled $(n) -s $(1) --steps 0 --baselines 2)$(newline))
 endef
+$(foreach s,$(SEEDS),$(eval $(call subj_seed,$(s))))
 
 reproduce-subj: gfn
 	@mkdir -p results/subj && rm -f results/subj/*.txt
-	$(foreach s,$(SEEDS),$(call subj_seed,$(s))$(newline))
+	$(run_all) $(RUNS_results/subj)
 	./gfn report subj results/subj results/subj
+
+# Every run of the reproduce targets: the one recipe (see run_rule).
+$(RUNS_results/arithmetic) $(RUNS_results/continuation) $(RUNS_results/infill) $(RUNS_results/subj): gfn
+	$(call one_run,$(RUN_METHOD),$(RUN_SEED),$(RUN_COMMAND),$(@D))
 
 clean:
 	rm -f gfn gfn-san tests/run_tests tests/run_tests_san tests/bench

@@ -19,5 +19,10 @@ const char *test_tmp_dir(void);
 const char *test_path(const char *name);
 
 #define CHECK(cond, ...) test_check(!!(cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
+// The larger of two numbers, for running maxima: `worst = larger(worst, fabs(got - want))`.
+// Not fmax: GCC 12's aarch64 compiler stops with an internal compiler error
+// (vect_transform_reduction) when it vectorises an fmax reduction at -O3. A NaN difference is
+// ignored as fmax ignores it (the comparison is false), so a running maximum starting at 0 is the same.
+static inline double larger(double a, double b) { return b > a ? b : a; }
 // |a - b| <= tol * max(1, |b|) style helpers are written where used; keep tolerances explicit.
 #endif

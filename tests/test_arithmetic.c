@@ -303,7 +303,7 @@ static void test_task(void) {
     task->log_reward(task, t, N);
     double paths = 0;
     for (int i = 0; i < N; i++)
-        for (int k = 0; k <= t[i]->nact; k++) paths = fmax(paths, fabs(decoded[i][k] - t[i]->log_r[k]) / (1 + fabs(decoded[i][k])));
+        for (int k = 0; k <= t[i]->nact; k++) paths = larger(paths, fabs(decoded[i][k] - t[i]->log_r[k]) / (1 + fabs(decoded[i][k])));
     CHECK(paths < 1e-4, "log R from shared forwards and from decode steps differ by %g", paths);
     for (int i = 0; i < N; i++) {
         int at[64], states = 0;   // tokens after the prompt at each state: after each action and its inserted tokens

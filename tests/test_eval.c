@@ -57,7 +57,7 @@ static void test_nltk_fixture(void) {
               tab3 + 1, got_bleu, want_bleu);
         CHECK(fabs(got_gleu - want_gleu) <= 1e-8, "pair %d '%s' | '%s': GLEU %.9f, nltk %.9f", pairs, tab2 + 1,
               tab3 + 1, got_gleu, want_gleu);
-        double d = fmax(fabs(got_bleu - want_bleu), fabs(got_gleu - want_gleu));
+        double d = larger(fabs(got_bleu - want_bleu), fabs(got_gleu - want_gleu));
         if (d > worst) { worst = d; worst_line = pairs; }
         if (!end) break;
         line = end + 1;
@@ -163,7 +163,7 @@ static void test_bertscore(void) {
         for (int v = 0; v < V; v++) {
             double dot = 0;
             for (int c = 0; c < C; c++) dot += (double)hidden[t * C + c] * wte[v * C + c];
-            max_err = fmax(max_err, fabs(dot - logits[t * V + v]));
+            max_err = larger(max_err, fabs(dot - logits[t * V + v]));
         }
     CHECK(max_err < 1e-4, "logits = gpt_hidden · wte^T: max error %g", max_err);
 
@@ -186,8 +186,8 @@ static void test_bertscore(void) {
             cos[i][j] = d / sqrt(a * b);
         }
     double want_p = 0, want_r = 0;
-    for (int i = 0; i < 4; i++) want_p += fmax(cos[i][0], fmax(cos[i][1], cos[i][2])) / 4;
-    for (int j = 0; j < 3; j++) want_r += fmax(fmax(cos[0][j], cos[1][j]), fmax(cos[2][j], cos[3][j])) / 3;
+    for (int i = 0; i < 4; i++) want_p += larger(cos[i][0], larger(cos[i][1], cos[i][2])) / 4;
+    for (int j = 0; j < 3; j++) want_r += larger(larger(cos[0][j], cos[1][j]), larger(cos[2][j], cos[3][j])) / 3;
     CHECK_NEAR(prec, want_p, 1e-5, "precision = mean max cosine");
     CHECK_NEAR(rec, want_r, 1e-5, "recall = mean max cosine");
     CHECK_NEAR(f1, 2 * want_p * want_r / (want_p + want_r), 1e-5, "F1");
@@ -224,7 +224,7 @@ static void test_bertscore(void) {
     for (int i = 0; i < NS; i++) {
         float *single = bertscore_embed_ids(model, bos, ids[i], n[i]);
         lengths_ok &= got_len[i] == (n[i] < 15 ? n[i] : 15) && (batch[i] == NULL) == (n[i] == 0) && (single == NULL) == (n[i] == 0);
-        for (int k = 0; k < got_len[i] * C; k++) batch_err = fmax(batch_err, fabs(batch[i][k] - single[k]));
+        for (int k = 0; k < got_len[i] * C; k++) batch_err = larger(batch_err, fabs(batch[i][k] - single[k]));
         free(single);
         free(batch[i]);
     }

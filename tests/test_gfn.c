@@ -132,9 +132,7 @@ static void test_objective_identities(void) {
     float tb = loss_tb(&b, log_z, dlf, dlt, dz);
     float subtb = loss_subtb(&b, 1e6f, NULL, dlf2, dlt2, NULL);
     CHECK(fabsf(tb - subtb) < 1e-4f * (1 + fabsf(tb)), "SubTB(λ→∞, whole trajectories) %g != TB %g", subtb, tb);
-    // The largest differences below are kept with `if (d > worst)`, not fmax: GCC 12's aarch64
-    // cross compiler stops with an internal compiler error (vect_transform_reduction) when it
-    // vectorises an fmax reduction of float differences at -O3. Both ignore NaN the same way.
+    // Running maxima use larger() or `if (d > worst)`, never fmax: see larger() in tests/test.h.
     double worst = 0;
     for (int r = 0; r < rb.n; r++)
         for (int k = 0; k < 4; k++) {
@@ -152,8 +150,8 @@ static void test_objective_identities(void) {
     subtb = loss_subtb(&b, 1e6f, log_z, dlf2, dlt2, dz2);
     worst = 0;
     for (int r = 0; r < rb.n; r++) {
-        worst = fmax(worst, fabs(dz[r] - dz2[r]));
-        for (int k = 0; k < 4; k++) worst = fmax(worst, fabs(dlf[r * rb.stride + k] - dlf2[r * rb.stride + k]));
+        worst = larger(worst, fabs(dz[r] - dz2[r]));
+        for (int k = 0; k < 4; k++) worst = larger(worst, fabs(dlf[r * rb.stride + k] - dlf2[r * rb.stride + k]));
     }
     CHECK(fabsf(tb - subtb) < 1e-4f * (1 + fabsf(tb)) && worst < 1e-4, "SubTB(λ→∞, min 2) %g vs TB %g, gradients differ by %g", subtb, tb, worst);
     b.min_len = 0;
@@ -171,7 +169,7 @@ static void test_objective_identities(void) {
     CHECK(fabsf(db - sub0) < 1e-4f * (1 + fabsf(db)), "SubTB(λ→0) %g != DB %g", sub0, db);
     worst = 0;
     for (int i = 0; i < rb.n * rb.stride; i++) {
-        double d = fmax(fabs(dlf[i] - dlf2[i]), fabs(dlt[i] - dlt2[i]));
+        double d = larger(fabs(dlf[i] - dlf2[i]), fabs(dlt[i] - dlt2[i]));
         if (d > worst) worst = d;
     }
     CHECK(worst < 1e-4, "SubTB(λ→0) gradients differ from DB's by %g", worst);
@@ -181,8 +179,8 @@ static void test_objective_identities(void) {
     db = loss_db(&b, f0, dlf, dlt, df0);
     sub0 = loss_subtb(&b, 1e-7f, f0, dlf2, dlt2, df0_sub);
     worst = 0;
-    for (int i = 0; i < rb.n * rb.stride; i++) worst = fmax(worst, fmax(fabs(dlf[i] - dlf2[i]), fabs(dlt[i] - dlt2[i])));
-    for (int g = 0; g < 3; g++) worst = fmax(worst, fabs(df0[g] - df0_sub[g]));
+    for (int i = 0; i < rb.n * rb.stride; i++) worst = larger(worst, larger(fabs(dlf[i] - dlf2[i]), fabs(dlt[i] - dlt2[i])));
+    for (int g = 0; g < 3; g++) worst = larger(worst, fabs(df0[g] - df0_sub[g]));
     CHECK(fabsf(db - sub0) < 1e-4f * (1 + fabsf(db)) && worst < 1e-4, "min 1: SubTB(λ→0) %g vs DB %g, gradients differ by %g", sub0, db, worst);
     b.min_len = 0;
     // (c) At the optimum (log F = lr − lt consistent with q) every residual is zero: build
@@ -249,7 +247,7 @@ static void test_replay_buffer(void) {
     double worst = 0;
     for (int i = 0; i < 4; i++) {
         double p = exp(scores[expect[i]]) / z, f = (double)hits[expect[i]] / draws;
-        worst = fmax(worst, fabs(f - p) / sqrt(p * (1 - p) / draws));
+        worst = larger(worst, fabs(f - p) / sqrt(p * (1 - p) / draws));
     }
     CHECK(worst < 5, "replay sampling off softmax(log R) by %g standard errors", worst);
     CHECK(replay_sample(rb, 1, &rng) == NULL, "empty query sampled");
@@ -394,7 +392,7 @@ static void test_chain_fd(void) {
         chain_loss(policy, &task, t, N, loss_kind, dlf, dlt, 1);
         // The model runs in float: judge each error against the gradient's scale (max |grad|).
         double max_grad = 0, fd[24], an[24];
-        for (size_t i = 0; i < lora->num_parameters; i++)   // not fmax: see test_objective_identities
+        for (size_t i = 0; i < lora->num_parameters; i++)   // not fmax: see larger() in tests/test.h
             if (fabs(lora->grad_memory[i]) > max_grad) max_grad = fabs(lora->grad_memory[i]);
         for (int probe = 0; probe < 24; probe++) {
             size_t i = (size_t)rng_below(&rng, (int)lora->num_parameters);
@@ -410,7 +408,7 @@ static void test_chain_fd(void) {
         }
         double worst = 0;
         for (int probe = 0; probe < 24; probe++)
-            worst = fmax(worst, fabs(fd[probe] - an[probe]) / (1e-2 * max_grad + fabs(fd[probe])));
+            worst = larger(worst, fabs(fd[probe] - an[probe]) / (1e-2 * max_grad + fabs(fd[probe])));
         CHECK(worst < 1e-2 && max_grad > 1e-3, "%s chain: LoRA gradient vs finite differences, worst relative error %g (max |grad| %g)",
               loss_kind ? "TB" : "SubTB", worst, max_grad);
     }
@@ -475,7 +473,7 @@ static void test_forced_tokens(void) {
         }
         for (int k = 0; k < t[i]->nact; k++) ours += lf[i * stride + k];
         ours += lt[i * stride + t[i]->nact];
-        worst = fmax(worst, fabs(ours - by_hand));
+        worst = larger(worst, fabs(ours - by_hand));
     }
     CHECK(worst < 1e-4, "log q(Z ⊤) with forced tokens differs from the hand sum by %g", worst);
     free(lf); free(lt);
@@ -689,7 +687,7 @@ static void test_rng_reward(void) {
 // Largest |a − b| over n floats, relative to the largest |b| (0 when both are zero).
 static double relative_diff(const float *a, const float *b, size_t n) {
     double diff = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) { diff = fmax(diff, fabs(a[i] - b[i])); scale = fmax(scale, fabs(b[i])); }
+    for (size_t i = 0; i < n; i++) { diff = larger(diff, fabs(a[i] - b[i])); scale = larger(scale, fabs(b[i])); }
     return scale > 0 ? diff / scale : diff;
 }
 
@@ -822,7 +820,7 @@ static void test_prefix_share(void) {
     }
     gfn_prefix_sharing = 1;
     double worst = 0;
-    for (size_t i = 0; i < count; i++) worst = fmax(worst, fabs(after[0][i] - after[1][i]));
+    for (size_t i = 0; i < count; i++) worst = larger(worst, fabs(after[0][i] - after[1][i]));
     CHECK(worst <= 1e-6, "two training steps with and without prefix sharing differ by %.3g", worst);
     if (getenv("GFN_TEST_VERBOSE")) printf("   training steps: shared vs unshared max |diff| %.3g\n", worst);
     free(after[0]); free(after[1]);
@@ -997,9 +995,9 @@ static void test_accumulation(void) {
     double scale = 0, off_mean = 0, off_whole = 0;
     for (size_t i = 0; i < P; i++) {
         double mean = 0.5 * ((double)alone[0][i] + alone[1][i]);
-        scale = fmax(scale, fabs(mean));
-        off_mean = fmax(off_mean, fabs(acc[i] - mean));
-        off_whole = fmax(off_whole, fabs(whole[i] - mean));
+        scale = larger(scale, fabs(mean));
+        off_mean = larger(off_mean, fabs(acc[i] - mean));
+        off_whole = larger(off_whole, fabs(whole[i] - mean));
     }
     CHECK(scale > 1e-3 && off_mean <= 1e-5 * scale, "accumulated gradient off the mean of the micro-batches' by %.3g (scale %.3g)", off_mean, scale);
     CHECK(off_whole > 1e-2 * scale, "one micro-batch of both questions gives the mean of the per-question gradients (off by %.3g): "

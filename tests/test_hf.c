@@ -24,7 +24,7 @@ static double rel_to_max(const float *got, const float *want, size_t n) {
 static double rel_err(const float *got, const float *want, size_t n) {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), 1.0);
+        double d = fabs((double)got[i] - want[i]) / larger(fabs(want[i]), 1.0);
         if (!(d <= worst)) worst = d;
     }
     return worst;

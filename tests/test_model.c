@@ -141,7 +141,7 @@ static void test_gradients(void) {
         for (int c = 0; c < tiny.n_embd; c++) {
             double s = dinput[t * tiny.n_embd + c] + dinput[(TT + t) * tiny.n_embd + c];
             double d = fabs(s - g->wpe[t * tiny.n_embd + c]);
-            if (d > worst) worst = d;   // not fmax: see check_decode (a GCC 12 aarch64 crash)
+            if (d > worst) worst = d;   // not fmax: see larger() in tests/test.h
         }
     CHECK(worst < 1e-6, "sum of dinput != dwpe (%g)", worst);
     // ... and with B = 1 each position's embedding is its own wpe row: dinput vs finite differences.
@@ -227,7 +227,7 @@ static void test_lora(void) {
     CHECK(gpt_lora(model) == NULL, "merge detaches");
     logits = gpt_forward(model, inputs, TB, TT);
     double worst = 0;
-    for (size_t i = 0; i < nl; i++) {   // not fmax: see check_decode (a GCC 12 aarch64 crash)
+    for (size_t i = 0; i < nl; i++) {   // not fmax: see larger() in tests/test.h
         double d = fabs(logits[i] - before[i]) / (1.0 + fabs(before[i]));
         if (d > worst) worst = d;
     }
@@ -274,7 +274,7 @@ static void check_decode(GPT *model, const char *what) {
         for (int i = 0; i < R * V; i++) logits[i] = untouched;
         gpt_decode_step(model, kv, tokens, pos, logits);
         for (int b = 0; b < R; b++) {
-            if (!fed[b]) { worst = fmax(worst, logits[b * V] == untouched ? 0 : 1); continue; }
+            if (!fed[b]) { worst = larger(worst, logits[b * V] == untouched ? 0 : 1); continue; }
             float *full = gpt_forward(model, seqs[b], 1, pos[b] + 1);
             memcpy(expected, full + (size_t)pos[b] * V, sizeof expected);
             for (int v = 0; v < V; v++) {   // `if (d > worst)`, not fmax: see below
@@ -294,9 +294,7 @@ static void check_decode(GPT *model, const char *what) {
         gpt_decode_step(model, kv, tok, ps, logits);
         float *full = gpt_forward(model, seqs[1], 1, p0 + 1);
         double w = 0;
-        // Not fmax: GCC 12's aarch64 cross compiler stops with an internal compiler error
-        // (vect_transform_reduction) when it vectorises an fmax reduction of float differences at
-        // -O3 (here and in the loop above). `if (d > w)` ignores NaN the same way.
+        // `if (d > w)`, not fmax (here and in the loop above): see larger() in tests/test.h.
         for (int v = 0; v < V; v++) {
             double d = fabs(logits[v] - full[(size_t)p0 * V + v]);
             if (d > w) w = d;
@@ -361,7 +359,7 @@ static void check_shared(GPT *model, int P, int B, int T, uint64_t seed, const c
         size_t off = (size_t)(((float **)gpt_params(model))[k] - gpt_params_memory(model));
         size_t len = (k + 1 < GPT_NUM_TENSORS ? (size_t)(((float **)gpt_params(model))[k + 1] - gpt_params_memory(model)) : n) - off;
         double gmax = 0, diff = 0;
-        for (size_t i = off; i < off + len; i++) { gmax = fmax(gmax, fabs(grads[i])); diff = fmax(diff, fabs(g[i] - grads[i])); }
+        for (size_t i = off; i < off + len; i++) { gmax = larger(gmax, fabs(grads[i])); diff = larger(diff, fabs(g[i] - grads[i])); }
         CHECK(gmax > 0 && diff <= 1e-5 * gmax, "%s: gradient of %s differs by %.3g of %.3g", what, gpt_tensor_names[k], diff, gmax);
     }
     if (lora)
@@ -373,7 +371,7 @@ static void check_shared(GPT *model, int P, int B, int T, uint64_t seed, const c
                 size_t len = (size_t)(which ? (k + 1 < LORA_NUM_TARGETS && lora->grad_A[k + 1] ? lora->grad_A[k + 1] - x : (lora->grad_memory + nl) - x)
                                             : lora->grad_B[k] - x);
                 double gmax = 0, diff = 0;
-                for (size_t i = 0; i < len; i++) { gmax = fmax(gmax, fabs(grads[n + off + i])); diff = fmax(diff, fabs(x[i] - grads[n + off + i])); }
+                for (size_t i = 0; i < len; i++) { gmax = larger(gmax, fabs(grads[n + off + i])); diff = larger(diff, fabs(x[i] - grads[n + off + i])); }
                 CHECK(gmax > 0 && diff <= 1e-5 * gmax, "%s: LoRA %s %s gradient differs by %.3g of %.3g", what,
                       lora_target_names[k], which ? "B" : "A", diff, gmax);
             }
@@ -417,7 +415,7 @@ static void check_cached(GPT *model, const char *what) {
         row[lens[b] + T] = row[0];
         full = gpt_forward(model, row, 1, lens[b] + T + 1);
         for (int v = 0; v < V; v++)
-            worst = fmax(worst, fabs(out[store[b] * V + v] - full[(size_t)(lens[b] + T) * V + v]) / (1.0 + fabs(full[(size_t)(lens[b] + T) * V + v])));
+            worst = larger(worst, fabs(out[store[b] * V + v] - full[(size_t)(lens[b] + T) * V + v]) / (1.0 + fabs(full[(size_t)(lens[b] + T) * V + v])));
     }
     CHECK(same, "%s: gpt_forward_cached differs from the full forward", what);
     CHECK(worst < 1e-5, "%s: decoding after stored keys and values differs by %g", what, worst);
@@ -490,7 +488,7 @@ static void test_determinism(void) {
     float *q2 = train_steps(42, 3, l1);
     omp_set_num_threads(threads);
     double worst = 0;
-    for (size_t i = 0; i < n; i++)   // not fmax: see check_decode (a GCC 12 aarch64 crash)
+    for (size_t i = 0; i < n; i++)   // not fmax: see larger() in tests/test.h
         if (fabs(q1[i] - q2[i]) > worst) worst = fabs(q1[i] - q2[i]);
     CHECK(worst < 1e-5, "1 vs 2 threads differ by %g", worst);
     free(q1); free(q2);
@@ -616,7 +614,7 @@ static void test_adamw(void) {
     }
     // by hand for parameter 0: step 1 moves by −0.1·(1 + 0.005) → 0.3995; step 2 has m̂ ≈ −0.1105
     double worst = 0;
-    for (int i = 0; i < 3; i++) worst = fmax(worst, fabs(params[i] - x[i]));
+    for (int i = 0; i < 3; i++) worst = larger(worst, fabs(params[i] - x[i]));
     CHECK(worst < 1e-6 && opt.step == 2, "AdamW off by %g", worst);
     // By hand for parameter 0 (g = 0.1, then −0.3): step 1 has m̂ = 0.1, v̂ = 0.01, so it moves by
     // −0.1·(0.1/0.1 + 0.01·0.5) to 0.3995; step 2 has m̂ = −0.021/0.19, v̂ = 9.999e-5/0.001999, so
@@ -657,7 +655,7 @@ static void test_schedule_and_clip(void) {
 // batch: logits, loss, every parameter gradient, the input-embedding gradient, and the same with
 // a LoRA adapter given in PEFT's orientation. Tolerances: float32 against float64 over two layers
 // leaves ~1e-6 relative; 1e-4 of each array's largest value catches any wrong formula.
-// (`if (d > m)`, not fmax: see check_decode, a GCC 12 aarch64 crash.)
+// (`if (d > m)`, not fmax: see larger() in tests/test.h.)
 static double max_abs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++)
