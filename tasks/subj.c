@@ -636,6 +636,7 @@ int subj_report(const char *dir, const char *md_path, const char *svg_path, GfnE
         }
     text_appendf(&md, "# Subjectivity with a latent rationale (paper §4.3, Table 3)\n\n");
     if (hi == 0) text_appendf(&md, "Test accuracy (%%) on the evaluated rows of subj/test.jsonl");
+    else if (lo == hi && lo == SUBJ_TEST) text_appendf(&md, "Test accuracy (%%) on all %d rows of subj/test.jsonl", lo);
     else if (lo == hi) text_appendf(&md, "Test accuracy (%%) on the first %d rows of subj/test.jsonl", lo);
     else text_appendf(&md, "Test accuracy (%%) on the first %d to %d rows (they differ between runs) of subj/test.jsonl", lo, hi);
     text_appendf(&md,     " (majority class: 51.65 %% of all 2000, 53.9 %% of the first 1000)\n"
