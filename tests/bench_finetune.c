@@ -1,5 +1,5 @@
 // tests/bench_finetune.c — the speed of fine-tuning (issue 13), against the machine's own matmul
-// rate measured in the same run: arithmetic fine-tuning (the `make run` flags) in seconds per
+// rate measured in the same run: arithmetic fine-tuning (`make run`'s step shape) in seconds per
 // step and trajectories per second, question-only and 3-shot prompts, with prefix sharing and
 // without (GFN_NO_PREFIX_SHARE's path: the old one), 1 and 2 threads, and 2 threads beside a
 // competing busy process; sampling tokens per second at batch 1, 16 and 64; the step's counted
@@ -59,12 +59,17 @@ static pid_t busy_process(void) {
     return pid;
 }
 
-// Seconds per step of `steps` arithmetic training steps (the `make run` flags).
+// The step `make run` trains with: STEP_QUERIES micro-batches (gradient accumulation), each one
+// question x STEP_K samples, LoRA rank 16, 1 micro-batch in 8 replaying a worked rationale.
+enum { STEP_QUERIES = 4, STEP_K = 8, STEP_TRAJ = STEP_QUERIES * STEP_K };
+
+// Seconds per step of `steps` arithmetic training steps with the `make run` flags.
 static double train_seconds(Task *task, int steps) {
     TrainConfig cfg;
     train_config_default(&cfg);
-    cfg.steps = steps; cfg.batch = 16; cfg.samples_per_query = 4; cfg.lora_rank = 16; cfg.lr = 5e-4f;
-    cfg.reward_temp_start = 1.1f; cfg.reward_temp_end = 0.5f; cfg.reward_temp_horizon = 100; cfg.quiet = 1;
+    cfg.steps = steps; cfg.batch = STEP_K; cfg.samples_per_query = STEP_K; cfg.accum = STEP_QUERIES;
+    cfg.lora_rank = 16; cfg.lora_alpha = 16; cfg.warmup = 20; cfg.frac_gold = 0.125f;
+    cfg.reward_temp_start = 1.1f; cfg.reward_temp_end = 0.5f; cfg.reward_temp_horizon = 150; cfg.quiet = 1;
     GPT *policy = copy_model(task->base);
     float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     GfnError err = { { 0 } };
@@ -83,49 +88,32 @@ static double token_flops(GPTConfig c, int lora_rank) {
     return 2.0 * (L * 12.0 * C * C + C * c.vocab_size) + 2.0 * L * lora_rank * (C + 3 * C + C + C + C + 4 * C + 4 * C + C);
 }
 
-// FLOPs of one training step on a sampled batch: decoding (the prompt's common part once, the
-// rest per row), the reward (3-shot prompt once, X + Z per trajectory, Y per state), the
-// teacher-forced forward (shared prompt once, the rest per row) and its backward (the base is
-// frozen: the input gradient through every layer, one forward's worth; the LoRA terms are in
-// token_flops).
-static double step_flops(Task *task, int batch) {
-    Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)batch);
-    int *queries = gfn_malloc(sizeof(int) * (size_t)batch);
-    for (int i = 0; i < batch; i++) { t[i] = traj_new(task->max_len); queries[i] = i / 4; }
+// Useful FLOPs of one training step (STEP_QUERIES micro-batches of one question x STEP_K rows,
+// the rows sampled from the base): per micro-batch the decoding (the prompt once, then each
+// row's Z), the reward (its context — the 3-shot prompt and the question — once, then each row's
+// Z and the answer Y after every state), the teacher-forced forward (the prompt once, each row's
+// Z) and its backward (the base is frozen: the input gradient through every layer, one forward's
+// worth; the LoRA terms are in token_flops). A gold micro-batch samples nothing: counting it as
+// sampled overstates the step's work by about 1/8 of the decoding.
+static double step_flops(Task *task) {
+    Traj *t[STEP_K];
+    int queries[STEP_K];
     Rng rng;
     rng_seed(&rng, 5);
     SamplerConfig sc = { 1.0f, 0, 1.0f };
-    sample_trajectories(task->base, task, queries, t, batch, &sc, &rng);
-    int common, plen;
-    const int *first = task->prompt(task, queries[0], &common);
-    double prompt_rest = 0, z = 0, y = 0;
-    for (int i = 0; i < batch; i++) {
-        const int *p = task->prompt(task, queries[i], &plen);
-        int j = 0;
-        while (j < common && j < plen && p[j] == first[j]) j++;
-        common = j;
-    }
-    for (int i = 0; i < batch; i++) {
-        task->prompt(task, queries[i], &plen);
-        int clen, ylen;
+    double tokens = 0;
+    for (int q = 0; q < STEP_QUERIES; q++) {
+        for (int i = 0; i < STEP_K; i++) { t[i] = traj_new(task->max_len); queries[i] = q; }
+        sample_trajectories(task->base, task, queries, t, STEP_K, &sc, &rng);
+        int plen, clen, ylen;
         const int *ans;
-        arith_reward_context(task, queries[i], &clen, &ans, &ylen);
-        prompt_rest += plen - common;
-        z += t[i]->ntok + 1;
-        y += (double)(t[i]->nact + 1) * ylen;
+        task->prompt(task, q, &plen);
+        arith_reward_context(task, q, &clen, &ans, &ylen);
+        double z = 0, y = 0;
+        for (int i = 0; i < STEP_K; i++) { z += t[i]->ntok + 1; y += (double)(t[i]->nact + 1) * ylen; traj_free(t[i]); }
+        tokens += (plen + z) + (clen + z + y) + 2.0 * (plen + z);   // decode, reward, forward + backward
     }
-    int fewshot_len = 0, clen, ylen;
-    const int *ans;
-    arith_reward_context(task, 0, &clen, &ans, &ylen);
-    task->prompt(task, 0, &plen);
-    fewshot_len = clen - plen > 0 ? clen - plen : 0;   // under the question-only prompt
-    double f = token_flops(gpt_config(task->base), 16);
-    double sample = common + prompt_rest + z;
-    double reward = (fewshot_len > 0 ? fewshot_len : common) + prompt_rest + z + y;
-    double teacher = common + prompt_rest + z;
-    for (int i = 0; i < batch; i++) traj_free(t[i]);
-    free(t); free(queries);
-    return f * (sample + reward + 2.0 * teacher);
+    return token_flops(gpt_config(task->base), 16) * tokens;
 }
 
 void bench_finetune(void) {
@@ -153,7 +141,8 @@ void bench_finetune(void) {
     printf("  best with %d threads: %.1f GFLOP/s\n", max_threads, peak2);
 
     static const char *const prompts[2] = { "question", "fewshot" };
-    printf("arithmetic fine-tuning step (batch 16, k 4, rank 16; %d steps each), old = GFN_NO_PREFIX_SHARE=1\n", steps);
+    printf("arithmetic fine-tuning step (make run's: %d micro-batches of 1 question x %d, rank 16; %d steps each), old = GFN_NO_PREFIX_SHARE=1\n",
+           STEP_QUERIES, STEP_K, steps);
     printf("  %-9s %-14s %11s %11s %8s %9s %10s\n", "prompt", "threads", "old s/step", "new s/step", "speedup", "traj/s", "efficiency");
     for (int pi = 0; pi < 2; pi++) {
         Task *task = &task_arithmetic;
@@ -161,7 +150,7 @@ void bench_finetune(void) {
         GfnError err = { { 0 } };
         if (task->setup(task, &opt, &err)) { printf("  %s: %s\n", prompts[pi], err.msg); return; }
         set_threads(1);
-        double flops = step_flops(task, 16);
+        double flops = step_flops(task);
         static const struct { int threads, busy; const char *name; } runs[3] = {
             { 1, 0, "1" }, { 2, 0, "2" }, { 2, 1, "2 + busy proc" },
         };
@@ -177,7 +166,7 @@ void bench_finetune(void) {
             double peak = runs[r].threads == 1 ? peak1 : peak2;
             double eff = flops / (new_s * peak * 1e9);
             printf("  %-9s %-14s %11.3f %11.3f %7.2fx %9.1f %9.1f%%\n", prompts[pi], runs[r].name, old_s, new_s, old_s / new_s,
-                   16 / new_s, 100 * eff);
+                   STEP_TRAJ / new_s, 100 * eff);
             printf("bench finetune_%s_t%d%s_step_s %.3f\nbench finetune_%s_t%d%s_speedup %.2f\nbench finetune_%s_t%d%s_efficiency %.3f\n",
                    prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", new_s, prompts[pi], runs[r].threads,
                    runs[r].busy ? "_busy" : "", old_s / new_s, prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", eff);
