@@ -88,6 +88,10 @@ suite() {
     w="$d/work"; rm -rf "$w"; mkdir -p "$w"
     for x in tests weights; do ln -s "$PWD/$x" "$w/$x"; done
     for x in ${GFN_DATA:-} data ../shared/data; do [ -d "$x" ] && { ln -s "$(cd "$x" && pwd)" "$w/data"; break; }; done
+    # ./gfn for the bad-input suite (it runs the command line through system()): the target's
+    # build, under its emulator
+    e=$(emulator "$t")
+    printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$e" "$d/gfn" > "$w/gfn"; chmod +x "$w/gfn"
     (cd "$w" && run_on "$t" "$d/run_tests" ${SUITES:-}) > "$d/test.log" 2>&1
     rc=$?
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$d/test.log" | tail -1)
