@@ -142,8 +142,9 @@ bench: tests/bench gfn
 # under 10 minutes on 2 cores even without any gain from the second one.
 # make reproduce: per seed ~21 CPU-minutes (SFT's steps sample nothing, ~0.3 s), the 3-shot
 # seed ~25 (longer prompts): about 90 CPU-minutes of arithmetic runs, plus the rng runs.
-# Measured 2026-11-30: 113 min wall, 128 CPU-minutes (one core for its first 75 minutes, beside
-# make reproduce-subj; about 7 minutes per trained run on one core, 4-6 on two).
+# Measured 2026-11-30, before the runs ran side by side (JOBS): 113 min wall, 128 CPU-minutes (one
+# core for its first 75 minutes, beside make reproduce-subj; about 7 minutes per trained run on one
+# core, 4-6 on two); with JOBS=2 on 2 cores expect about 128 / 2 = 65 minutes.
 # Any base model and tokenizer: make run MODEL=path/to/model TOK=path/to/tokenizer
 MODEL ?= weights/base.ckpt
 TOK ?= weights/tokenizer.bin
@@ -263,7 +264,8 @@ reproduce-rng: gfn
 # and, for subtb-seeded, about 100 CPU-s scoring the ~870 true 4th sentences that seed its buffer:
 # about 15 x 150 x 1.28 + 700 = 3600 and 9 x 80 x 3.4 + 1200 = 3600 CPU-s, i.e. about 35 minutes
 # each on 2 cores (OpenMP on both). Measured 2026-11-30: the two run side by side, one thread
-# each, took 40 min 53 s (continuation) and 40 min 12 s (infill) wall.
+# each, took 40 min 53 s (continuation) and 40 min 12 s (infill) wall (before JOBS: one task
+# alone now runs two of its runs at a time, one thread each).
 # TEXT_EVAL_N=N evaluates only the first N prompts / stories (a quick check of the targets).
 comma := ,
 define newline
