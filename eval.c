@@ -6,6 +6,7 @@
 #include "gfn.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -606,12 +607,19 @@ int report_list_files(const char *dir, char **paths, int max, GfnError *err) {
     DIR *d = opendir(dir);
     if (!d) { gfn_error_set(err, "%s: cannot open the results folder", dir); return -1; }
     int count = 0;
-    for (struct dirent *e; (e = readdir(d)) && count < max;) {
+    struct dirent *e;
+    for (errno = 0; count < max && (e = readdir(d)); errno = 0) {
         size_t l = strlen(e->d_name);
         if (l > 4 && !strcmp(e->d_name + l - 4, ".txt")) {
             paths[count] = gfn_malloc(strlen(dir) + l + 2);
             sprintf(paths[count++], "%s/%s", dir, e->d_name);
         }
+    }
+    if (errno) {   // readdir's NULL is also how it fails: not an empty folder
+        gfn_error_set(err, "%s: cannot read the results folder: %s", dir, strerror(errno));
+        closedir(d);
+        for (int i = 0; i < count; i++) free(paths[i]);
+        return -1;
     }
     closedir(d);
     qsort(paths, (size_t)count, sizeof(char *), cmp_str);   // readdir's order is the file system's

@@ -13,6 +13,12 @@
 //   8. main.c        the command line and the task registry
 #ifndef GFN_H
 #define GFN_H
+// 64-bit file offsets and inode numbers on 32-bit Linux (i686, armhf): without it stat() and
+// readdir() fail with EOVERFLOW on file systems that hand out inode numbers above 2^32, and a
+// results folder reads as empty. Every .c file includes this header before any system header.
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
