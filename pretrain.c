@@ -751,22 +751,32 @@ done:
 //   openwebtext/prompts.txt        lines 1000..9999, one prompt a document, except those equal
 //                                  to one of the first 1000 (the continuation task's train/val)
 //   subj/train.jsonl               the "text" of every row, 20 a document (never test.jsonl)
-//   arithmetic                     CORPUS_ARITHMETIC questions from our seeded generator, 10 a
-//                                  document: 2, 3 or 4 one-digit operands (40/40/20%), + and -,
-//                                  worked in the paper's format ("Question: 9 + 4 - 7 = ? Answer:
-//                                  9 + 4 = 13, 13 - 7 = 6. The answer is 6."), never a question of
-//                                  a test file. Chains teach the format, the calculator call and
-//                                  that the answer is the rationale's last value, so the reward
-//                                  prefers correct rationales (single steps alone did not: the
-//                                  answer could be read off the question). Chains of 3 steps are
-//                                  there, rarer, because a model that never saw one finds the
-//                                  3rd step as unlikely as a wrong answer: its reward did not
-//                                  prefer a correct 4-operand rationale to one cut a step short.
-//                                  Never 5 operands: the out-of-distribution test.
+//   arithmetic                     CORPUS_ARITHMETIC worked chains from our seeded generator, 10 a
+//                                  document: 2 to 7 one-digit operands (10/20/20/20/15/15 %), + and
+//                                  -, each worked step by step in one of four surface forms, a
+//                                  quarter each, none of them the task's ("Question: 9 + 4 - 7 = ?
+//                                  Answer: 9 + 4 = 13, 13 - 7 = 6. The answer is 6." never occurs):
+//                                    Work out 9 + 4 - 7. Steps: 9 + 4 = 13, 13 - 7 = 6. Result: 6.
+//                                    Q: What is 9 + 4 - 7? A: 9 + 4 = 13, 13 - 7 = 6, so it is 6.
+//                                    Problem: 9 + 4 - 7 = ? Work: 9 + 4 = 13, 13 - 7 = 6. Total: 6.
+//                                    Compute 9 + 4 - 7.      (then one step a line)
+//                                    9 + 4 = 13
+//                                    13 - 7 = 6
+//                                    So 9 + 4 - 7 = 6.
+//                                  The skills are the task's (one-step sums, carrying the running
+//                                  value, copying the next operand, knowing that the result is the
+//                                  last value and that a chain ends when the operands do), the
+//                                  wrappers are not, so fine-tuning still has the format to learn
+//                                  (issue 12 item 8). Chains run to 7 operands so that the reward
+//                                  knows a 5-operand chain is not finished after 3 steps. A first
+//                                  attempt with five forms and a sixth of the chains per form
+//                                  learned none of them (results/arithmetic/CORPUS_ATTEMPT.md): a
+//                                  4M-parameter model needs about 10,000 chains of a form. No
+//                                  chain is a question of a test file (5 operands included).
 
 #define CORPUS_ROC_HELD_OUT 100
 #define CORPUS_OWT_HELD_OUT 1000
-#define CORPUS_ARITHMETIC 30000
+#define CORPUS_ARITHMETIC 40000
 
 static void text_puts(Text *t, const char *s) { text_append(t, s, strlen(s)); }
 static void text_end_doc(Text *t) {
@@ -967,22 +977,36 @@ static int corpus_subj(Text *out, const char *dir, GfnError *err) {
     return status;
 }
 
-// One worked question, written by the arithmetic task's own formatter (tasks/arithmetic.c).
-// The draws (the operand count, then per operand its digit and an operator, the first one unused)
-// fix the corpus bytes of a seed. *query_len gets the length of the part the test files hold,
-// "Question: ... Answer:".
-static size_t arithmetic_question(Rng *rng, char *buf, size_t cap, size_t *query_len) {
-    static const int operands[5] = { 2, 2, 3, 3, 4 };   // 40% 2, 40% 3, 20% 4 operands
-    ArithQuestion q = { .n = operands[rng_below(rng, 5)] };
-    for (int i = 0; i < q.n; i++) {
-        q.operand[i] = rng_below(rng, 10);
+// One worked chain in one of the four forms above. The draws (the operand count, then per operand
+// its digit and an operator, the first one unused, then the form) fix the corpus bytes of a seed.
+// *q gets the question (its task-format query is what the test files hold).
+static size_t arithmetic_chain(Rng *rng, ArithQuestion *q, char *buf, size_t cap) {
+    static const int operands[20] = { 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 7, 7, 7 };
+    *q = (ArithQuestion){ .n = operands[rng_below(rng, 20)] };
+    for (int i = 0; i < q->n; i++) {
+        q->operand[i] = rng_below(rng, 10);
         char op = rng_below(rng, 2) ? '+' : '-';
-        if (i > 0) q.op[i - 1] = op;
+        if (i > 0) q->op[i - 1] = op;
     }
-    arith_text(&q, ARITH_QUERY, buf, cap);
-    *query_len = strlen(buf);
-    arith_text(&q, ARITH_WORKED, buf, cap);
-    return strlen(buf);
+    int form = rng_below(rng, 4);
+    char expr[64], steps[512];
+    size_t e = 0, s = 0, len = 0;
+    e += (size_t)snprintf(expr, sizeof expr, "%d", q->operand[0]);
+    for (int k = 1; k < q->n; k++) e += (size_t)snprintf(expr + e, sizeof expr - e, " %c %d", q->op[k - 1], q->operand[k]);
+    const char *sep = form == 3 ? "\n" : ", ";   // the ledger puts one step on a line
+    for (int k = 1, v = q->operand[0]; k < q->n; k++) {
+        int next = q->op[k - 1] == '+' ? v + q->operand[k] : v - q->operand[k];
+        s += (size_t)snprintf(steps + s, sizeof steps - s, "%s%d %c %d = %d", k > 1 ? sep : "", v, q->op[k - 1], q->operand[k], next);
+        v = next;
+    }
+    int answer = arith_answer(q);
+    switch (form) {
+    case 0: len = (size_t)snprintf(buf, cap, "Work out %s. Steps: %s. Result: %d.", expr, steps, answer); break;
+    case 1: len = (size_t)snprintf(buf, cap, "Q: What is %s? A: %s, so it is %d.", expr, steps, answer); break;
+    case 2: len = (size_t)snprintf(buf, cap, "Problem: %s = ? Work: %s. Total: %d.", expr, steps, answer); break;
+    default: len = (size_t)snprintf(buf, cap, "Compute %s.\n%s\nSo %s = %d.", expr, steps, expr, answer); break;
+    }
+    return len < cap ? len : cap - 1;
 }
 
 static int corpus_arithmetic(Text *out, const char *dir, uint64_t seed, GfnError *err) {
@@ -1010,10 +1034,12 @@ static int corpus_arithmetic(Text *out, const char *dir, uint64_t seed, GfnError
     rng_seed(&rng, seed);
     int written = 0;
     while (written < CORPUS_ARITHMETIC) {
-        char q[256];
-        size_t query_len, n = arithmetic_question(&rng, q, sizeof q, &query_len);
-        if (hashset_has(&held_out, q, query_len)) continue;
-        text_append(out, q, n);
+        char chain[512], query[128];
+        ArithQuestion q;
+        size_t n = arithmetic_chain(&rng, &q, chain, sizeof chain);
+        arith_text(&q, ARITH_QUERY, query, sizeof query);
+        if (hashset_has(&held_out, query, strlen(query))) continue;
+        text_append(out, chain, n);
         text_puts(out, "\n");
         if (++written % 10 == 0) text_end_doc(out);
     }
