@@ -13,7 +13,10 @@
 //                 writes a wrong result, so "a result off by one, not propagated" is unreachable).
 //    Y twice: (a) the question's answer, as the task's log_reward computes it (the reward training
 //    sees); (b) the chain's own last value, which asks whether the base model knows that the chain
-//    itself is incomplete or wrong rather than that its last value is not the answer.
+//    itself is incomplete or wrong rather than that its last value is not the answer. And with Y
+//    = the answer, the empty rationale (⊤ at once: the task's minimum length is 0, as in the
+//    official code), which a policy finds in one token — where the GFlowNet objectives ended on
+//    the rebuilt base (results/arithmetic/NOTES.md).
 // 2. Next-step accuracy with the gold prefix: for step k (a op b = v) of the gold chain, the
 //    context is the reward's context + the gold Z up to the end of step k − 1 (calculator outputs
 //    as the tool inserts them); greedy decoding over the task's allowed tokens (⊤ included) until
@@ -139,7 +142,8 @@ static int greedy_token(const float *logits, const unsigned char *allowed, int V
 typedef struct {
     int questions;
     int full_over_trunc[2], full_over_corr[2], full_over_both[2];   // [0]: Y = answer, [1]: Y = own last value
-    double sum_full, sum_trunc[2], sum_corr[2];
+    int full_over_empty;                                           // Y = answer
+    double sum_full, sum_trunc[2], sum_corr[2], sum_empty;
     int step_right[ARITH_MAX_OPERANDS], step_count[ARITH_MAX_OPERANDS], all_right;
 } ProbeCounts;
 
@@ -178,8 +182,12 @@ static int probe_question(Task *task, const Tokenizer *tok, int query, const Ari
         wrong[c - 1][1] = arith_probe_log_r(base, ctx, clen, t[c]->tokens, t[c]->ntok, own_y, (int)m);
         free(own_y);
     }
+    // The empty rationale: ⊤ at once, Y straight after X (min_len is 0, as in the official code).
+    double empty = arith_probe_log_r(base, ctx, clen, t[0]->tokens, 0, y, ylen);   // no token of Z
     pc->questions++;
     pc->sum_full += full;
+    pc->full_over_empty += full > empty;
+    pc->sum_empty += empty;
     for (int w = 0; w < 2; w++) {
         pc->full_over_trunc[w] += full > wrong[0][w];
         pc->full_over_corr[w] += full > wrong[1][w];
@@ -313,20 +321,22 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
                      "truncated: its first n − 2 steps; corrupted: the running value copied into one step (drawn among steps\n"
                      "2..n−1) off by ±1 (drawn), the calculator computing the rest from it (the error propagates to the end).\n"
                      "Y = answer: the question's answer, as the task's reward (training's reward). Y = own: the chain's own\n"
-                     "last value (does the model see that the chain itself is short or wrong?). Cells: questions where the\n"
-                     "full chain's log R is higher.\n\n");
+                     "last value (does the model see that the chain itself is short or wrong?). Empty: no rationale at all,\n"
+                     "Y right after X (Y = answer). Cells: questions where the full chain's log R is higher.\n\n");
     static const char *const c1[] = { "operands", "questions", "full > truncated (Y = answer)", "full > corrupted (Y = answer)",
                                        "full > both (Y = answer)", "full > truncated (Y = own)", "full > corrupted (Y = own)",
                                        "full > both (Y = own)", "mean log R full / trunc. / corr. (Y = answer)",
-                                       "mean log R trunc. / corr. (Y = own)" };
-    md_table_header(md, c1, 10);
+                                       "mean log R trunc. / corr. (Y = own)", "full > empty (Y = answer)", "mean log R empty" };
+    md_table_header(md, c1, 12);
     for (int s = 0; s < PROBE_SETS; s++) {
         ProbeCounts *p = &pc[s];
         int n = p->questions ? p->questions : 1;
         text_appendf(md, "| %d | %d |", probe_ops[s], p->questions);
         for (int w = 0; w < 2; w++) { cell(md, p->full_over_trunc[w], p->questions); cell(md, p->full_over_corr[w], p->questions); cell(md, p->full_over_both[w], p->questions); }
-        text_appendf(md, " %.2f / %.2f / %.2f | %.2f / %.2f |\n", p->sum_full / n, p->sum_trunc[0] / n, p->sum_corr[0] / n,
+        text_appendf(md, " %.2f / %.2f / %.2f | %.2f / %.2f |", p->sum_full / n, p->sum_trunc[0] / n, p->sum_corr[0] / n,
                      p->sum_trunc[1] / n, p->sum_corr[1] / n);
+        cell(md, p->full_over_empty, p->questions);
+        text_appendf(md, " %.2f |\n", p->sum_empty / n);
     }
     text_appendf(md, "\n## 2. Next-step accuracy with the gold prefix\n\n"
                      "Context: the reward's context (3-shot prompt + X) and the gold Z up to the end of step k − 1 (calculator\n"

@@ -145,6 +145,9 @@ void test_probe(void) {
         while (n1 < t->ntok && t->forced[n1]) n1++;
         double one = arith_probe_log_r(task->base, ctx, clen, t->tokens, n1, y, ylen);
         CHECK(fabs(one - t->log_r[1]) <= 1e-4 * (1 + fabs(one)), "chain %zu state 1: probe %.6f, task %.6f", c, one, t->log_r[1]);
+        // And the empty rationale (state 0, Y straight after X), the probe's "full > empty" column.
+        double none = arith_probe_log_r(task->base, ctx, clen, t->tokens, 0, y, ylen);
+        CHECK(fabs(none - t->log_r[0]) <= 1e-4 * (1 + fabs(none)), "chain %zu state 0: probe %.6f, task %.6f", c, none, t->log_r[0]);
         traj_free(t);
     }
     task->cleanup(task);
@@ -155,6 +158,10 @@ void test_probe(void) {
     CHECK(rc == 0, "arith_probe: %s", err.msg);
     if (rc == 0) {
         CHECK(strstr(md.s, "| 3 | 2 |") && strstr(md.s, "| 4 | 2 |") && strstr(md.s, "| 5 | 2 |"), "the tables do not count 2 questions per set:\n%s", md.s);
+        const char *row = strstr(md.s, "| 3 | 2 |");   // part 1's row: 12 cells, the empty rationale's last
+        int bars = 0;
+        for (const char *c = row; c && *c && *c != '\n'; c++) bars += *c == '|';
+        CHECK(bars == 13, "part 1's row has %d cells, want 12 (with full > empty and its mean log R)", bars - 1);
         const char *steps = strstr(md.s, "## 2.");
         CHECK(steps && strstr(steps, "/2 (") && strstr(steps, "| — |"), "the step table lacks its cells:\n%s", md.s);
     }
