@@ -61,7 +61,7 @@ data:
 
 # The base model, shipped in weights/: corpus (pretrain.c's recipe; held-out sets listed there) ->
 # BPE tokenizer with 4096 ids -> GPT-2 pretrained from scratch (4 layers, 8 heads, width 256,
-# context 256: 4.27M parameters; 4500 steps of 8 x 256 tokens, about 1.8 passes over its ~5M
+# context 256: 4.27M parameters; 4500 steps of 8 x 256 tokens, about 1.8 passes over its 5.2M
 # tokens; 30 minutes on a 2-core Zen 5 at 5,500 tokens/s, about 75 on the slower machines seen). Work files (corpus, token cache, training state, log) go to weights/build/ (ignored);
 # the result is copied to weights/base.ckpt (fp16) and weights/tokenizer.bin. An interrupted run
 # continues from weights/build/base.ckpt.state (delete it to start over with other flags).
@@ -128,7 +128,7 @@ bench: tests/bench gfn
 #   and every 25 steps (--eval-every 25); final evaluation on 100 questions per set (50 in make run).
 # `make run`: the untuned base (3-shot prompt, the paper's prompted baseline; and the question
 # alone), then GFlowNet fine-tuning (modified SubTB), seed 1 -> results/run.md, a few rationales.
-# `make reproduce`: base, base-question, SFT, REINFORCE, TB, SubTB x seeds 1 2 3 (the main table),
+# `make reproduce-arithmetic` (and make reproduce): base, base-question, SFT, REINFORCE, TB, SubTB x seeds 1 2 3 (the main table),
 # and SFT, REINFORCE, TB, SubTB with the 3-shot policy prompt (--prompt fewshot) for seed 1 only
 # (SECONDARY_SEEDS: the secondary table, which only shows whether the prompt matters; one seed
 # keeps its cost at a third) -> results/arithmetic.md, .svg, _curve.svg.
@@ -139,8 +139,9 @@ bench: tests/bench gfn
 # 9 s, of 100 about 18 s. make run = 2 base
 # evaluations (~20 s) + 300 steps (~300 s; ~450 s should the rationales grow to full length) +
 # 13 curve points (~46 s) + the final evaluation (~9 s): about 6.5 CPU-minutes (8.5 at most),
-# under 10 minutes on 2 cores even without any gain from the second one.
-# make reproduce: per seed ~21 CPU-minutes (SFT's steps sample nothing, ~0.3 s), the 3-shot
+# under 10 minutes on 2 cores even without any gain from the second one. Measured 2026-12-07 on the
+# rebuilt base (2-core Zen 5, beside make reproduce): 3 min 10 s wall, 2 min 16 s of CPU.
+# make reproduce-arithmetic: per seed ~21 CPU-minutes (SFT's steps sample nothing, ~0.3 s), the 3-shot
 # seed ~25 (longer prompts): about 90 CPU-minutes of arithmetic runs, plus the rng runs.
 # Measured 2026-11-30, before the runs ran side by side (JOBS): 113 min wall, 128 CPU-minutes (one
 # core for its first 75 minutes, beside make reproduce-subj; about 7 minutes per trained run on one
@@ -185,7 +186,7 @@ $(1)/$(2)_s$(3).txt: RUN_SEED = $(3)
 $(1)/$(2)_s$(3).txt: RUN_COMMAND = $(4)
 endef
 run_all = $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1 )$(MAKE) --no-print-directory -j$(JOBS)
-# An arithmetic run of `make run` ($(1) method, $(2) arguments) and of `make reproduce` ($(1)
+# An arithmetic run of `make run` ($(1) method, $(2) arguments) and of `make reproduce-arithmetic` ($(1)
 # method, $(2) seed, $(3) arguments).
 run_run = $(call one_run,$(1),1,$(ARITH) --eval-n $(RUN_EVAL_N) -s 1 $(2),results/run)
 arith_run = $(call run_rule,results/arithmetic,$(1),$(2),$(ARITH) --eval-n $(EVAL_N) -s $(2) $(3))

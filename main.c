@@ -204,7 +204,7 @@ static void usage(FILE *out) {
         "  pretrain     train a GPT-2 from scratch on a text corpus\n"
         "  corpus       build the pretraining text from the shared data\n"
         "  metrics      BLEU-4, GLEU, chrF (and a BERTScore stand-in) of line-aligned text files\n"
-        "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce)\n"
+        "  report arithmetic DIR OUT   OUT.md and OUT.svg from the result files in DIR (make reproduce-arithmetic)\n"
         "  probe arithmetic   the base model's probes: reward discrimination, next-step accuracy, base accuracy\n"
         "  report continuation DIR OUT OUT.md and OUT.svg (log P vs diversity) (make reproduce-continuation)\n"
         "  report infill DIR OUT       OUT.md (make reproduce-infill)\n"

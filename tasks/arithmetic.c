@@ -898,7 +898,7 @@ Task task_arithmetic = {
 };
 
 // ----------------------------------------------------------------------------------------------
-// The report of `make reproduce`: every result file of a folder (one run each: lines "method M",
+// The report of `make reproduce-arithmetic`: every result file of a folder (one run each: lines "method M",
 // "seed S", "acc_3 F", "acc_4 F", "acc_5 F", "n_3 N", "wall_s F", "command ...") becomes a
 // Markdown table of mean ± std per method and an SVG of accuracy against the operand count.
 // Runs whose policy saw the 3-shot prompt ("method M-3shot") make a secondary table; the main one
