@@ -343,7 +343,8 @@ reproduce-subj: gfn
 
 # make reproduce: every experiment of the paper — arithmetic and rng, continuation, infill, subj —
 # as one pool of runs (JOBS side by side, the longest kinds first so that no core idles at the
-# end), then the four reports. Measured 2026-12-07 on the 2-core Zen 5 machine: see README.
+# end), then the four reports. Measured 2026-12-07 on the 2-core Zen 5 machine (rebuilt base, JOBS=2,
+# a few other jobs beside it): 98 min 38 s wall, 173 CPU-minutes.
 REPRODUCE_DIRS = results/arithmetic results/subj results/infill results/continuation
 reproduce: gfn
 	@mkdir -p $(REPRODUCE_DIRS) && for d in $(REPRODUCE_DIRS); do rm -f $$d/*.txt; done
