@@ -1023,18 +1023,31 @@ static void json_write_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-// One micro-batch: draw trajectories from the behaviour policy, score them, recompute log q at
-// T = 1 by teacher forcing, and backpropagate the objective (scaled by 1/accum). Returns the loss.
+// One micro-batch in three stages: behave (draw its query and behaviour, then its trajectories:
+// sampled, replayed or given), score (the task's reward of the new ones) and learn (replay
+// buffer, log q at T = 1 by teacher forcing, the objective's gradient scaled by 1/accum). Only
+// behave draws random numbers and only learn writes shared state (buffer, log Z, gradients,
+// statistics), so with the stages of one micro-batch in order and behave and learn each in
+// micro-batch order, the result is the same whatever runs beside what (gfn_train's pipeline).
 typedef struct {
-    Traj **traj;            // (batch)
+    Traj **traj;            // (batch) its rows
     int *queries;           // (batch)
-    float *lf, *lt, *lr;    // (batch, stride)
+    Traj **sample_traj;     // (batch) the rows the sampler fills (views into traj)
+    int *sample_queries;    // (batch)
+    int n;                  // rows this micro-batch uses (1 for a gold one)
+    int num_scored;         // rows to score: traj[0..num_scored) (given) or the sampled ones
+    int scores_sampled;     // 1: the sampled rows, to be added to the replay buffer after scoring
+    int tempered;           // the sampled rows came from the tempered policy
+    Rng rng, rng_after;     // a replay micro-batch's generator, and where it must end (pipeline)
+} MicroBatch;
+
+typedef struct {
+    MicroBatch *micro;      // (accum) one per micro-batch of a step
+    float *lf, *lt, *lr;    // (batch, stride) the learn stage's
     float *dlf, *dlt;       // (batch, stride)
     int *len, *group;       // (batch)
     float *d_log_z;         // (num_train)
     unsigned char *log_z_known;   // (num_train) 1 once a query's log Z / log F(s_0) was initialised
-    Traj **sample_traj;     // (batch) the rows the sampler fills (views into traj)
-    int *sample_queries;    // (batch)
     int stride;
 } TrainScratch;
 
@@ -1068,13 +1081,14 @@ static void init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
     }
 }
 
-static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch *s,
-                               ReplayBuffer *replay, float *log_z, int step, Rng *rng,
-                               double *mean_log_r, long *tokens, StepStats *stats) {
+// The behaviour's first draws: the micro-batch's queries, whether it is a gold one, and u, which
+// picks on-policy, tempered or replay. Returns 1 when the rest of behave reads the replay buffer
+// (a replay micro-batch), so that every earlier learn stage must have run first.
+static int behave_draw(Task *task, const TrainConfig *cfg, MicroBatch *mb, Rng *rng, int *gold, float *u) {
     int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
     for (int i = 0; i < n; i++) {   // K samples per query, queries drawn uniformly
-        if (i % K == 0) s->queries[i] = rng_below(rng, task->num_train);
-        else s->queries[i] = s->queries[i - 1];
+        if (i % K == 0) mb->queries[i] = rng_below(rng, task->num_train);
+        else mb->queries[i] = mb->queries[i - 1];
     }
     // A gold micro-batch (--gold-replay, drawn first and only when asked, so that without it the
     // random stream is the one of before): one given Z (the task's demonstration for the drawn
@@ -1082,20 +1096,29 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     // as a micro-batch of K copies of it would, at 1/K of the cost, and no sampling or reward of
     // the behaviour rows is spent on it. Gold Z seeded into the replay buffer compete with every
     // sampled Z of their query; this gives them their own, fixed share of the updates.
-    int gold = cfg->frac_gold > 0 && task->demonstration && rng_uniform(rng) < cfg->frac_gold;
+    *gold = cfg->frac_gold > 0 && task->demonstration && rng_uniform(rng) < cfg->frac_gold;
     // Behaviour policy of this batch: on-policy, tempered, or the replay buffer. REINFORCE is an
     // on-policy estimator, so it always samples from the policy itself.
+    *u = cfg->loss == LOSS_REINFORCE || *gold ? 0.0f : rng_uniform(rng);
+    return !*gold && cfg->loss != LOSS_SFT && *u >= cfg->frac_on_policy + cfg->frac_tempered;
+}
+
+// The rest of behave: the micro-batch's trajectories. `sampler` is the policy or a view of it.
+static void behave(Task *task, GPT *sampler, const TrainConfig *cfg, MicroBatch *mb, ReplayBuffer *replay,
+                   int gold, float u, Rng *rng, StepStats *stats) {
+    int n = cfg->batch, K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
     float sampled = cfg->frac_on_policy + cfg->frac_tempered;
-    float u = cfg->loss == LOSS_REINFORCE || gold ? 0.0f : rng_uniform(rng);
     int num_sample = 0;
+    mb->n = n;
+    mb->num_scored = 0;
+    mb->scores_sampled = 0;
     if (gold) {
-        n = 1;
-        task->demonstration(task, s->queries[0], s->traj[0], rng);
-        task->log_reward(task, s->traj, 1);
+        mb->n = mb->num_scored = 1;
+        task->demonstration(task, mb->queries[0], mb->traj[0], rng);
         stats->gold++;
     } else if (cfg->loss == LOSS_SFT) {   // maximum likelihood on given Z, not on the policy's own
-        for (int i = 0; i < n; i++) task->demonstration(task, s->queries[i], s->traj[i], rng);
-        task->log_reward(task, s->traj, n);
+        for (int i = 0; i < n; i++) task->demonstration(task, mb->queries[i], mb->traj[i], rng);
+        mb->num_scored = n;
         stats->given += n;
     } else if (u >= sampled) {
         // A replay batch draws its queries among those that hold entries (with 1000 questions
@@ -1103,30 +1126,51 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
         // (The rows of one query share its draw: an empty buffer makes all K of them sampled rows.)
         for (int i = 0, q = -1; i < n; i++) {
             if (i % K == 0) q = replay_query(replay, rng);
-            if (q >= 0) { s->queries[i] = q; traj_copy(s->traj[i], replay_sample(replay, q, rng)); stats->replayed++; }
-            else { s->sample_traj[num_sample] = s->traj[i]; s->sample_queries[num_sample++] = s->queries[i]; }
+            if (q >= 0) { mb->queries[i] = q; traj_copy(mb->traj[i], replay_sample(replay, q, rng)); stats->replayed++; }
+            else { mb->sample_traj[num_sample] = mb->traj[i]; mb->sample_queries[num_sample++] = mb->queries[i]; }
         }
         u = rng_uniform(rng) * sampled;   // the sampled fallback rows: on-policy or tempered, in proportion
     } else {
-        for (int i = 0; i < n; i++) { s->sample_traj[i] = s->traj[i]; s->sample_queries[i] = s->queries[i]; }
+        for (int i = 0; i < n; i++) { mb->sample_traj[i] = mb->traj[i]; mb->sample_queries[i] = mb->queries[i]; }
         num_sample = n;
     }
     if (num_sample) {
         SamplerConfig sc = { 1.0f, 0, 1.0f };
-        int tempered = u >= cfg->frac_on_policy;
-        if (tempered) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
-        sample_trajectories(policy, task, s->sample_queries, s->sample_traj, num_sample, &sc, rng);
-        task->log_reward(task, s->sample_traj, num_sample);
-        for (int i = 0; i < num_sample; i++) replay_add(replay, s->sample_traj[i]);
-        if (tempered) stats->tempered += num_sample; else stats->on_policy += num_sample;
+        mb->tempered = u >= cfg->frac_on_policy;
+        if (mb->tempered) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+        sample_trajectories(sampler, task, mb->sample_queries, mb->sample_traj, num_sample, &sc, rng);
+        mb->num_scored = num_sample;
+        mb->scores_sampled = 1;
+        if (mb->tempered) stats->tempered += num_sample; else stats->on_policy += num_sample;
     }
+}
+
+// score: untempered log R of every state of the new rows (replayed ones carry theirs), on the
+// task's scorer `scorer` (0 unless the task has several, Task.concurrent_reward).
+static void score(Task *task, MicroBatch *mb, int scorer) {
+    if (!mb->num_scored) return;
+    Traj *const *rows = mb->scores_sampled ? mb->sample_traj : mb->traj;
+    if (scorer > 0) task->log_reward_on(task, scorer, rows, mb->num_scored);
+    else task->log_reward(task, rows, mb->num_scored);
+}
+
+// The sampled rows into the replay buffer, after their score, in micro-batch order.
+static void remember(MicroBatch *mb, ReplayBuffer *replay) {
+    if (mb->scores_sampled)
+        for (int i = 0; i < mb->num_scored; i++) replay_add(replay, mb->sample_traj[i]);
+}
+
+// learn: the objective's gradient on the micro-batch's rows. Returns the loss.
+static float learn(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch *s, MicroBatch *mb,
+                   float *log_z, int step, double *mean_log_r, long *tokens, StepStats *stats) {
+    int n = mb->n;
     // Tempered rewards of every state; with the official floor, prefixes shorter than the
     // minimum get a constant (with a learned root flow they are not read).
     int use_floor = cfg->short_states == SHORT_FLOOR;
     float reward_temp = reward_temperature(cfg, step);
     *mean_log_r = 0;
     for (int i = 0; i < n; i++) {
-        Traj *t = s->traj[i];
+        Traj *t = mb->traj[i];
         s->len[i] = t->nact;
         s->group[i] = t->query;
         *mean_log_r += t->log_r[t->nact] / n;
@@ -1135,7 +1179,7 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
             s->lr[(size_t)i * s->stride + k] = use_floor && k < task->min_len ? cfg->short_log_r : t->log_r[k] / reward_temp;
     }
     int T;
-    float *logits = policy_logprobs(policy, task, s->traj, n, s->stride, !use_floor, s->lf, s->lt, &T);
+    float *logits = policy_logprobs(policy, task, mb->traj, n, s->stride, !use_floor, s->lf, s->lt, &T);
     TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group, use_floor ? 0 : task->min_len };
     if (learns_root_flow(cfg, task)) init_log_z(&b, log_z, s->log_z_known);
     float loss;
@@ -1156,7 +1200,128 @@ static float train_micro_batch(Task *task, GPT *policy, const TrainConfig *cfg, 
     default: loss = loss_subtb(&b, cfg->lambda, log_z, s->dlf, s->dlt, s->d_log_z); break;
     }
     for (size_t i = 0; i < (size_t)n * s->stride; i++) { s->dlf[i] /= cfg->accum; s->dlt[i] /= cfg->accum; }
-    policy_backward(policy, task, s->traj, n, s->stride, !use_floor, logits, T, s->dlf, s->dlt);
+    policy_backward(policy, task, mb->traj, n, s->stride, !use_floor, logits, T, s->dlf, s->dlt);
+    return loss;
+}
+
+int gfn_pipeline = 1;
+long gfn_pipeline_steps = 0;
+
+int gfn_pipeline_enabled(void) {
+    const char *off = getenv("GFN_NO_PIPELINE");
+    return gfn_pipeline && !(off && *off && strcmp(off, "0"));
+}
+
+#ifdef _OPENMP
+// The random numbers a replay micro-batch's behave draws when the buffer holds entries: a query
+// per K rows (replay_query), an entry per row (replay_sample), and the fallback's u; no row is
+// sampled (every drawn query has entries). One rng_u64 each.
+static int replay_draws(const TrainConfig *cfg) {
+    int K = cfg->samples_per_query < 1 ? 1 : cfg->samples_per_query;
+    return (cfg->batch + K - 1) / K + cfg->batch + 1;
+}
+
+// A replay micro-batch's behave with its own copy of the generator, checked to end where the
+// step's generator was advanced to (replay_draws).
+static void behave_replay(Task *task, const TrainConfig *cfg, MicroBatch *mb, ReplayBuffer *replay, StepStats *st) {
+    Rng rng = mb->rng;
+    behave(task, NULL, cfg, mb, replay, 0, 1.0f, &rng, st);
+    if (memcmp(&rng, &mb->rng_after, sizeof rng) || mb->num_scored) {
+        fprintf(stderr, "gfn: train: a replay micro-batch drew other random numbers than replay_draws counts\n");
+        exit(1);
+    }
+}
+#endif
+
+// The micro-batches of one step. In order, each is behave, score, remember (its sampled rows into
+// the replay buffer), learn: that is the whole computation, and with one thread (or without
+// OpenMP, or without the pipeline) it runs so.
+//
+// With two or more threads and a task whose reward may run beside its sampling
+// (task->concurrent_reward), the step is a pipeline. This thread behaves micro-batch after
+// micro-batch, sampling through `sampler` (a view of the policy with activations of its own),
+// and leaves the rest to tasks that either thread runs: each micro-batch's score on one of the
+// task's scorers (two scores at once when it has two), then its remember and its learn. The
+// remembers run in micro-batch order (the buffer's content depends on it), the learns too (they
+// share log Z, the gradients and the statistics). A replay micro-batch reads the buffer, so its
+// behave is a task in the remembers' chain; its random numbers are a known count (replay_draws),
+// so this thread skips them in its generator and goes on sampling. Nothing else is shared, so
+// every number is the one of the plain order, for any number of threads. The grain is whole
+// stages, milliseconds each: the threads meet a few times a step instead of in every matrix
+// product, which is what lets two threads beat one on this small model and keeps a busy machine
+// from stalling them (issue 13). Inside the stages the products use the threads left over
+// (nested regions of threads / 2).
+static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const TrainConfig *cfg, TrainScratch *s,
+                               ReplayBuffer *replay, float *log_z, int step, Rng *rng,
+                               double *mean_log_r, long *tokens, StepStats *st) {
+    int accum = cfg->accum, threads = 1;
+    double loss = 0, mlr_sum = 0;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#else
+    (void)sampler;
+#endif
+    if (threads < 2 || !task->concurrent_reward || !gfn_pipeline_enabled()) {
+        for (int m = 0; m < accum; m++) {
+            MicroBatch *mb = &s->micro[m];
+            int gold;
+            float u;
+            double mlr;
+            behave_draw(task, cfg, mb, rng, &gold, &u);
+            behave(task, policy, cfg, mb, replay, gold, u, rng, st);
+            score(task, mb, 0);
+            remember(mb, replay);
+            loss += learn(task, policy, cfg, s, mb, log_z, step, &mlr, tokens, st) / accum;
+            mlr_sum += mlr / accum;
+        }
+        *mean_log_r = mlr_sum;
+        return loss;
+    }
+#ifdef _OPENMP
+    int inner = threads / 2, levels = omp_get_max_active_levels(), scorers = task->concurrent_reward;
+    if (inner > 1) omp_set_max_active_levels(2);
+    if (scorers > 2 || !task->log_reward_on) scorers = scorers > 1 && task->log_reward_on ? 2 : 1;
+    char scorer_free[2], buffer, learns;   // dependence tokens: each scorer, the buffer, the learns
+    int filled = replay->num_filled > 0;   // read before any task runs; filled queries stay filled
+    gfn_pipeline_steps++;
+    #pragma omp parallel num_threads(2)
+    #pragma omp single
+    {
+        omp_set_num_threads(inner);   // for this thread's stages and, inherited, the tasks'
+        for (int m = 0; m < accum; m++) {
+            MicroBatch *mb = &s->micro[m];
+            int gold, c = m % scorers;
+            float u;
+            if (behave_draw(task, cfg, mb, rng, &gold, &u)) {   // a replay micro-batch
+                if (filled) {   // its draws are replay_draws
+                    mb->rng = *rng;
+                    for (int d = replay_draws(cfg); d > 0; d--) rng_u64(rng);
+                    mb->rng_after = *rng;
+                    #pragma omp task firstprivate(mb) depend(inout: buffer) depend(out: mb[0])
+                    behave_replay(task, cfg, mb, replay, st);
+                } else {   // empty: its rows are sampled, which needs the generator in order
+                    #pragma omp taskwait
+                    behave(task, sampler, cfg, mb, replay, gold, u, rng, st);
+                }
+            } else {
+                behave(task, sampler, cfg, mb, replay, gold, u, rng, st);
+            }
+            #pragma omp task firstprivate(mb, c) depend(inout: scorer_free[c]) depend(inout: mb[0])
+            score(task, mb, c);
+            #pragma omp task firstprivate(mb) depend(in: mb[0]) depend(inout: buffer)
+            remember(mb, replay);
+            #pragma omp task firstprivate(mb) depend(in: mb[0]) depend(inout: learns) shared(loss, mlr_sum)
+            {
+                double mlr;
+                loss += learn(task, policy, cfg, s, mb, log_z, step, &mlr, tokens, st) / accum;
+                mlr_sum += mlr / accum;
+            }
+        }
+    }
+    omp_set_max_active_levels(levels);
+    (void)scorer_free; (void)buffer; (void)learns;
+#endif
+    *mean_log_r = mlr_sum;
     return loss;
 }
 
@@ -1581,9 +1746,15 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     TrainScratch s;
     int n = cfg->batch;
     s.stride = task->max_len + 1;
-    s.traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
-    for (int i = 0; i < n; i++) s.traj[i] = traj_new(task->max_len);
-    s.queries = gfn_malloc(sizeof(int) * (size_t)n);
+    s.micro = gfn_calloc((size_t)cfg->accum, sizeof(MicroBatch));
+    for (int m = 0; m < cfg->accum; m++) {
+        MicroBatch *mb = &s.micro[m];
+        mb->traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
+        for (int i = 0; i < n; i++) mb->traj[i] = traj_new(task->max_len);
+        mb->queries = gfn_malloc(sizeof(int) * (size_t)n);
+        mb->sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
+        mb->sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
+    }
     s.len = gfn_malloc(sizeof(int) * (size_t)n);
     s.group = gfn_malloc(sizeof(int) * (size_t)n);
     size_t cells = (size_t)n * s.stride;
@@ -1592,8 +1763,6 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
     s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     s.log_z_known = gfn_calloc((size_t)task->num_train, 1);
-    s.sample_traj = gfn_malloc(sizeof(Traj *) * (size_t)n);
-    s.sample_queries = gfn_malloc(sizeof(int) * (size_t)n);
     long total[4] = { 0, 0, 0, 0 };   // rows on-policy, tempered, replayed, given since the start
     ReplayBuffer *replay = replay_seeded(task, cfg->replay_capacity);   // seeded with known good Z
     Rng rng;
@@ -1606,6 +1775,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         // the pair on disk made whole at once: the adapter written again from the state
         if (!status && cfg->save_path) status = train_save_point(state_path, policy, task, cfg, fingerprint, log, &loop, err);
     }
+    GPT *sampler = gpt_view(policy);   // samples beside the policy's backward (train_step_micro)
     int show_progress = !cfg->quiet && isatty(2), first_step = loop.step, saved_step = cfg->resume_path ? loop.step : -1;
     double start = gfn_wall_seconds();
     long tokens = 0;
@@ -1618,11 +1788,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
         double loss = 0, mean_log_r = 0;
         StepStats st = { 0, 0, 0, 0, 0, 0, 0, 0 };
-        for (int micro = 0; micro < cfg->accum; micro++) {
-            double mlr;
-            loss += train_micro_batch(task, policy, cfg, &s, replay, log_z, step, &rng, &mlr, &tokens, &st) / cfg->accum;
-            mean_log_r += mlr / cfg->accum;
-        }
+        loss = train_step_micro(task, policy, sampler, cfg, &s, replay, log_z, step, &rng, &mean_log_r, &tokens, &st);
         float grad_norm = clip_grad_norm(lora->grad_memory, lora->num_parameters, cfg->clip > 0 ? cfg->clip : INFINITY);
         if (!isfinite(loss) || !isfinite(grad_norm)) {   // stop before the update: the saved adapter stays the last good one
             gfn_error_set(err, "train: step %d: the loss (%g) or the gradient norm (%g) is not finite; stopped "
@@ -1642,7 +1808,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         double elapsed = gfn_wall_seconds() - start, rows = (double)n * cfg->accum;
         if (log) {
             text[0] = 0;
-            if (task->render) task->render(task, s.traj[0], text, sizeof text);
+            if (task->render) task->render(task, s.micro[cfg->accum - 1].traj[0], text, sizeof text);
             // the behaviour of this step's rows (fractions), and TB's residual δ (mean, mean |δ|)
             fprintf(log, "{\"step\": %d, \"loss\": %.6g, \"mean_log_r\": %.6g, \"log_z\": %.6g, "
                          "\"lr\": %.3g, \"grad_norm\": %.4g, \"tokens_per_s\": %.1f, "
@@ -1681,10 +1847,15 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         gfn_error_set(err, "%s: error writing the log (disk full?)", cfg->log_path);
         status = 1;
     }
-    for (int i = 0; i < n; i++) traj_free(s.traj[i]);
-    free(s.traj); free(s.queries); free(s.len); free(s.group);
+    for (int m = 0; m < cfg->accum; m++) {
+        MicroBatch *mb = &s.micro[m];
+        for (int i = 0; i < n; i++) traj_free(mb->traj[i]);
+        free(mb->traj); free(mb->queries); free(mb->sample_traj); free(mb->sample_queries);
+    }
+    free(s.micro); free(s.len); free(s.group);
     free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);
-    free(s.log_z_known); free(s.sample_traj); free(s.sample_queries);
+    free(s.log_z_known);
+    gpt_free(sampler);
     replay_free(replay);
     adamw_free(&opt); adamw_free(&opt_z);
     free(state_path);

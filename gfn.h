@@ -196,6 +196,9 @@ int gpt_save(const GPT *model, const char *path, GfnError *err);   // atomic
 // The same with f16 tensors (half the size; shipped weights): loads back as f32 rounded to f16.
 int gpt_save_f16(const GPT *model, const char *path, GfnError *err);
 void gpt_free(GPT *model);
+// The same weights and adapter (shared, not copied) with activations of its own, for forwards
+// only: sampling on one thread beside model's forward and backward on another. Free it first.
+GPT *gpt_view(GPT *model);
 GPTConfig gpt_config(const GPT *model);
 GPTParams *gpt_params(GPT *model);
 GPTParams *gpt_grads(GPT *model);         // allocated on first use
@@ -474,6 +477,13 @@ struct Task {
     // Text of a trajectory for logs (may be NULL): writes at most cap bytes, NUL-terminated.
     void (*render)(Task *task, const Traj *t, char *buf, size_t cap);
     void *state;                // the task's own data
+    // k >= 1 when log_reward touches only the frozen base and a scorer of its own, nothing that
+    // prompt, tool and demonstration use (a tokenizer's encode cache, scratch): gfn_train may then
+    // score a micro-batch on another thread while it samples the next (its pipeline). With k >= 2,
+    // log_reward_on(task, c, ...) for c < k uses scorer c, and different scorers may run at once
+    // (log_reward is scorer 0's). 0: every reward in order.
+    int concurrent_reward;
+    void (*log_reward_on)(Task *task, int scorer, Traj *const *t, int n);
     // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
     int num_demos;
     Traj **demos;
@@ -543,6 +553,13 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
 // GFN_NO_PREFIX_SHARE=1, runs every row whole (the unshared pass, kept for comparisons).
 extern int gfn_prefix_sharing;
 int gfn_prefix_sharing_enabled(void);   // gfn_prefix_sharing, unless GFN_NO_PREFIX_SHARE says no
+// With two or more threads, gfn_train runs a step's micro-batches as a pipeline (train_step_micro
+// in gfn.c: one thread samples the next micro-batch while another scores and learns the last);
+// the numbers are the same as in order. 0 here, or GFN_NO_PIPELINE=1, runs them in order with
+// the threads inside each matrix product (the earlier path, kept for comparisons).
+extern int gfn_pipeline;
+int gfn_pipeline_enabled(void);
+extern long gfn_pipeline_steps;   // steps run as a pipeline so far (tests check that it ran)
 // The exact distribution of the sampler at T = 1 over every Z of an enumerable task (one query):
 // fills log_q with log q(Z ⊤) in the order of enumerate_z; returns the count.
 int enumerate_z(const Task *task, int *z_out, int *len_out, int max_count);

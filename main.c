@@ -402,7 +402,9 @@ static int cmd_train(int argc, char **argv) {
     }
     GfnError err = { { 0 } };
     if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
-    GPT *policy = copy_model(task->base);
+    // The policy is the frozen base plus an adapter: a view of the base's weights (not a copy), so
+    // the sampler, the reward and the learner read one copy of them (half the cache traffic).
+    GPT *policy = gpt_view(task->base);
     float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     int status = cfg.steps > 0 ? gfn_train(task, policy, &cfg, log_z, &err) : 0;   // 0: the base itself
     if (status) fprintf(stderr, "gfn: %s\n", err.msg);

@@ -95,6 +95,7 @@ struct GPT {
     int *prefix_rows, *prefix_lens;  // (B) all 0 and all prefix_len: every row reads the one prefix
     float *prefix_dqkv;              // (L, prefix_len, 3C) d of its q (unused), k and v
     size_t prefix_capacity;          // ints in prefix_rows / lens, floats in prefix_dqkv
+    const GPT *view_of;              // a view (gpt_view): the weights and adapter are that model's
 };
 
 static float **tensor_slot(GPTParams *p, int i) {
@@ -164,9 +165,11 @@ GPT *gpt_new_random(GPTConfig config, uint64_t seed) {
 
 void gpt_free(GPT *model) {
     if (!model) return;
-    gpt_lora_detach(model);
-    free(model->params_memory);
-    free(model->grads_memory);
+    if (!model->view_of || model->lora != model->view_of->lora) gpt_lora_detach(model);   // its own adapter
+    if (!model->view_of) {   // a view's weights are its model's
+        free(model->params_memory);
+        free(model->grads_memory);
+    }
     free(model->acts_memory);
     free(model->inputs);
     free(model->prefix_acts_memory);
@@ -175,6 +178,26 @@ void gpt_free(GPT *model) {
     free(model->prefix_lens);
     free(model->prefix_dqkv);
     free(model);
+}
+
+// A second handle on model's weights and adapter with activations of its own. Weights are shared,
+// not copied: a forward through the view computes exactly what one through model computes, and
+// leaves model's activations (which model's backward reads) alone, so one thread can sample
+// through the view while another runs model's forward and backward (gfn_train's pipeline). It
+// has no gradients (every tensor frozen, no backward after its forwards), must be freed before
+// model, and sees model's adapter as attached when the view was made.
+GPT *gpt_view(GPT *model) {
+    GPT *view = gfn_calloc(1, sizeof(GPT));
+    view->config = model->config;
+    memcpy(view->tensor_sizes, model->tensor_sizes, sizeof view->tensor_sizes);
+    view->num_parameters = model->num_parameters;
+    view->params = model->params;
+    view->params_memory = model->params_memory;
+    for (int i = 0; i < GPT_NUM_TENSORS; i++) view->frozen[i] = 1;
+    view->lora = model->lora;
+    view->lora_generation = model->lora_generation;
+    view->view_of = model;
+    return view;
 }
 
 GPTConfig gpt_config(const GPT *model) { return model->config; }
@@ -1207,6 +1230,7 @@ void gpt_lora_detach(GPT *model) {
 void gpt_lora_merge(GPT *model) {
     LoRA *lora = model->lora;
     if (!lora) return;
+    if (model->view_of) { fprintf(stderr, "gfn: gpt_lora_merge: a view's weights are shared; merge into a copy\n"); exit(1); }
     int L = model->config.n_layer, C = model->config.n_embd, r = lora->rank;
     for (int t = 0; t < LORA_NUM_TARGETS; t++) {
         if (!lora->targeted[t]) continue;

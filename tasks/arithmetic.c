@@ -177,6 +177,20 @@ int arith_calculator(const char *text, size_t len, long long *value) {
 enum { ARITH_NUM_DEMOS = 10, ARITH_SHOTS = 3, ARITH_MAX_LEN = 40, ARITH_SAMPLES = 10, ARITH_CHUNK = 32 };
 static const int arith_test_ops[3] = { 3, 4, 5 };
 
+// The reward's model and scratch, kept between calls. ARITH_SCORERS of them, so that as many
+// rewards may run at once (gfn_train's pipeline scores two micro-batches side by side): scorer 0
+// reads through task->base, scorer 1 through a view of it (the same weights, its own activations).
+enum { ARITH_SCORERS = 2 };
+typedef struct {
+    GPT *base;
+    KVCache *cache;
+    int cache_rows, cache_len;
+    int prefix_rows;              // rows [0, prefix_rows) of the cache hold the 3-shot prompt's keys
+                                  // and values at positions [0, F) (the shared path; the base is frozen)
+    float *logits;                // (cache_rows, V)
+    float *logp;                  // (V)
+} ArithScorer;
+
 typedef struct {
     Tokenizer *tok;
     int num_queries;              // train, then the three test sets
@@ -191,11 +205,7 @@ typedef struct {
     int base_fewshot;             // the untuned base is evaluated with fx (default) or x
     int eval_n;
     int quiet;                    // no evaluation progress line
-    // reward scratch, kept between calls
-    KVCache *cache;
-    int cache_rows, cache_len;
-    float *logits;                // (cache_rows, V)
-    float *logp;                  // (V)
+    ArithScorer scorer[ARITH_SCORERS];
 } ArithState;
 
 static const int *arith_prompt(Task *task, int query, int *len) {
@@ -297,9 +307,9 @@ static float log_softmax_at(const float *logits, int V, int token, float *logp) 
     return logits[token] - max - (float)log(sum);
 }
 
-static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
+static void arith_log_reward_decode(Task *task, ArithScorer *sc, Traj *const *t, int n) {
     ArithState *st = task->state;
-    GPT *base = task->base;
+    GPT *base = sc->base;
     int V = gpt_config(base).vocab_size, F = st->fewshot_len;
     int max_ctx = 0;
     for (int r = 0; r < n; r++) {
@@ -310,16 +320,17 @@ static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
         fprintf(stderr, "gfn: arithmetic: a reward context of %d tokens exceeds the model's %d\n", max_ctx, gpt_config(base).max_seq_len);
         exit(1);
     }
-    if (!st->cache || st->cache_rows < n + ARITH_CHUNK || st->cache_len < max_ctx) {
-        kv_cache_free(st->cache);
-        free(st->logits);
-        st->cache_rows = n + ARITH_CHUNK;
-        st->cache_len = max_ctx > st->cache_len ? max_ctx + 16 : st->cache_len;
-        st->cache = kv_cache_new(base, st->cache_rows, st->cache_len);
-        st->logits = gfn_malloc(sizeof(float) * (size_t)st->cache_rows * V);   // (rows, V)
+    if (!sc->cache || sc->cache_rows < n + ARITH_CHUNK || sc->cache_len < max_ctx) {
+        kv_cache_free(sc->cache);
+        free(sc->logits);
+        sc->cache_rows = n + ARITH_CHUNK;
+        sc->cache_len = max_ctx > sc->cache_len ? max_ctx + 16 : sc->cache_len;
+        sc->cache = kv_cache_new(base, sc->cache_rows, sc->cache_len);
+        sc->logits = gfn_malloc(sizeof(float) * (size_t)sc->cache_rows * V);   // (rows, V)
     }
-    KVCache *cache = st->cache;
-    int R = st->cache_rows;
+    KVCache *cache = sc->cache;
+    sc->prefix_rows = 0;   // this path writes every row from position 0
+    int R = sc->cache_rows;
     int *feed = gfn_malloc(sizeof(int) * (size_t)R), *pos = gfn_malloc(sizeof(int) * (size_t)R);   // (R)
     int stride = task->max_len + 1;
     int *ntok_at = gfn_malloc(sizeof(int) * (size_t)n * stride);         // (n, nact+1)
@@ -347,15 +358,15 @@ static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
             feed[r] = p < P0 ? st->fx[q][p] : t[r]->tokens[p - P0];
             pos[r] = p;
         }
-        gpt_decode_step(base, cache, feed, pos, st->logits);
+        gpt_decode_step(base, cache, feed, pos, sc->logits);
         for (int r = 0; r < n; r++) {
             if (feed[r] < 0) continue;
             int q = t[r]->query, j = p - st->fx_len[q] + 1;   // tokens of Z before position p + 1
             if (j < 0) continue;
-            const float *lg = st->logits + (size_t)r * V;
-            if (j < t[r]->ntok) lp_z[(size_t)r * stride + j] = log_softmax_at(lg, V, t[r]->tokens[j], st->logp);
+            const float *lg = sc->logits + (size_t)r * V;
+            if (j < t[r]->ntok) lp_z[(size_t)r * stride + j] = log_softmax_at(lg, V, t[r]->tokens[j], sc->logp);
             int i = state_of[(size_t)r * stride + j];
-            if (i >= 0) lp_y[(size_t)r * stride + i] = log_softmax_at(lg, V, st->y[q][0], st->logp);
+            if (i >= 0) lp_y[(size_t)r * stride + i] = log_softmax_at(lg, V, st->y[q][0], sc->logp);
         }
     }
     // Y_2..Y_m after every state, ARITH_CHUNK states at a time in rows n..n+CHUNK-1.
@@ -379,11 +390,11 @@ static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
                 feed[n + c] = st->y[q][k];
                 pos[n + c] = st->fx_len[q] + ntok_at[(size_t)r * stride + i] + k;
             }
-            gpt_decode_step(base, cache, feed, pos, st->logits);
+            gpt_decode_step(base, cache, feed, pos, sc->logits);
             for (int c = 0; c < m; c++) {
                 if (feed[n + c] < 0) continue;
                 int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query;
-                lp_y[(size_t)r * stride + i] += log_softmax_at(st->logits + (size_t)(n + c) * V, V, st->y[q][k + 1], st->logp);
+                lp_y[(size_t)r * stride + i] += log_softmax_at(sc->logits + (size_t)(n + c) * V, V, st->y[q][k + 1], sc->logp);
             }
         }
     }
@@ -406,9 +417,9 @@ static void arith_log_reward_decode(Task *task, Traj *const *t, int n) {
 // state, give Y_2..Y_m. Every context token is computed once per trajectory, every Y token once
 // per state, all as matrix products over many rows instead of one row per decode step.
 enum { ARITH_STATES_PER_FORWARD = 128 };
-static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
+static void arith_log_reward_shared(Task *task, ArithScorer *sc, Traj *const *t, int n) {
     ArithState *st = task->state;
-    GPT *base = task->base;
+    GPT *base = sc->base;
     int V = gpt_config(base).vocab_size, F = st->fewshot_len, stride = task->max_len + 1;
     int T1 = 1, T2 = 0, longest_ctx = 0;   // T1: X + Z after the prompt; T2: Y_1..Y_{m-1}
     for (int r = 0; r < n; r++) {
@@ -422,15 +433,16 @@ static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
         fprintf(stderr, "gfn: arithmetic: a reward context of %d tokens exceeds the model's %d\n", cache_len + 1, gpt_config(base).max_seq_len);
         exit(1);
     }
-    if (!st->cache || st->cache_rows < n || st->cache_len < cache_len) {
-        kv_cache_free(st->cache);
-        free(st->logits);
-        st->cache_rows = n > st->cache_rows ? n + ARITH_CHUNK : st->cache_rows;
-        st->cache_len = cache_len > st->cache_len ? cache_len + 16 : st->cache_len;
-        st->cache = kv_cache_new(base, st->cache_rows, st->cache_len);
-        st->logits = gfn_malloc(sizeof(float) * (size_t)st->cache_rows * V);
+    if (!sc->cache || sc->cache_rows < n || sc->cache_len < cache_len) {
+        kv_cache_free(sc->cache);
+        free(sc->logits);
+        sc->cache_rows = n > sc->cache_rows ? n + ARITH_CHUNK : sc->cache_rows;
+        sc->cache_len = cache_len > sc->cache_len ? cache_len + 16 : sc->cache_len;
+        sc->cache = kv_cache_new(base, sc->cache_rows, sc->cache_len);
+        sc->logits = gfn_malloc(sizeof(float) * (size_t)sc->cache_rows * V);
+        sc->prefix_rows = 0;
     }
-    KVCache *cache = st->cache;
+    KVCache *cache = sc->cache;
     int states = 0;
     for (int r = 0; r < n; r++) states += t[r]->nact + 1;
     int rows_max = n > ARITH_STATES_PER_FORWARD ? n : ARITH_STATES_PER_FORWARD;
@@ -441,7 +453,10 @@ static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
     double *lp_y = gfn_calloc((size_t)n * stride, sizeof(double));                         // (n, nact+1) log p(Y | state)
     int *who = gfn_malloc(sizeof(int) * 2 * (size_t)states);                              // (states, 2) trajectory, state
 
-    gpt_prefill(base, cache, st->fewshot, 1, F);
+    // The 3-shot prompt's keys and values are the same in every call (a frozen base), and the rows
+    // keep them: the forwards below write positions F and later, or nothing. So they are computed
+    // once and copied once into each row, not once per call.
+    if (sc->prefix_rows == 0) { gpt_prefill(base, cache, st->fewshot, 1, F); sc->prefix_rows = 1; }
     for (int r = 0; r < n; r++) {
         int q = t[r]->query, *row = inputs + (size_t)r * T1;
         rows[r] = 0; lens[r] = F; store[r] = r;
@@ -451,16 +466,16 @@ static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
         arith_states(t[r], ntok_at + (size_t)r * stride);
     }
     float *logits = gpt_forward_cached(base, cache, rows, lens, inputs, n, T1, store);   // (n, T1, V)
-    for (int r = 1; r < n; r++) kv_cache_copy_row(cache, r, 0, F);
+    for (; sc->prefix_rows < n; sc->prefix_rows++) kv_cache_copy_row(cache, sc->prefix_rows, 0, F);
     for (int r = 0, s = 0; r < n; r++) {
         int q = t[r]->query, X = st->x_len[q];
         const float *lg = logits + (size_t)r * T1 * V;   // row j predicts the token after position F + j
         double prefix = 0;
         for (int i = 0, j = 0; i <= t[r]->nact; i++) {
             int at = ntok_at[(size_t)r * stride + i];
-            for (; j < at; j++) prefix += log_softmax_at(lg + (size_t)(X + j - 1) * V, V, t[r]->tokens[j], st->logp);
+            for (; j < at; j++) prefix += log_softmax_at(lg + (size_t)(X + j - 1) * V, V, t[r]->tokens[j], sc->logp);
             t[r]->log_r[i] = (float)prefix;   // log p(Z up to state i); Y's terms follow
-            lp_y[(size_t)r * stride + i] = log_softmax_at(lg + (size_t)(X + at - 1) * V, V, st->y[q][0], st->logp);
+            lp_y[(size_t)r * stride + i] = log_softmax_at(lg + (size_t)(X + at - 1) * V, V, st->y[q][0], sc->logp);
             who[2 * s] = r; who[2 * s + 1] = i; s++;
         }
     }
@@ -476,7 +491,7 @@ static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
         for (int c = 0; c < m; c++) {
             int r = who[2 * (start + c)], i = who[2 * (start + c) + 1], q = t[r]->query;
             for (int k = 0; k + 1 < st->y_len[q]; k++)   // fed Y_{k+1}, scores Y_{k+2}
-                lp_y[(size_t)r * stride + i] += log_softmax_at(logits + ((size_t)c * T2 + k) * V, V, st->y[q][k + 1], st->logp);
+                lp_y[(size_t)r * stride + i] += log_softmax_at(logits + ((size_t)c * T2 + k) * V, V, st->y[q][k + 1], sc->logp);
         }
     }
     for (int r = 0; r < n; r++)
@@ -484,11 +499,14 @@ static void arith_log_reward_shared(Task *task, Traj *const *t, int n) {
     free(rows); free(lens); free(store); free(inputs); free(ntok_at); free(lp_y); free(who);
 }
 
-static void arith_log_reward(Task *task, Traj *const *t, int n) {
+static void arith_log_reward_on(Task *task, int scorer, Traj *const *t, int n) {
     if (n < 1) return;
-    if (gfn_prefix_sharing_enabled()) arith_log_reward_shared(task, t, n);
-    else arith_log_reward_decode(task, t, n);
+    ArithScorer *sc = &((ArithState *)task->state)->scorer[scorer];
+    if (gfn_prefix_sharing_enabled()) arith_log_reward_shared(task, sc, t, n);
+    else arith_log_reward_decode(task, sc, t, n);
 }
+
+static void arith_log_reward(Task *task, Traj *const *t, int n) { arith_log_reward_on(task, 0, t, n); }
 
 // ----------------------------------------------------------------------------------------------
 // Setup: data files or generated questions, tokens, the allowed set, the demonstrations
@@ -702,7 +720,10 @@ static int arith_setup(Task *task, const TaskOptions *opt, GfnError *err) {
         arith_text(&st->questions[q], ARITH_SOLUTION, line, sizeof line);
         st->y[q] = encode(st, line, &st->y_len[q]);
     }
-    st->logp = gfn_malloc(sizeof(float) * (size_t)V);
+    for (int c = 0; c < ARITH_SCORERS; c++) {
+        st->scorer[c].base = c == 0 ? task->base : gpt_view(task->base);
+        st->scorer[c].logp = gfn_malloc(sizeof(float) * (size_t)V);
+    }
 
     // Demonstrations as trajectories: each step " a op b =" (", a op b =" after the first) as
     // actions, the calculator filling in the value — the same path a sampled Z takes.
@@ -747,8 +768,12 @@ static void arith_cleanup(Task *task) {
         }
         free(st->x); free(st->x_len); free(st->fx); free(st->fx_len); free(st->y); free(st->y_len);
         free(st->fewshot); free(st->questions);
-        kv_cache_free(st->cache);
-        free(st->logits); free(st->logp);
+        for (int c = 0; c < ARITH_SCORERS; c++) {
+            ArithScorer *sc = &st->scorer[c];
+            kv_cache_free(sc->cache);
+            free(sc->logits); free(sc->logp);
+            if (sc->base && sc->base != task->base) gpt_free(sc->base);   // a view: before the base
+        }
         if (st->tok) tokenizer_free(st->tok);
         free(st);
     }
@@ -889,6 +914,10 @@ Task task_arithmetic = {
     .prompt = arith_prompt,
     .tool = arith_tool,
     .log_reward = arith_log_reward,
+    // the reward reads the encoded prompts and answers and writes only its scorer's cache and
+    // scratch; the tool (sampling) encodes with the tokenizer, which the reward never touches
+    .concurrent_reward = ARITH_SCORERS,
+    .log_reward_on = arith_log_reward_on,
     .evaluate = arith_evaluate,
     .demonstration = arith_demonstration,
     .render = arith_render,

@@ -252,6 +252,7 @@ Task task_continuation = {
     .cleanup = cont_cleanup,
     .prompt = cont_prompt,
     .log_reward = cont_log_reward,
+    .concurrent_reward = 1,   // the reward writes only its scorer and the base's activations; prompt() only reads
     .evaluate = cont_evaluate,
     .render = cont_render,
 };

@@ -369,6 +369,7 @@ Task task_infill = {
     .cleanup = infill_cleanup,
     .prompt = infill_prompt,
     .log_reward = infill_log_reward,
+    .concurrent_reward = 1,   // the reward writes only its scorer and the base's activations; prompt() and demonstration() only read
     .evaluate = infill_evaluate,
     .demonstration = infill_demonstration,
     .render = infill_render,

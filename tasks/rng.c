@@ -337,6 +337,7 @@ Task task_rng = {
     .cleanup = rng_cleanup,
     .prompt = rng_prompt,
     .log_reward = rng_log_reward,
+    // concurrent_reward 0: the reward and demonstration() both encode with the tokenizer
     .evaluate = rng_evaluate,
     .demonstration = rng_demonstration,
     .render = rng_render,

@@ -596,6 +596,7 @@ Task task_subj = {
     .cleanup = subj_cleanup,
     .prompt = subj_prompt,
     .log_reward = subj_log_reward,
+    .concurrent_reward = 1,   // the reward writes only its scorer and the base's activations; prompt() only reads
     .evaluate = subj_evaluate,
     .render = subj_render,
 };

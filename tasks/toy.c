@@ -210,6 +210,7 @@ Task task_toy = {
     .cleanup = toy_cleanup,
     .prompt = toy_prompt,
     .log_reward = toy_log_reward,
+    .concurrent_reward = 1,   // the reward reads a table
     .evaluate = toy_evaluate,
     .demonstration = toy_demonstration,
     .render = toy_render,

@@ -1,7 +1,7 @@
 // tests/bench_finetune.c — the speed of fine-tuning (issue 13), against the machine's own matmul
 // rate measured in the same run: arithmetic fine-tuning (`make run`'s step shape) in seconds per
-// step and trajectories per second, question-only and 3-shot prompts, with prefix sharing and
-// without (GFN_NO_PREFIX_SHARE's path: the old one), 1 and 2 threads, and 2 threads beside a
+// step and trajectories per second, question-only and 3-shot prompts, on the first path (no prefix
+// sharing, no pipeline), with prefix sharing alone and today's, 1 and 2 threads, and 2 threads beside a
 // competing busy process; sampling tokens per second at batch 1, 16 and 64; the step's counted
 // useful FLOPs over (step time x matmul rate); the matmul at M = 16, 64, 256 against its best.
 // GFN_BENCH_STEPS (default 3) sets the training steps timed per configuration.
@@ -63,14 +63,21 @@ static pid_t busy_process(void) {
 // question x STEP_K samples, LoRA rank 16, 1 micro-batch in 8 replaying a worked rationale.
 enum { STEP_QUERIES = 4, STEP_K = 8, STEP_TRAJ = STEP_QUERIES * STEP_K };
 
+// The paths compared: the first (no prefix sharing, a policy that copies the base's weights, the
+// threads inside each product: GFN_NO_PREFIX_SHARE=1 GFN_NO_PIPELINE=1), prefix sharing alone
+// (GFN_NO_PIPELINE=1), and today's (prefix sharing, the policy a view of the base, the pipeline).
+enum { PATH_OLD, PATH_SHARED, PATH_NEW, PATHS };
+
 // Seconds per step of `steps` arithmetic training steps with the `make run` flags.
-static double train_seconds(Task *task, int steps) {
+static double train_seconds(Task *task, int steps, int path) {
     TrainConfig cfg;
     train_config_default(&cfg);
     cfg.steps = steps; cfg.batch = STEP_K; cfg.samples_per_query = STEP_K; cfg.accum = STEP_QUERIES;
     cfg.lora_rank = 16; cfg.lora_alpha = 16; cfg.warmup = 20; cfg.frac_gold = 0.125f;
     cfg.reward_temp_start = 1.1f; cfg.reward_temp_end = 0.5f; cfg.reward_temp_horizon = 150; cfg.quiet = 1;
-    GPT *policy = copy_model(task->base);
+    gfn_prefix_sharing = path != PATH_OLD;
+    gfn_pipeline = path == PATH_NEW;
+    GPT *policy = path == PATH_NEW ? gpt_view(task->base) : copy_model(task->base);
     float *log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
     GfnError err = { { 0 } };
     double t0 = wall_seconds();
@@ -78,6 +85,7 @@ static double train_seconds(Task *task, int steps) {
     double seconds = (wall_seconds() - t0) / steps;
     free(log_z);
     gpt_free(policy);
+    gfn_prefix_sharing = gfn_pipeline = 1;
     return seconds;
 }
 
@@ -141,16 +149,18 @@ void bench_finetune(void) {
     printf("  best with %d threads: %.1f GFLOP/s\n", max_threads, peak2);
 
     static const char *const prompts[2] = { "question", "fewshot" };
-    printf("arithmetic fine-tuning step (make run's: %d micro-batches of 1 question x %d, rank 16; %d steps each), old = GFN_NO_PREFIX_SHARE=1\n",
+    printf("arithmetic fine-tuning step (make run's: %d micro-batches of 1 question x %d, rank 16; %d steps each): old = "
+           "GFN_NO_PREFIX_SHARE=1 GFN_NO_PIPELINE=1, shared = GFN_NO_PIPELINE=1, new = both on; the three interleaved\n",
            STEP_QUERIES, STEP_K, steps);
-    printf("  %-9s %-14s %11s %11s %8s %9s %10s\n", "prompt", "threads", "old s/step", "new s/step", "speedup", "traj/s", "efficiency");
+    printf("  %-9s %-14s %11s %11s %11s %8s %9s %10s\n", "prompt", "threads", "old s/step", "shared", "new s/step", "speedup", "traj/s",
+           "efficiency");
     for (int pi = 0; pi < 2; pi++) {
         Task *task = &task_arithmetic;
         TaskOptions opt = { "weights/base.ckpt", "weights/tokenizer.bin", "", 1, -13.815511f, 1, 0, NULL, prompts[pi], 0, 0, 0 };
         GfnError err = { { 0 } };
         if (task->setup(task, &opt, &err)) { printf("  %s: %s\n", prompts[pi], err.msg); return; }
         set_threads(1);
-        double flops = step_flops(task);
+        double flops = step_flops(task), one_thread[PATHS] = { 0, 0, 0 };
         static const struct { int threads, busy; const char *name; } runs[3] = {
             { 1, 0, "1" }, { 2, 0, "2" }, { 2, 1, "2 + busy proc" },
         };
@@ -158,18 +168,21 @@ void bench_finetune(void) {
             if (runs[r].threads > max_threads) continue;
             set_threads(runs[r].threads);
             pid_t busy = runs[r].busy ? busy_process() : -1;
-            gfn_prefix_sharing = 0;
-            double old_s = train_seconds(task, steps);
-            gfn_prefix_sharing = 1;
-            double new_s = train_seconds(task, steps);
+            double sec[PATHS];
+            for (int p = 0; p < PATHS; p++) sec[p] = train_seconds(task, steps, p);
             if (busy > 0) { kill(busy, SIGKILL); waitpid(busy, NULL, 0); }
+            if (r == 0) for (int p = 0; p < PATHS; p++) one_thread[p] = sec[p];
             double peak = runs[r].threads == 1 ? peak1 : peak2;
-            double eff = flops / (new_s * peak * 1e9);
-            printf("  %-9s %-14s %11.3f %11.3f %7.2fx %9.1f %9.1f%%\n", prompts[pi], runs[r].name, old_s, new_s, old_s / new_s,
-                   STEP_TRAJ / new_s, 100 * eff);
+            double eff = flops / (sec[PATH_NEW] * peak * 1e9);
+            printf("  %-9s %-14s %11.3f %11.3f %11.3f %7.2fx %9.1f %9.1f%%", prompts[pi], runs[r].name, sec[PATH_OLD], sec[PATH_SHARED],
+                   sec[PATH_NEW], sec[PATH_OLD] / sec[PATH_NEW], STEP_TRAJ / sec[PATH_NEW], 100 * eff);
+            if (r > 0) printf("   vs 1 thread: old %.2fx, new %.2fx", one_thread[PATH_OLD] / sec[PATH_OLD], one_thread[PATH_NEW] / sec[PATH_NEW]);
+            printf("\n");
+            const char *tag = runs[r].busy ? "_busy" : "";
             printf("bench finetune_%s_t%d%s_step_s %.3f\nbench finetune_%s_t%d%s_speedup %.2f\nbench finetune_%s_t%d%s_efficiency %.3f\n",
-                   prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", new_s, prompts[pi], runs[r].threads,
-                   runs[r].busy ? "_busy" : "", old_s / new_s, prompts[pi], runs[r].threads, runs[r].busy ? "_busy" : "", eff);
+                   prompts[pi], runs[r].threads, tag, sec[PATH_NEW], prompts[pi], runs[r].threads, tag, sec[PATH_OLD] / sec[PATH_NEW],
+                   prompts[pi], runs[r].threads, tag, eff);
+            if (r > 0) printf("bench finetune_%s_t%d%s_vs_t1 %.2f\n", prompts[pi], runs[r].threads, tag, one_thread[PATH_NEW] / sec[PATH_NEW]);
             fflush(stdout);
         }
         if (pi == 1) {   // sampling speed with the 3-shot prompt (its common part prefilled once)
@@ -199,5 +212,4 @@ void bench_finetune(void) {
         }
         task->cleanup(task);
     }
-    gfn_prefix_sharing = 1;
 }

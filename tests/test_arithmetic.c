@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define ARITH_CORPUS test_path("arith_corpus.txt")
 #define ARITH_TOK test_path("arith_tok.bin")
@@ -305,6 +308,18 @@ static void test_task(void) {
     for (int i = 0; i < N; i++)
         for (int k = 0; k <= t[i]->nact; k++) paths = larger(paths, fabs(decoded[i][k] - t[i]->log_r[k]) / (1 + fabs(decoded[i][k])));
     CHECK(paths < 1e-4, "log R from shared forwards and from decode steps differ by %g", paths);
+    // The same again (the 3-shot prompt's keys and values now kept from the call before), and on
+    // the task's second scorer (a view of the base, a cache of its own): bit for bit.
+    float shared[N][64];
+    for (int i = 0; i < N; i++) memcpy(shared[i], t[i]->log_r, sizeof(float) * (size_t)(t[i]->nact + 1));
+    int kept_same = 1, second_same = 1;
+    task->log_reward(task, t, N);
+    for (int i = 0; i < N; i++) kept_same &= !memcmp(shared[i], t[i]->log_r, sizeof(float) * (size_t)(t[i]->nact + 1));
+    CHECK(task->concurrent_reward == 2 && task->log_reward_on, "arithmetic: %d scorers", task->concurrent_reward);
+    if (task->log_reward_on) task->log_reward_on(task, 1, t, N);
+    for (int i = 0; i < N; i++) second_same &= !memcmp(shared[i], t[i]->log_r, sizeof(float) * (size_t)(t[i]->nact + 1));
+    CHECK(kept_same && second_same, "log R changed: with the kept prompt %s, on scorer 1 %s", kept_same ? "no" : "yes",
+          second_same ? "no" : "yes");
     for (int i = 0; i < N; i++) {
         int at[64], states = 0;   // tokens after the prompt at each state: after each action and its inserted tokens
         at[states++] = 0;
@@ -379,6 +394,40 @@ static void test_task(void) {
     CHECK(points == 3 && steps_ok, "%d curve points in the log (want steps 0, 2, 4)", points);
     CHECK(!memcmp(adapter[0], adapter[1], sizeof(float) * adapter_len), "training with the curve differs from training without it");
     free(adapter[0]); free(adapter[1]);
+
+#ifdef _OPENMP
+    // The pipeline on this task (two scorers, the tool, gold and replay micro-batches): the same
+    // adapter and log Z as the plain order, at 2 threads.
+    float z_plain[8], *plain = NULL;
+    for (int piped = 0; piped < 2; piped++) {
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(piped ? 2 : 1);
+        gfn_pipeline = piped;
+        long before = gfn_pipeline_steps;
+        GPT *p = gpt_view(task->base);
+        train_config_default(&cfg);
+        cfg.loss = LOSS_TB; cfg.steps = 3; cfg.batch = 4; cfg.samples_per_query = 2; cfg.accum = 4; cfg.lr = 3e-3f;
+        cfg.warmup = 0; cfg.lora_rank = 2; cfg.frac_gold = 0.25f; cfg.frac_on_policy = 0.25f; cfg.frac_tempered = 0.25f; cfg.quiet = 1;
+        task->num_train = 8;
+        memset(log_z, 0, sizeof log_z);
+        CHECK(gfn_train(task, p, &cfg, log_z, &err) == 0, "train: %s", err.msg);
+        task->num_train = saved;
+        CHECK(gfn_pipeline_steps - before == (piped ? cfg.steps : 0), "%ld steps ran as a pipeline", gfn_pipeline_steps - before);
+        size_t P = gpt_lora(p)->num_parameters;
+        if (!piped) {
+            plain = malloc(sizeof(float) * P);
+            memcpy(plain, gpt_lora(p)->memory, sizeof(float) * P);
+            memcpy(z_plain, log_z, sizeof log_z);
+        } else {
+            CHECK(!memcmp(plain, gpt_lora(p)->memory, sizeof(float) * P) && !memcmp(z_plain, log_z, sizeof log_z),
+                  "the pipeline's adapter or log Z differs from the plain order's");
+        }
+        gpt_free(p);
+        gfn_pipeline = 1;
+        omp_set_num_threads(threads);
+    }
+    free(plain);
+#endif
     task->cleanup(task);
 
     // --prompt: an unknown value is an error naming it; "fewshot" gives the policy the reward's

@@ -1043,6 +1043,85 @@ static void test_tb_log_z_init(void) {
     many.cleanup(&many);
 }
 
+#ifdef _OPENMP
+// The log's lines without the timing field ("tokens_per_s": ...), into out (NUL-terminated).
+static void log_without_timing(const char *path, char *out, size_t cap) {
+    FILE *f = fopen(path, "r");
+    size_t len = 0;
+    char line[4096];
+    while (f && fgets(line, sizeof line, f)) {
+        char *at = strstr(line, "\"tokens_per_s\": ");
+        if (at) { char *end = strchr(at, ','); if (end) memmove(at, end + 1, strlen(end + 1) + 1); }
+        size_t n = strlen(line);
+        if (len + n + 1 > cap) break;
+        memcpy(out + len, line, n);
+        len += n;
+    }
+    out[len] = 0;
+    if (f) fclose(f);
+}
+#endif
+
+// The pipeline (gfn_train's train_step_micro: one thread samples the next micro-batch while
+// others score and learn the earlier ones) computes what the plain order computes: the adapter,
+// every query's log Z and the log are bit-identical with it on and off, at 2 and 3 threads, for
+// TB (log Z learned), SubTB and SFT, with replay micro-batches (the buffer empty at first, so a
+// replay micro-batch's both paths run: sampled rows while empty, then deferred draws), gold
+// micro-batches and K samples per query, on 1000 queries of `toy`.
+static void test_pipeline(void) {
+#ifndef _OPENMP
+    test_skip("pipeline", "built without OpenMP: there is no pipeline, every step runs in order");
+#else
+    Task many;
+    if (many_query_toy(&many, 1000)) return;
+    static const LossKind losses[3] = { LOSS_TB, LOSS_SUBTB, LOSS_SFT };
+    size_t log_cap = 1 << 20;
+    char *want_log = malloc(log_cap), *got_log = malloc(log_cap);
+    for (int li = 0; li < 3; li++) {
+        TrainConfig cfg;
+        train_config_default(&cfg);
+        cfg.loss = losses[li]; cfg.steps = 12; cfg.batch = 4; cfg.samples_per_query = 2; cfg.accum = 4; cfg.lr = 1e-2f;
+        cfg.lora_rank = 4; cfg.frac_on_policy = 0.25f; cfg.frac_tempered = 0.35f; cfg.frac_gold = 0.25f; cfg.quiet = 1;
+        cfg.log_path = test_path("pipeline.jsonl");
+        float *want_z = calloc(1000, sizeof(float)), *got_z = calloc(1000, sizeof(float)), *want = NULL;
+        size_t P = 0;
+        for (int run = 0; run < 3; run++) {   // plain on 1 thread, then the pipeline on 2 and on 3
+            gfn_pipeline = run > 0;
+            omp_set_num_threads(run == 0 ? 1 : run + 1);
+            long before = gfn_pipeline_steps;
+            GPT *policy = gpt_view(many.base);
+            GfnError err = { { 0 } };
+            float *log_z = run == 0 ? want_z : got_z;
+            memset(log_z, 0, 1000 * sizeof(float));
+            CHECK(gfn_train(&many, policy, &cfg, log_z, &err) == 0, "training: %s", err.msg);
+            LoRA *lora = gpt_lora(policy);
+            P = lora->num_parameters;
+            if (run == 0) {
+                want = malloc(sizeof(float) * P);
+                memcpy(want, lora->memory, sizeof(float) * P);
+                log_without_timing(cfg.log_path, want_log, log_cap);
+                CHECK(gfn_pipeline_steps == before, "the plain run ran %ld steps as a pipeline", gfn_pipeline_steps - before);
+            } else {
+                log_without_timing(cfg.log_path, got_log, log_cap);
+                CHECK(gfn_pipeline_steps - before == cfg.steps, "loss %d, %d threads: %ld of %d steps ran as a pipeline", (int)cfg.loss,
+                      run + 1, gfn_pipeline_steps - before, cfg.steps);
+                CHECK(!memcmp(want, lora->memory, sizeof(float) * P), "loss %d, %d threads: the pipeline's adapter differs from the plain order's",
+                      (int)cfg.loss, run + 1);
+                CHECK(!memcmp(want_z, got_z, 1000 * sizeof(float)), "loss %d, %d threads: log Z differs", (int)cfg.loss, run + 1);
+                CHECK(strlen(want_log) > 100 && !strcmp(want_log, got_log), "loss %d, %d threads: the log differs", (int)cfg.loss, run + 1);
+            }
+            gpt_free(policy);
+        }
+        remove(cfg.log_path);
+        free(want); free(want_z); free(got_z);
+    }
+    gfn_pipeline = 1;
+    omp_set_num_threads(1);
+    free(want_log); free(got_log);
+    many.cleanup(&many);
+#endif
+}
+
 void test_gfn(void) {
     // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
     // machine costs several times the work. Run this suite on one thread, then restore.
@@ -1064,6 +1143,7 @@ void test_gfn(void) {
     test_gold_replay();
     test_accumulation();
     test_tb_log_z_init();
+    test_pipeline();
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif

@@ -779,6 +779,51 @@ static void test_gelu(void) {
     free(x); free(y); free(d);
 }
 
+// gpt_view: the same weights and adapter, activations of its own. Its forward gives the model's
+// logits bit for bit; a forward through it between the model's forward and backward leaves the
+// model's gradients as they are without it (the pipeline samples through a view while the
+// learner's backward reads the model's activations); an adapter attached to a view of the bare
+// base is the view's own, and freeing the view frees it and not the base's weights.
+static void test_view(void) {
+    GPT *model = tiny_model(5);
+    int inputs[TB * TT], targets[TB * TT], other[TB * TT], junk[TB * TT];
+    tiny_batch(inputs, targets, TB, TT, 7);
+    tiny_batch(other, junk, TB, TT, 8);
+    int all[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
+    LoRA *lora = gpt_lora_attach(model, 3, 6.0f, 0, all, 13);
+    lora_randomize(lora, 14);
+    gpt_freeze_all(model, 1);
+    GPT *view = gpt_view(model);
+    size_t nl = (size_t)TB * TT * tiny.vocab_size, P = lora->num_parameters;
+    float *want = malloc(nl * sizeof(float)), *grads = malloc(P * sizeof(float));
+    memcpy(want, gpt_forward(model, inputs, TB, TT), nl * sizeof(float));
+    CHECK(!memcmp(want, gpt_forward(view, inputs, TB, TT), nl * sizeof(float)), "a view's logits differ from its model's");
+    for (int interleave = 0; interleave < 2; interleave++) {
+        gpt_zero_grad(model);
+        float *dlogits = gpt_forward(model, inputs, TB, TT);
+        if (interleave) gpt_forward(view, other, TB, TT);   // the view's forward in between
+        gpt_cross_entropy(model, targets, NULL, dlogits);
+        gpt_backward(model, dlogits);
+        if (!interleave) memcpy(grads, lora->grad_memory, P * sizeof(float));
+        else CHECK(!memcmp(grads, lora->grad_memory, P * sizeof(float)), "a forward through a view changed the model's gradients");
+    }
+    gpt_free(view);
+    CHECK(gpt_lora(model) == lora, "freeing a view detached its model's adapter");
+    // A view of the bare base with an adapter of its own (the training policy): the base keeps
+    // none, and freeing the view leaves the base whole.
+    gpt_lora_detach(model);
+    memcpy(want, gpt_forward(model, inputs, TB, TT), nl * sizeof(float));
+    GPT *policy = gpt_view(model);
+    LoRA *own = gpt_lora_attach(policy, 2, 4.0f, 0, all, 15);
+    lora_randomize(own, 16);
+    gpt_forward(policy, inputs, TB, TT);
+    CHECK(gpt_lora(model) == NULL && gpt_lora(policy) == own, "the view's adapter is not its own");
+    gpt_free(policy);
+    CHECK(!memcmp(want, gpt_forward(model, inputs, TB, TT), nl * sizeof(float)), "the base changed under a view with an adapter");
+    free(want); free(grads);
+    gpt_free(model);
+}
+
 void test_model(void) {
     test_gelu();
     test_reference();
@@ -786,6 +831,7 @@ void test_model(void) {
     test_lora();
     test_kv_cache();
     test_prefix_sharing();
+    test_view();
     test_determinism();
     test_checkpoint();
     test_adamw();
