@@ -1039,6 +1039,7 @@ typedef struct {
     int scores_sampled;     // 1: the sampled rows, to be added to the replay buffer after scoring
     int tempered;           // the sampled rows came from the tempered policy
     Rng rng, rng_after;     // a replay micro-batch's generator, and where it must end (pipeline)
+    char part[2];           // the pipeline's dependence tokens: the two halves of its scoring
 } MicroBatch;
 
 typedef struct {
@@ -1145,13 +1146,15 @@ static void behave(Task *task, GPT *sampler, const TrainConfig *cfg, MicroBatch 
     }
 }
 
-// score: untempered log R of every state of the new rows (replayed ones carry theirs), on the
-// task's scorer `scorer` (0 unless the task has several, Task.concurrent_reward).
-static void score(Task *task, MicroBatch *mb, int scorer) {
-    if (!mb->num_scored) return;
-    Traj *const *rows = mb->scores_sampled ? mb->sample_traj : mb->traj;
-    if (scorer > 0) task->log_reward_on(task, scorer, rows, mb->num_scored);
-    else task->log_reward(task, rows, mb->num_scored);
+// score: untempered log R of every state of the new rows [lo, hi) (replayed ones carry theirs),
+// on the task's scorer `scorer` (0 unless the task has several, Task.concurrent_reward). A row's
+// log R does not depend on the rows scored with it, so a micro-batch may be scored in parts.
+static void score(Task *task, MicroBatch *mb, int scorer, int lo, int hi) {
+    if (hi > mb->num_scored) hi = mb->num_scored;
+    if (lo >= hi) return;
+    Traj *const *rows = (mb->scores_sampled ? mb->sample_traj : mb->traj) + lo;
+    if (scorer > 0) task->log_reward_on(task, scorer, rows, hi - lo);
+    else task->log_reward(task, rows, hi - lo);
 }
 
 // The sampled rows into the replay buffer, after their score, in micro-batch order.
@@ -1240,8 +1243,8 @@ static void behave_replay(Task *task, const TrainConfig *cfg, MicroBatch *mb, Re
 // With two or more threads and a task whose reward may run beside its sampling
 // (task->concurrent_reward), the step is a pipeline. This thread behaves micro-batch after
 // micro-batch, sampling through `sampler` (a view of the policy with activations of its own),
-// and leaves the rest to tasks that either thread runs: each micro-batch's score on one of the
-// task's scorers (two scores at once when it has two), then its remember and its learn. The
+// and leaves the rest to tasks that either thread runs: each micro-batch's score (its two halves
+// side by side on the task's two scorers, when it has two), then its remember and its learn. The
 // remembers run in micro-batch order (the buffer's content depends on it), the learns too (they
 // share log Z, the gradients and the statistics). A replay micro-batch reads the buffer, so its
 // behave is a task in the remembers' chain; its random numbers are a known count (replay_draws),
@@ -1269,7 +1272,7 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
             double mlr;
             behave_draw(task, cfg, mb, rng, &gold, &u);
             behave(task, policy, cfg, mb, replay, gold, u, rng, st);
-            score(task, mb, 0);
+            score(task, mb, 0, 0, mb->num_scored);
             remember(mb, replay);
             loss += learn(task, policy, cfg, s, mb, log_z, step, &mlr, tokens, st) / accum;
             mlr_sum += mlr / accum;
@@ -1290,14 +1293,14 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
         omp_set_num_threads(inner);   // for this thread's stages and, inherited, the tasks'
         for (int m = 0; m < accum; m++) {
             MicroBatch *mb = &s->micro[m];
-            int gold, c = m % scorers;
+            int gold;
             float u;
             if (behave_draw(task, cfg, mb, rng, &gold, &u)) {   // a replay micro-batch
                 if (filled) {   // its draws are replay_draws
                     mb->rng = *rng;
                     for (int d = replay_draws(cfg); d > 0; d--) rng_u64(rng);
                     mb->rng_after = *rng;
-                    #pragma omp task firstprivate(mb) depend(inout: buffer) depend(out: mb[0])
+                    #pragma omp task firstprivate(mb) depend(inout: buffer) depend(out: mb->part[0], mb->part[1])
                     behave_replay(task, cfg, mb, replay, st);
                 } else {   // empty: its rows are sampled, which needs the generator in order
                     #pragma omp taskwait
@@ -1306,11 +1309,19 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
             } else {
                 behave(task, sampler, cfg, mb, replay, gold, u, rng, st);
             }
-            #pragma omp task firstprivate(mb, c) depend(inout: scorer_free[c]) depend(inout: mb[0])
-            score(task, mb, c);
-            #pragma omp task firstprivate(mb) depend(in: mb[0]) depend(inout: buffer)
+            if (scorers > 1) {   // each half of the rows on its own scorer
+                int half = (mb->num_scored + 1) / 2;
+                #pragma omp task firstprivate(mb, half) depend(inout: scorer_free[0]) depend(inout: mb->part[0])
+                score(task, mb, 0, 0, half);
+                #pragma omp task firstprivate(mb, half) depend(inout: scorer_free[1]) depend(inout: mb->part[1])
+                score(task, mb, 1, half, mb->num_scored);
+            } else {
+                #pragma omp task firstprivate(mb) depend(inout: scorer_free[0]) depend(inout: mb->part[0])
+                score(task, mb, 0, 0, mb->num_scored);
+            }
+            #pragma omp task firstprivate(mb) depend(in: mb->part[0], mb->part[1]) depend(inout: buffer)
             remember(mb, replay);
-            #pragma omp task firstprivate(mb) depend(in: mb[0]) depend(inout: learns) shared(loss, mlr_sum)
+            #pragma omp task firstprivate(mb) depend(in: mb->part[0], mb->part[1]) depend(inout: learns) shared(loss, mlr_sum)
             {
                 double mlr;
                 loss += learn(task, policy, cfg, s, mb, log_z, step, &mlr, tokens, st) / accum;
