@@ -143,6 +143,8 @@ typedef struct {
     int questions;
     int full_over_trunc[2], full_over_corr[2], full_over_both[2];   // [0]: Y = answer, [1]: Y = own last value
     int full_over_empty;                                           // Y = answer
+    int trunc_differs, full_over_trunc_differs;   // truncated chains whose last value is not the answer; of
+                                                  // them, those the full chain beats (Y = answer)
     double sum_full, sum_trunc[2], sum_corr[2], sum_empty;
     int step_right[ARITH_MAX_OPERANDS], step_count[ARITH_MAX_OPERANDS], all_right;
 } ProbeCounts;
@@ -185,6 +187,11 @@ static int probe_question(Task *task, const Tokenizer *tok, int query, const Ari
     // The empty rationale: ⊤ at once, Y straight after X (min_len is 0, as in the official code).
     double empty = arith_probe_log_r(base, ctx, clen, t[0]->tokens, 0, y, ylen);   // no token of Z
     pc->questions++;
+    // A chain cut before its last step already ends at the answer when that step adds or takes 0:
+    // then the reward has no reason to prefer the full chain, so these are counted apart.
+    int differs = last[1] != arith_answer(q);
+    pc->trunc_differs += differs;
+    pc->full_over_trunc_differs += differs && full > wrong[0][0];
     pc->sum_full += full;
     pc->full_over_empty += full > empty;
     pc->sum_empty += empty;
@@ -322,12 +329,14 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
                      "2..n−1) off by ±1 (drawn), the calculator computing the rest from it (the error propagates to the end).\n"
                      "Y = answer: the question's answer, as the task's reward (training's reward). Y = own: the chain's own\n"
                      "last value (does the model see that the chain itself is short or wrong?). Empty: no rationale at all,\n"
-                     "Y right after X (Y = answer). Cells: questions where the full chain's log R is higher.\n\n");
+                     "Y right after X (Y = answer). Cells: questions where the full chain's log R is higher. The last column\n"
+                     "leaves out the questions whose last operand is 0, where the truncated chain already ends at the answer.\n\n");
     static const char *const c1[] = { "operands", "questions", "full > truncated (Y = answer)", "full > corrupted (Y = answer)",
                                        "full > both (Y = answer)", "full > truncated (Y = own)", "full > corrupted (Y = own)",
                                        "full > both (Y = own)", "mean log R full / trunc. / corr. (Y = answer)",
-                                       "mean log R trunc. / corr. (Y = own)", "full > empty (Y = answer)", "mean log R empty" };
-    md_table_header(md, c1, 12);
+                                       "mean log R trunc. / corr. (Y = own)", "full > empty (Y = answer)", "mean log R empty",
+                                       "full > truncated, its last value not the answer (Y = answer)" };
+    md_table_header(md, c1, 13);
     for (int s = 0; s < PROBE_SETS; s++) {
         ProbeCounts *p = &pc[s];
         int n = p->questions ? p->questions : 1;
@@ -336,7 +345,9 @@ int arith_probe(Task *task, const TaskOptions *opt, int per_set, uint64_t seed, 
         text_appendf(md, " %.2f / %.2f / %.2f | %.2f / %.2f |", p->sum_full / n, p->sum_trunc[0] / n, p->sum_corr[0] / n,
                      p->sum_trunc[1] / n, p->sum_corr[1] / n);
         cell(md, p->full_over_empty, p->questions);
-        text_appendf(md, " %.2f |\n", p->sum_empty / n);
+        text_appendf(md, " %.2f |", p->sum_empty / n);
+        cell(md, p->full_over_trunc_differs, p->trunc_differs);
+        text_appendf(md, "\n");
     }
     text_appendf(md, "\n## 2. Next-step accuracy with the gold prefix\n\n"
                      "Context: the reward's context (3-shot prompt + X) and the gold Z up to the end of step k − 1 (calculator\n"
