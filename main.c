@@ -254,7 +254,10 @@ static void train_usage(FILE *out) {
         "  --save-every N      also every N steps\n"
         "  --resume STATE      continue a run from its PATH.state (the same flags), to the same bits\n"
         "  --stop-after N      stop after step N with adapter and state saved (resume later)\n"
-        "  -q                  no progress line\n");
+        "  -q                  no progress line\n"
+        "Threads: OMP_NUM_THREADS (default: every core). With 2 or more, a step's micro-batches run as a\n"
+        "pipeline (one thread samples while the others score and learn); the results are the same bits as\n"
+        "on one thread. GFN_NO_PIPELINE=1 runs them in order with the threads inside each product.\n");
 }
 
 static int parse_targets(const char *list, int targeted[LORA_NUM_TARGETS]) {
