@@ -1281,9 +1281,9 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
         return loss;
     }
 #ifdef _OPENMP
-    int inner = threads / 2, levels = omp_get_max_active_levels(), scorers = task->concurrent_reward;
+    int inner = threads / 2, levels = omp_get_max_active_levels();
+    int scorers = task->concurrent_reward > 1 && task->log_reward_on ? 2 : 1;   // two are enough for two threads
     if (inner > 1) omp_set_max_active_levels(2);
-    if (scorers > 2 || !task->log_reward_on) scorers = scorers > 1 && task->log_reward_on ? 2 : 1;
     char scorer_free[2], buffer, learns;   // dependence tokens: each scorer, the buffer, the learns
     int filled = replay->num_filled > 0;   // read before any task runs; filled queries stay filled
     gfn_pipeline_steps++;
@@ -1293,13 +1293,14 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
         omp_set_num_threads(inner);   // for this thread's stages and, inherited, the tasks'
         for (int m = 0; m < accum; m++) {
             MicroBatch *mb = &s->micro[m];
-            int gold;
+            int gold, deferred = 0;
             float u;
             if (behave_draw(task, cfg, mb, rng, &gold, &u)) {   // a replay micro-batch
-                if (filled) {   // its draws are replay_draws
+                if (filled) {   // its draws are replay_draws; its rows carry their rewards: no score
                     mb->rng = *rng;
                     for (int d = replay_draws(cfg); d > 0; d--) rng_u64(rng);
                     mb->rng_after = *rng;
+                    deferred = 1;
                     #pragma omp task firstprivate(mb) depend(inout: buffer) depend(out: mb->part[0], mb->part[1])
                     behave_replay(task, cfg, mb, replay, st);
                 } else {   // empty: its rows are sampled, which needs the generator in order
@@ -1309,7 +1310,9 @@ static double train_step_micro(Task *task, GPT *policy, GPT *sampler, const Trai
             } else {
                 behave(task, sampler, cfg, mb, replay, gold, u, rng, st);
             }
-            if (scorers > 1) {   // each half of the rows on its own scorer
+            if (deferred) {
+                // nothing to score
+            } else if (scorers > 1) {   // each half of the rows on its own scorer
                 int half = (mb->num_scored + 1) / 2;
                 #pragma omp task firstprivate(mb, half) depend(inout: scorer_free[0]) depend(inout: mb->part[0])
                 score(task, mb, 0, 0, half);
