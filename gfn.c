@@ -362,18 +362,20 @@ static int traj_action_token(const Traj *t, int k) {
     return -1;
 }
 
-// The allowed set at a state that has `ntok` tokens after the prompt. The sampler (sampler_mask
-// 1) masks ⊤ before the minimum length, as the task demands, and so does training with a learned
+// The allowed set at state `nact` (actions taken), which has `ntok` tokens after the prompt (more
+// than nact where a tool inserted some). The sampler (sampler_mask 1) masks ⊤ before the minimum
+// length, counted in actions like the objectives' states, and so does training with a learned
 // root flow; training with the official floor (--short-states floor, sampler_mask 0) keeps it —
-// every prefix is terminable, with lr = −99 there. At the maximum only ⊤ is left.
-static void state_mask(const Task *task, int V, int ntok, int sampler_mask, unsigned char *mask) {
+// every prefix is terminable, with lr = −99 there. At the maximum length (in tokens: the
+// context's room) only ⊤ is left.
+static void state_mask(const Task *task, int V, int ntok, int nact, int sampler_mask, unsigned char *mask) {
     if (ntok >= task->max_len) {
         memset(mask, 0, (size_t)V);
         mask[task->terminator] = 1;
         return;
     }
     memcpy(mask, task->allowed, (size_t)V);
-    mask[task->terminator] = !(sampler_mask && ntok < task->min_len);
+    mask[task->terminator] = !(sampler_mask && nact < task->min_len);
 }
 
 int gfn_prefix_sharing = 1;
@@ -444,7 +446,7 @@ static void logprobs_from_logits(const float *logits, int T, Task *task, Traj *c
         traj_states(t[r], plen - P, pos, ntok_at);
         float *lf = log_pf + (size_t)r * stride, *lt = log_pterm + (size_t)r * stride;
         for (int i = 0; i <= t[r]->nact; i++) {
-            state_mask(task, V, ntok_at[i], sampler_mask, mask);
+            state_mask(task, V, ntok_at[i], i, sampler_mask, mask);
             masked_log_softmax(logits + ((size_t)r * T + pos[i]) * V, mask, V, logp);
             lt[i] = logp[task->terminator];
             if (i < t[r]->nact) lf[i] = logp[traj_action_token(t[r], i + 1)];
@@ -484,7 +486,7 @@ void policy_backward(GPT *policy, Task *task, Traj *const *t, int n, int stride,
         for (int i = 0; i <= t[r]->nact; i++) {
             float *row = logits + ((size_t)r * T + pos[i]) * V;
             is_state[(size_t)r * T + pos[i]] = 1;
-            state_mask(task, V, ntok_at[i], mask_short, mask);
+            state_mask(task, V, ntok_at[i], i, mask_short, mask);
             masked_log_softmax(row, mask, V, logp);
             float g_term = ntok_at[i] >= task->max_len || !mask[task->terminator] ? 0.0f : d_pterm[(size_t)r * stride + i];
             float g_act = i < t[r]->nact ? d_pf[(size_t)r * stride + i] : 0.0f;
@@ -648,7 +650,7 @@ void sample_trajectories(GPT *policy, Task *task, const int *queries, Traj **out
             if (queue_head[b] < queue_len[b]) {            // prompt tail or forced tokens first
                 feed[b] = queue[(size_t)b * cache_len + queue_head[b]++];
             } else {                                       // a state: the policy acts
-                state_mask(task, V, t->ntok, 1, mask);
+                state_mask(task, V, t->ntok, t->nact, 1, mask);
                 int token = sample_token(logits + (size_t)b * V, mask, V, cfg, pairs, rng);
                 if (token == task->terminator) { done[b] = 1; continue; }
                 feed[b] = token;
@@ -871,7 +873,7 @@ static void beam_search_batch(GPT *policy, Task *task, const int *queries, int n
                 for (int j = 0; j < W; j++) {
                     int r = base + j;
                     if (!is_open[r]) continue;
-                    state_mask(task, V, beam[r]->ntok, 1, mask);
+                    state_mask(task, V, beam[r]->ntok, beam[r]->nact, 1, mask);
                     masked_log_softmax(logits + (size_t)r * V, mask, V, logp);
                     if (mask[task->terminator])   // ⊤: a finished hypothesis
                         offer_finished(out + base, fin_rank + base, fin_lq + base, fc, W, beam[r],

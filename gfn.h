@@ -460,7 +460,8 @@ struct Task {
     GPT *base;                  // the frozen base LM; the policy starts as a copy of it
     int num_train, num_test;    // queries: train ones are 0..num_train-1, test ones follow
     int terminator;             // ⊤
-    int min_len, max_len;       // tokens after the prompt (⊤ masked before min, forced at max)
+    int min_len, max_len;       // ⊤ masked before min_len actions, forced at max_len tokens after the
+                                // prompt (the two differ where a tool inserts tokens)
     unsigned char *allowed;     // (V) tokens the policy may write (⊤ included)
     // The prompt tokens of query q (pointer owned by the task), length in *len (>= 1).
     const int *(*prompt)(Task *task, int query, int *len);

@@ -237,6 +237,7 @@ static void train_usage(FILE *out) {
         "                      as lines \"curve STEP name value ...\" on stdout and in the log (0: none)\n"
         "  --curve-n N         the curve's test questions per set, the first N of each (20)\n"
         "  --lambda F          SubTB lambda (1)\n"
+        "  --min-len N         actions before ⊤ may be written (default: the task's own)\n"
         "  --short-states S    subtb/db, prefixes shorter than the minimum: learned (a learned root\n"
         "                      flow log F(s0) per query) | floor (the official lr = -99) (learned)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
@@ -284,7 +285,7 @@ static int cmd_train(int argc, char **argv) {
     TrainConfig cfg;
     train_config_default(&cfg);
     TaskOptions topt = { .model_path = "", .tokenizer_path = "", .data_path = "", .seed = 1, .reward_floor = -13.815511f };
-    int lr_given = 0;
+    int lr_given = 0, min_len = -1;   // -1: the task's own minimum length
     cfg.curve_out = stdout;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
@@ -343,6 +344,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--temp-lo")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_lo);
         else if (!strcmp(a, "--temp-hi")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_hi);
         else if (!strcmp(a, "--replay")) bad = parse_count(a, v, 1, 100000, &cfg.replay_capacity);
+        else if (!strcmp(a, "--min-len")) bad = parse_count(a, v, 0, 100000, &min_len);
         else if (!strcmp(a, "--gold-replay")) bad = parse_real(a, v, 0, 1, &cfg.frac_gold);
         else if (!strcmp(a, "--eval-every")) bad = parse_count(a, v, 0, 10000000, &cfg.eval_every);
         else if (!strcmp(a, "--curve-n")) bad = parse_count(a, v, 1, 1000000, &cfg.curve_n);
@@ -390,9 +392,9 @@ static int cmd_train(int argc, char **argv) {
     }
     if (!lr_given) cfg.lr = loss_default_lr(cfg.loss);
     char task_options[512];   // the options that change the task's rewards, checked at a resume
-    snprintf(task_options, sizeof task_options, "--reward-floor %.9g --stop %s --prompt %s --seed-answers %d --labelled %d",
+    snprintf(task_options, sizeof task_options, "--reward-floor %.9g --stop %s --prompt %s --seed-answers %d --labelled %d --min-len %d",
              (double)topt.reward_floor, topt.stop ? topt.stop : "eot", topt.prompt ? topt.prompt : "(default)",
-             topt.seed_answers, topt.num_labelled);
+             topt.seed_answers, topt.num_labelled, min_len);
     cfg.task_options = task_options;
     fprintf(stderr, "gfn train %s: loss %s, lr %g%s, lr-logz %g, steps %d, batch %d, k %d, accum %d, clip %g, rank %d, alpha %g, "
             "on-policy %g, tempered %g (T %g-%g), replay %g, short states %s\n", task->name, loss_names[cfg.loss], cfg.lr,
@@ -405,6 +407,17 @@ static int cmd_train(int argc, char **argv) {
     }
     GfnError err = { { 0 } };
     if (task->setup(task, &topt, &err)) { fprintf(stderr, "gfn: %s\n", err.msg); return 1; }
+    if (min_len >= 0) {   // a minimum length changes the task: the sampler masks ⊤ before it
+        const char *why = min_len >= task->max_len ? "is not below the task's maximum length" : NULL;
+        for (int d = 0; !why && d < task->num_demos && (cfg.loss == LOSS_SFT || cfg.frac_gold > 0); d++)
+            if (task->demos[d]->nact < min_len) why = "is longer than one of the task's given Z (--loss sft, --gold-replay)";
+        if (why) {
+            fprintf(stderr, "gfn train: --min-len %d %s (%s: %d tokens at most)\n", min_len, why, task->name, task->max_len);
+            task->cleanup(task);
+            return 1;
+        }
+        task->min_len = min_len;
+    }
     // The policy is the frozen base plus an adapter: a view of the base's weights (not a copy), so
     // the sampler, the reward and the learner read one copy of them (half the cache traffic).
     GPT *policy = gpt_view(task->base);

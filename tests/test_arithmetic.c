@@ -295,6 +295,37 @@ static void test_task(void) {
         CHECK(fabs(core - direct) < 1e-3 * (1 + fabs(direct)), "traj %d: log q core %.6f, direct %.6f", i, core, direct);
     }
     free(lf); free(lt);
+    // A minimum length counts actions, not tokens: the calculator's inserted tokens after a demo's
+    // first "=" bring the token count to m while only m - 1 actions are taken, so with min_len m
+    // that state must still not stop (lt = -inf), and the next one may.
+    {
+        const Traj *dm = task->demos[0];
+        int first_forced = 0;
+        while (first_forced < dm->ntok && !dm->forced[first_forced]) first_forced++;
+        int m = first_forced + 1;   // tokens after the first inserted one; actions there: m - 1
+        Traj *one[1] = { (Traj *)dm };
+        float *dlf = gfn_calloc((size_t)stride, sizeof(float)), *dlt = gfn_calloc((size_t)stride, sizeof(float));
+        task->min_len = m;
+        policy_logprobs(task->base, task, one, 1, stride, 1, dlf, dlt, &T);   // logits: the model's buffer
+        CHECK(first_forced >= 1 && dm->nact > m, "demo 0: first forced token at %d of %d", first_forced, dm->ntok);
+        for (int i = 0; i <= dm->nact; i++)
+            CHECK(i < m ? dlt[i] == -INFINITY : isfinite(dlt[i]), "min_len %d: state %d has log q(stop) %g", m, i, (double)dlt[i]);
+        // And the sampler never stops before m actions (a sample may only end earlier at the
+        // maximum length), at a temperature where stopping is common.
+        enum { NS = 48 };
+        Traj *s[NS];
+        int sq[NS];
+        for (int i = 0; i < NS; i++) { s[i] = traj_new(task->max_len); sq[i] = i % 4; }
+        rng_seed(&rng, 11);
+        SamplerConfig hot = { 2.0f, 0, 1.0f };
+        sample_trajectories(task->base, task, sq, s, NS, &hot, &rng);
+        for (int i = 0; i < NS; i++) {
+            CHECK(s[i]->nact >= m || s[i]->ntok == task->max_len, "sample %d stopped after %d actions (min_len %d)", i, s[i]->nact, m);
+            traj_free(s[i]);
+        }
+        task->min_len = 0;
+        free(dlf); free(dlt);
+    }
     // The per-prefix reward with KV reuse equals one plain forward of the whole text per prefix,
     // both with the shared forwards (gpt_forward_cached, the default) and with decode steps (the
     // earlier path, kept for GFN_NO_PREFIX_SHARE=1); the two agree within 1e-4.
