@@ -165,23 +165,36 @@ float loss_db(const TrajBatch *b, const float *log_f0, float *d_pf, float *d_pte
     return (float)(loss / transitions);
 }
 
+// VarGrad's log Ẑ_X (defined below) of every query X of the batch, into log_z[X]: a constant, no
+// gradient flows through it. At the exact posterior every row gives log Σ_Z R, so it is exact.
+// Queries absent from the batch, and those with `skip` set (may be NULL), keep their log_z; the
+// others get it and, with skip, are marked. Also TB's first log Z of a query and, with
+// --short-states batch, SubTB's / DB's root flow.
+void batch_log_z(const TrajBatch *b, float *log_z, unsigned char *skip) {
+    for (int r = 0; r < b->n; r++) {
+        int q = b->group[r], count = 0, first = 1;
+        if (skip && skip[q]) continue;
+        for (int o = 0; o < r && first; o++) first = b->group[o] != q;
+        if (!first) continue;   // done at the query's first row
+        double sum = 0;
+        for (int o = r; o < b->n; o++)
+            if (b->group[o] == q) { sum += b->log_r[(size_t)o * b->stride + b->len[o]] - traj_log_q(b, o); count++; }
+        log_z[q] = (float)(sum / count);
+        if (skip) skip[q] = 1;
+    }
+}
+
 // VarGrad: TB where log Z_X is the stop-gradient batch estimate
 //   log Ẑ_X = mean over the K samples of X of ( log R(Z) − log q(Z ⊤) ),
 //   L = (1/N) Σ_Z ( log Ẑ_X + log q(Z ⊤) − log R(Z) )²   (N trajectories, X = group).
 // dL/d lf_k = dL/d lt_n = 2 δ / N. This equals the gradient of the loss with log Ẑ not stopped,
 // because the δ of one group sum to zero: the batch variance of log R − log q.
 float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out) {
-    double *sum = gfn_calloc((size_t)num_groups, sizeof(double));
-    int *count = gfn_calloc((size_t)num_groups, sizeof(int));
-    for (int r = 0; r < b->n; r++) {
-        sum[b->group[r]] += b->log_r[(size_t)r * b->stride + b->len[r]] - traj_log_q(b, r);
-        count[b->group[r]]++;
-    }
-    float *log_z = gfn_malloc(sizeof(float) * (size_t)num_groups);
-    for (int g = 0; g < num_groups; g++) log_z[g] = count[g] ? (float)(sum[g] / count[g]) : 0.0f;
+    float *log_z = gfn_calloc((size_t)num_groups, sizeof(float));
+    batch_log_z(b, log_z, NULL);
     float loss = loss_tb(b, log_z, d_pf, d_pterm, NULL);
     if (log_z_out) memcpy(log_z_out, log_z, sizeof(float) * (size_t)num_groups);
-    free(sum); free(count); free(log_z);
+    free(log_z);
     return loss;
 }
 
@@ -963,7 +976,7 @@ void beam_search(GPT *policy, Task *task, const int *queries, int num_queries, c
 // Training
 
 const char *const loss_names[] = { "subtb", "tb", "db", "vargrad", "sft", "reinforce" };
-const char *const short_state_names[] = { "learned", "floor" };
+const char *const short_state_names[] = { "learned", "floor", "batch" };
 
 void train_config_default(TrainConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -1050,6 +1063,7 @@ typedef struct {
     float *dlf, *dlt;       // (batch, stride)
     int *len, *group;       // (batch)
     float *d_log_z;         // (num_train)
+    float *batch_root;      // (num_train) --short-states batch: log F(s_0) of the micro-batch's queries
     unsigned char *log_z_known;   // (num_train) 1 once a query's log Z / log F(s_0) was initialised
     int stride;
 } TrainScratch;
@@ -1073,15 +1087,7 @@ static int learns_root_flow(const TrainConfig *cfg, const Task *task) {
 // log Ẑ_X = mean over the query's rows of (log R − log q(Z ⊤)) (a constant, no gradient), so the
 // first residuals average zero instead of being ≈ −log Z_X each; it is then learned as before.
 static void init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
-    for (int r = 0; r < b->n; r++) {
-        int q = b->group[r], count = 0;
-        if (known[q]) continue;
-        double sum = 0;
-        for (int o = r; o < b->n; o++)
-            if (b->group[o] == q) { sum += b->log_r[(size_t)o * b->stride + b->len[o]] - traj_log_q(b, o); count++; }
-        log_z[q] = (float)(sum / count);
-        known[q] = 1;
-    }
+    batch_log_z(b, log_z, known);
 }
 
 // The behaviour's first draws: the micro-batch's queries, whether it is a gold one, and u, which
@@ -1187,6 +1193,12 @@ static float learn(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch
     float *logits = policy_logprobs(policy, task, mb->traj, n, s->stride, !use_floor, s->lf, s->lt, &T);
     TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group, use_floor ? 0 : task->min_len };
     if (learns_root_flow(cfg, task)) init_log_z(&b, log_z, s->log_z_known);
+    const float *root = log_z;   // SubTB's / DB's log F(s_0), read below the minimum length
+    if (cfg->short_states == SHORT_BATCH && task->min_len > 0) {   // this micro-batch's estimate
+        batch_log_z(&b, s->batch_root, NULL);
+        root = s->batch_root;
+    }
+    float *d_root = root == log_z ? s->d_log_z : NULL;
     float loss;
     switch (cfg->loss) {
     case LOSS_TB:
@@ -1198,11 +1210,11 @@ static float learn(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch
             stats->delta_rows++;
         }
         break;
-    case LOSS_DB: loss = loss_db(&b, log_z, s->dlf, s->dlt, s->d_log_z); break;
+    case LOSS_DB: loss = loss_db(&b, root, s->dlf, s->dlt, d_root); break;
     case LOSS_VARGRAD: loss = loss_vargrad(&b, task->num_train, s->dlf, s->dlt, NULL); break;
     case LOSS_SFT: loss = loss_sft(&b, s->dlf, s->dlt); break;
     case LOSS_REINFORCE: loss = loss_reinforce(&b, s->dlf, s->dlt); break;
-    default: loss = loss_subtb(&b, cfg->lambda, log_z, s->dlf, s->dlt, s->d_log_z); break;
+    default: loss = loss_subtb(&b, cfg->lambda, root, s->dlf, s->dlt, d_root); break;
     }
     for (size_t i = 0; i < (size_t)n * s->stride; i++) { s->dlf[i] /= cfg->accum; s->dlt[i] /= cfg->accum; }
     policy_backward(policy, task, mb->traj, n, s->stride, !use_floor, logits, T, s->dlf, s->dlt);
@@ -1635,7 +1647,7 @@ static int train_state_load(const char *path, const Task *task, const TrainConfi
         } else if (f[i].kind == 'u') {
             uint32_t stored = le_u32(p);
             if (stored == f[i].u) continue;
-            if (f[i].names && stored <= (uint32_t)(f[i].names == loss_names ? LOSS_REINFORCE : SHORT_FLOOR))
+            if (f[i].names && stored <= (uint32_t)(f[i].names == loss_names ? LOSS_REINFORCE : SHORT_BATCH))
                 state_fail(&r, "written with %s %s; this run has %s", f[i].name, f[i].names[stored], f[i].names[f[i].u]);
             else state_fail(&r, "written with %s %u; this run has %llu", f[i].name, stored, (unsigned long long)f[i].u);
         } else {
@@ -1778,6 +1790,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     s.lr = gfn_calloc(cells, sizeof(float));
     s.dlf = gfn_calloc(cells, sizeof(float)); s.dlt = gfn_calloc(cells, sizeof(float));
     s.d_log_z = gfn_calloc((size_t)task->num_train, sizeof(float));
+    s.batch_root = gfn_calloc((size_t)task->num_train, sizeof(float));
     s.log_z_known = gfn_calloc((size_t)task->num_train, 1);
     long total[4] = { 0, 0, 0, 0 };   // rows on-policy, tempered, replayed, given since the start
     ReplayBuffer *replay = replay_seeded(task, cfg->replay_capacity);   // seeded with known good Z
@@ -1869,7 +1882,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         free(mb->traj); free(mb->queries); free(mb->sample_traj); free(mb->sample_queries);
     }
     free(s.micro); free(s.len); free(s.group);
-    free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z);
+    free(s.lf); free(s.lt); free(s.lr); free(s.dlf); free(s.dlt); free(s.d_log_z); free(s.batch_root);
     free(s.log_z_known);
     gpt_free(sampler);
     replay_free(replay);

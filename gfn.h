@@ -393,6 +393,9 @@ float loss_db(const TrajBatch *b, const float *log_f0, float *d_pf, float *d_pte
 // VarGrad: TB with log Z = stop-gradient mean of log R − log q(Z ⊤) over each group; the
 // per-group estimates go to log_z_out (num_groups entries, may be NULL).
 float loss_vargrad(const TrajBatch *b, int num_groups, float *d_pf, float *d_pterm, float *log_z_out);
+// VarGrad's log Ẑ_X (mean of log R − log q(Z ⊤) over the batch's rows of X) into log_z[X] for every
+// query X of the batch but those with skip[X] set (skip may be NULL; the others are then marked).
+void batch_log_z(const TrajBatch *b, float *log_z, unsigned char *skip);
 // Maximum likelihood of the given trajectories: mean of −log q(Z ⊤).
 float loss_sft(const TrajBatch *b, float *d_pf, float *d_pterm);
 // REINFORCE with the leave-one-out mean reward of the group as baseline: reward = exp(log R −
@@ -573,9 +576,11 @@ typedef enum { LOSS_SUBTB, LOSS_TB, LOSS_DB, LOSS_VARGRAD, LOSS_SFT, LOSS_REINFO
 extern const char *const loss_names[];   // "subtb", "tb", "db", "vargrad", "sft", "reinforce"
 // States shorter than the task's minimum length under SubTB / DB: SHORT_LEARNED, a learned root
 // flow log F(s_0) per query (⊤ masked there in log q); SHORT_FLOOR, the official code's constant
-// lr = short_log_r with ⊤ kept (see loss_subtb in gfn.c for why the first is the default).
-typedef enum { SHORT_LEARNED, SHORT_FLOOR } ShortStates;
-extern const char *const short_state_names[];   // "learned", "floor"
+// lr = short_log_r with ⊤ kept (see loss_subtb in gfn.c for why the first is the default);
+// SHORT_BATCH, the root flow of each micro-batch's queries estimated from that micro-batch's own
+// rows as VarGrad estimates log Z (nothing per query to learn; ⊤ masked as for SHORT_LEARNED).
+typedef enum { SHORT_LEARNED, SHORT_FLOOR, SHORT_BATCH } ShortStates;
+extern const char *const short_state_names[];   // "learned", "floor", "batch"
 typedef struct {
     LossKind loss;
     int steps;                  // optimizer steps

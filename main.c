@@ -239,7 +239,8 @@ static void train_usage(FILE *out) {
         "  --lambda F          SubTB lambda (1)\n"
         "  --min-len N         actions before ⊤ may be written (default: the task's own)\n"
         "  --short-states S    subtb/db, prefixes shorter than the minimum: learned (a learned root\n"
-        "                      flow log F(s0) per query) | floor (the official lr = -99) (learned)\n"
+        "                      flow log F(s0) per query) | floor (the official lr = -99) | batch (log F(s0)\n"
+        "                      of each micro-batch's queries from its own rows, as VarGrad's log Z) (learned)\n"
         "  -m PATH -t PATH --data PATH  base model, tokenizer, data (task-specific)\n"
         "  --stop eot|newline  rng with -m: the terminator (eot)\n"
         "  --prompt question|fewshot  arithmetic: the policy's prompt (question; the base: fewshot)\n"
@@ -305,7 +306,8 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--short-states")) {
             if (!strcmp(v, short_state_names[SHORT_LEARNED])) cfg.short_states = SHORT_LEARNED;
             else if (!strcmp(v, short_state_names[SHORT_FLOOR])) cfg.short_states = SHORT_FLOOR;
-            else { fprintf(stderr, "gfn train: --short-states wants learned or floor, not '%s'\n", v); return 1; }
+            else if (!strcmp(v, short_state_names[SHORT_BATCH])) cfg.short_states = SHORT_BATCH;
+            else { fprintf(stderr, "gfn train: --short-states wants learned, floor or batch, not '%s'\n", v); return 1; }
         }
         else if (!strcmp(a, "--log")) cfg.log_path = v;
         else if (!strcmp(a, "--save")) cfg.save_path = v;

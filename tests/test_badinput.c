@@ -262,6 +262,7 @@ static const BadCase cases[] = {
     { 0, "train toy --replay 1e9", 0, "--replay", "[1, 100000]" },
     { 0, "train toy --min-len -1", 0, "--min-len", "whole number" },
     { 0, "train toy --min-len 9", 0, "--min-len 9", "maximum length" },
+    { 0, "train toy --short-states none", 0, "--short-states", "learned, floor or batch" },
     { 0, "train toy --eval-n -3", 0, "--eval-n", "whole number" },
     { 0, "train toy --seed-answers 2", 0, "--seed-answers", "[0, 1]" },
     { 0, "train toy --save @/link.ckpt", 0, "@/link.ckpt", "symbolic link" },

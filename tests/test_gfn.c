@@ -583,6 +583,11 @@ static void test_root_flow_exact(void) {
         if (!tilt) {
             CHECK(learned < 1e-8f && fabsf(d_log_f0) < 1e-4f, "exact posterior: SubTB with the root flow %g (want ~0), d log F(s_0) %g",
                   learned, d_log_f0);
+            // --short-states batch: the batch's own estimate of the root flow is log Σ R here.
+            float estimate = 0;
+            batch_log_z(&b, &estimate, NULL);
+            CHECK(fabsf(estimate - c) < 1e-4f && loss_subtb(&b, 1.0f, &estimate, dlf, dlt, NULL) < 1e-8f,
+                  "exact posterior: the batch's root flow %.6f, want log sum R = %.6f", estimate, c);
             for (int r = 0; r < N; r++)
                 for (int k = 0; k <= t[r]->nact; k++) lr[r * STRIDE + k] = k < 2 ? -99.0f : t[r]->log_r[k];
             policy_logprobs(policy, &task, t, N, STRIDE, 0, lf, lt, &T);
@@ -600,18 +605,21 @@ static void test_root_flow_exact(void) {
     gpt_free(policy);
 }
 
-// A short `toy` run must cut the L1 distance to the exact posterior at least 5x.
-static void test_toy_run(void) {
+// A short `toy` run must cut the L1 distance to the exact posterior at least 5x: as the task is,
+// and with a minimum length of 2 (the exact posterior then over Z of 2-4 tokens), where SubTB's
+// root flow is learned (--short-states learned) or each batch's estimate (batch).
+static void toy_run(int min_len, ShortStates short_states) {
     Task *task = &task_toy;
     TaskOptions opt = { "", "", "", 1, -13.8f, 1, 0, NULL, NULL, 0, 0, 0 };
     GfnError err = { { 0 } };
     CHECK(task && task->setup(task, &opt, &err) == 0, "toy setup: %s", err.msg);
     if (!task) return;
+    task->min_len = min_len;
     GPT *policy = copy_model(task->base);
     TrainConfig cfg;
     train_config_default(&cfg);
     cfg.steps = 200; cfg.batch = 32; cfg.samples_per_query = 32; cfg.lr = 1e-2f; cfg.warmup = 10;
-    cfg.lora_rank = 8; cfg.lora_alpha = 16; cfg.quiet = 1;
+    cfg.lora_rank = 8; cfg.lora_alpha = 16; cfg.quiet = 1; cfg.short_states = short_states;
     float log_z = 0;
     CHECK(gfn_train(task, policy, &cfg, &log_z, &err) == 0, "toy training: %s", err.msg);
     char buf[1024];
@@ -624,9 +632,18 @@ static void test_toy_run(void) {
         if (!strcmp(buf, "l1_base")) l1_base = value;
     }
     fclose(f);
-    CHECK(l1_base >= 0.5 && l1 >= 0 && l1 * 5 <= l1_base, "toy: L1 %g from the base's %g (want >= 5x cut, base >= 0.5)", l1, l1_base);
+    CHECK(l1_base >= 0.5 && l1 >= 0 && l1 * 5 <= l1_base, "toy, min length %d, short states %s: L1 %g from the base's %g "
+          "(want >= 5x cut, base >= 0.5)", min_len, short_state_names[short_states], l1, l1_base);
+    if (min_len) printf("   toy, min length %d, SubTB, short states %s: L1 to the exact posterior %.4f (base %.4f)\n",
+                        min_len, short_state_names[short_states], l1, l1_base);
     gpt_free(policy);
     task->cleanup(task);
+}
+
+static void test_toy_run(void) {
+    toy_run(0, SHORT_LEARNED);
+    toy_run(2, SHORT_LEARNED);
+    toy_run(2, SHORT_BATCH);
 }
 
 // The rng task's reward: valid integers 0..100 (no leading zero, one optional leading space).
