@@ -958,7 +958,7 @@ static int secondary_method(const char *method) {   // a 3-shot-policy run
     return n > 6 && !strcmp(method + n - 6, "-3shot");
 }
 
-static const char *const report_order[] = { "base", "base-question", "sft", "reinforce", "tb", "subtb",
+static const char *const report_order[] = { "base", "base-question", "sft", "reinforce", "tb", "subtb", "vargrad-minlen",
                                             "sft-3shot", "reinforce-3shot", "tb-3shot", "subtb-3shot", "rng-base", "rng-reinforce", "rng-tb", "rng-tb-seeded", "rng-subtb" };
 static const char *report_paper(const char *method) {   // PAPER.md, GPT-J 6B (secondary source)
     if (!strcmp(method, "subtb")) return "95.2 / 75.4 / 40.7";
@@ -973,6 +973,7 @@ static const char *report_label(const char *method) {
     if (!strcmp(method, "reinforce")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "tb")) return "GFlowNet, TB";
     if (!strcmp(method, "subtb")) return "GFlowNet, modified SubTB";
+    if (!strcmp(method, "vargrad-minlen")) return "GFlowNet, VarGrad, on-policy, minimum length 4";
     if (!strcmp(method, "sft-3shot")) return "SFT on 10 worked rationales";
     if (!strcmp(method, "reinforce-3shot")) return "reward maximiser (REINFORCE + baseline)";
     if (!strcmp(method, "tb-3shot")) return "GFlowNet, TB";

@@ -23,7 +23,7 @@ static double result_value(const char *path, const char *name) {
 }
 
 void bench_arith(void) {
-    printf("make run: GFlowNet (modified SubTB) on arithmetic from the shipped weights; target <= 600 s wall\n");
+    printf("make run: GFlowNet (modified SubTB, and VarGrad with a minimum length) on arithmetic from the shipped weights; target <= 600 s wall\n");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     FILE *p = popen("make -s run 2>&1", "r");
