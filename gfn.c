@@ -1083,12 +1083,6 @@ static int learns_root_flow(const TrainConfig *cfg, const Task *task) {
                                      cfg->short_states == SHORT_LEARNED && task->min_len > 0);
 }
 
-// The log Z (log F(s_0)) of a query not seen before starts at the VarGrad estimate of this batch,
-// log Ẑ_X = mean over the query's rows of (log R − log q(Z ⊤)) (a constant, no gradient), so the
-// first residuals average zero instead of being ≈ −log Z_X each; it is then learned as before.
-static void init_log_z(const TrajBatch *b, float *log_z, unsigned char *known) {
-    batch_log_z(b, log_z, known);
-}
 
 // The behaviour's first draws: the micro-batch's queries, whether it is a gold one, and u, which
 // picks on-policy, tempered or replay. Returns 1 when the rest of behave reads the replay buffer
@@ -1192,7 +1186,9 @@ static float learn(Task *task, GPT *policy, const TrainConfig *cfg, TrainScratch
     int T;
     float *logits = policy_logprobs(policy, task, mb->traj, n, s->stride, !use_floor, s->lf, s->lt, &T);
     TrajBatch b = { n, s->stride, s->len, s->lf, s->lt, s->lr, s->group, use_floor ? 0 : task->min_len };
-    if (learns_root_flow(cfg, task)) init_log_z(&b, log_z, s->log_z_known);
+    // The log Z (log F(s_0)) of a query not seen before starts at this batch's VarGrad estimate, so
+    // its first residuals average zero instead of being ≈ −log Z_X each; it is then learned.
+    if (learns_root_flow(cfg, task)) batch_log_z(&b, log_z, s->log_z_known);
     const float *root = log_z;   // SubTB's / DB's log F(s_0), read below the minimum length
     if (cfg->short_states == SHORT_BATCH && task->min_len > 0) {   // this micro-batch's estimate
         batch_log_z(&b, s->batch_root, NULL);
