@@ -529,6 +529,12 @@ static int cmp_prob_desc(const void *a, const void *b) {
 int sample_token(const float *logits, const unsigned char *mask, int V, const SamplerConfig *cfg,
                         float *pairs, Rng *rng) {
     // pairs (V, 2): token id and its probability, for the allowed tokens only
+    if (cfg->explore > 0 && rng_uniform(rng) < cfg->explore) {   // the uniform part of the mixture
+        int m = 0;
+        for (int v = 0; v < V; v++) m += mask[v] != 0;
+        int pick = rng_below(rng, m);
+        for (int v = 0; v < V; v++) if (mask[v] && pick-- == 0) return v;
+    }
     if (cfg->temperature <= 0) {   // greedy: the most likely allowed token
         int best = -1;
         for (int v = 0; v < V; v++) if (mask[v] && (best < 0 || logits[v] > logits[best])) best = v;
@@ -1138,9 +1144,12 @@ static void behave(Task *task, GPT *sampler, const TrainConfig *cfg, MicroBatch 
         num_sample = n;
     }
     if (num_sample) {
-        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
         mb->tempered = u >= cfg->frac_on_policy;
-        if (mb->tempered) sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+        if (mb->tempered) {   // the exploring rows: a random temperature, and ε-uniform actions
+            sc.temperature = cfg->temp_lo + (cfg->temp_hi - cfg->temp_lo) * rng_uniform(rng);
+            sc.explore = cfg->explore;
+        }
         sample_trajectories(sampler, task, mb->sample_queries, mb->sample_traj, num_sample, &sc, rng);
         mb->num_scored = num_sample;
         mb->scores_sampled = 1;
@@ -1440,7 +1449,7 @@ static uint64_t task_fingerprint(Task *task) {
     return h;
 }
 
-enum { NUM_STATE_FIELDS = 34 };
+enum { NUM_STATE_FIELDS = 35 };
 static void train_identity(const Task *task, const TrainConfig *cfg, uint64_t fingerprint, StateField *f) {
     uint32_t targets = 0;
     for (int t = 0; t < LORA_NUM_TARGETS; t++) targets |= (uint32_t)(cfg->lora_targets[t] != 0) << t;
@@ -1457,6 +1466,7 @@ static void train_identity(const Task *task, const TrainConfig *cfg, uint64_t fi
         { "--clip", 'f', 0, cfg->clip, NULL }, { "--alpha", 'f', 0, cfg->lora_alpha, NULL },
         { "--on-policy", 'f', 0, cfg->frac_on_policy, NULL }, { "--tempered", 'f', 0, cfg->frac_tempered, NULL },
         { "--temp-lo", 'f', 0, cfg->temp_lo, NULL }, { "--temp-hi", 'f', 0, cfg->temp_hi, NULL },
+        { "--explore", 'f', 0, cfg->explore, NULL },
         { "--reward-temp START", 'f', 0, cfg->reward_temp_start, NULL },
         { "--reward-temp END", 'f', 0, cfg->reward_temp_end, NULL }, { "--lambda", 'f', 0, cfg->lambda, NULL },
         { "--gold-replay", 'f', 0, cfg->frac_gold, NULL },

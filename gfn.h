@@ -509,9 +509,11 @@ typedef struct {
     float temperature;      // 1: the policy itself; 0: greedy (the most likely allowed token)
     int top_k;              // 0: off
     float top_p;            // 1: off
+    float explore;          // ε-uniform exploration: with this probability the token is drawn
+                            // uniformly among the allowed ones instead (0: off)
 } SamplerConfig;
 // Draws a token from one logits row restricted to mask (V), with cfg's temperature, top-k and
-// top-p; pairs is (V, 2) scratch.
+// top-p, or (probability cfg->explore) uniformly among the allowed tokens; pairs is (V, 2) scratch.
 int sample_token(const float *logits, const unsigned char *mask, int V, const SamplerConfig *cfg,
                  float *pairs, Rng *rng);
 // Samples n trajectories, trajectory i for query queries[i], batched with the KV cache.
@@ -595,6 +597,7 @@ typedef struct {
     int lora_targets[LORA_NUM_TARGETS];
     float frac_on_policy, frac_tempered;    // the rest of the batches come from the replay buffer
     float temp_lo, temp_hi;                 // tempered sampling: T ~ U(lo, hi)
+    float explore;                          // and ε-uniform actions in those rows (0: off)
     float reward_temp_start, reward_temp_end;
     int reward_temp_horizon;
     int replay_capacity;

@@ -229,6 +229,8 @@ static void train_usage(FILE *out) {
         "  --targets LIST      comma list of c_attn,attn.c_proj,c_fc,mlp.c_proj (all)\n"
         "  --on-policy F --tempered F   behaviour fractions; the rest replays (0.25, 0.5)\n"
         "  --temp-lo F --temp-hi F      tempered sampling range (0.5, 2)\n"
+        "  --explore F         epsilon-uniform exploration: in the tempered rows each action is drawn\n"
+        "                      uniformly among the allowed tokens with probability F (0)\n"
         "  --reward-temp A,B,H reward temperature A -> B over H steps (1,1,1)\n"
         "  --replay N          replay buffer size per query (50)\n"
         "  --gold-replay F     subtb/tb/db: the fraction of micro-batches that train on one given Z\n"
@@ -345,6 +347,7 @@ static int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--tempered")) bad = parse_real(a, v, 0, 1, &cfg.frac_tempered);
         else if (!strcmp(a, "--temp-lo")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_lo);
         else if (!strcmp(a, "--temp-hi")) bad = parse_real(a, v, 1e-3, 1000, &cfg.temp_hi);
+        else if (!strcmp(a, "--explore")) bad = parse_real(a, v, 0, 1, &cfg.explore);
         else if (!strcmp(a, "--replay")) bad = parse_count(a, v, 1, 100000, &cfg.replay_capacity);
         else if (!strcmp(a, "--min-len")) bad = parse_count(a, v, 0, 100000, &min_len);
         else if (!strcmp(a, "--gold-replay")) bad = parse_real(a, v, 0, 1, &cfg.frac_gold);
@@ -398,11 +401,13 @@ static int cmd_train(int argc, char **argv) {
              (double)topt.reward_floor, topt.stop ? topt.stop : "eot", topt.prompt ? topt.prompt : "(default)",
              topt.seed_answers, topt.num_labelled, min_len);
     cfg.task_options = task_options;
+    char explore_note[48] = "";   // printed only when on, so that earlier runs' outputs stay the same
+    if (cfg.explore > 0) snprintf(explore_note, sizeof explore_note, ", explore %g", (double)cfg.explore);
     fprintf(stderr, "gfn train %s: loss %s, lr %g%s, lr-logz %g, steps %d, batch %d, k %d, accum %d, clip %g, rank %d, alpha %g, "
-            "on-policy %g, tempered %g (T %g-%g), replay %g, short states %s\n", task->name, loss_names[cfg.loss], cfg.lr,
+            "on-policy %g, tempered %g (T %g-%g%s), replay %g, short states %s\n", task->name, loss_names[cfg.loss], cfg.lr,
             lr_given ? "" : " (the loss's default)", cfg.lr_log_z, cfg.steps, cfg.batch, cfg.samples_per_query, cfg.accum,
             cfg.clip, cfg.lora_rank, cfg.lora_alpha, cfg.frac_on_policy, cfg.frac_tempered, cfg.temp_lo, cfg.temp_hi,
-            1 - cfg.frac_on_policy - cfg.frac_tempered, short_state_names[cfg.short_states]);
+            explore_note, 1 - cfg.frac_on_policy - cfg.frac_tempered, short_state_names[cfg.short_states]);
     if ((cfg.loss == LOSS_SFT || cfg.frac_gold > 0) && !task->demonstration) {
         fprintf(stderr, "gfn train: task %s has no given Z to imitate (--loss sft, --gold-replay)\n", task->name);
         return 1;
@@ -940,7 +945,7 @@ static int cmd_sample(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *adapter = NULL, *prompt = NULL, *task_name = NULL;
     int n = 4, batch = 0, max_len = 64;
     uint64_t seed = 1;
-    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
     const char *decode = "sample";
     BeamConfig bc = { 4, 0, 1.0f };   // groups 0: the method's default
     int top_p_given = 0;

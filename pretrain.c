@@ -474,7 +474,7 @@ static void print_samples(GPT *model, const Tokenizer *tok, int rows, int len, f
     float *pairs = gfn_malloc(2 * (size_t)V * sizeof *pairs);           // (V, 2) sampler scratch
     unsigned char *every_token = gfn_malloc((size_t)V);                 // (V) no mask
     memset(every_token, 1, (size_t)V);
-    SamplerConfig sampler = { temperature, 0, 1.0f };
+    SamplerConfig sampler = { temperature, 0, 1.0f, 0 };
     for (int b = 0; b < rows; b++) { tokens[b] = eot; pos[b] = 0; }
     for (int t = 0; t < len; t++) {
         gpt_decode_step(model, cache, tokens, pos, logits);

@@ -817,7 +817,7 @@ enum { QB = 8 };   // questions per sampler batch
 static double arith_set_accuracy(Task *task, GPT *policy, int set, int count, Rng *rng, Traj **t, char *shown,
                                  size_t shown_cap, double t0, int done_before) {
     ArithState *st = task->state;
-    SamplerConfig sc = { 0.1f, 0, 1.0f };
+    SamplerConfig sc = { 0.1f, 0, 1.0f, 0 };
     int queries[QB * ARITH_SAMPLES], correct = 0;
     char text[512];
     for (int start = 0; start < count; start += QB) {

@@ -207,7 +207,7 @@ static void cont_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
     TfIdf *idf = continuation_idf(task);
     fprintf(out, "prompts %d\nsamples_per_prompt %d\n", count, k);
     if (st->baselines != 2) {   // the policy at T = 1, and a few of its sentences
-        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
         Traj **t = text_sample_queries(task, policy, first, count, k, &sc, seed * 7919 + 29);
         cont_method_line(task, idf, "policy", t, count, k, out);
         char prompt[2048], z[512];
@@ -220,14 +220,14 @@ static void cont_evaluate(Task *task, GPT *policy, const float *log_z, FILE *out
     }
     if (st->baselines) {   // the decoding baselines on the base model
         static const struct { const char *name; SamplerConfig sc; } samplers[] = {
-            { "greedy", { 0.0f, 0, 1.0f } }, { "nucleus", { 1.0f, 0, 0.95f } }, { "sample-t1", { 1.0f, 0, 1.0f } } };
+            { "greedy", { 0.0f, 0, 1.0f, 0 } }, { "nucleus", { 1.0f, 0, 0.95f, 0 } }, { "sample-t1", { 1.0f, 0, 1.0f, 0 } } };
         for (size_t s = 0; s < sizeof samplers / sizeof *samplers; s++) {
             Traj **t = text_sample_queries(task, task->base, first, count, k, &samplers[s].sc, seed * 7919 + 37 + s);
             cont_method_line(task, idf, samplers[s].name, t, count, k, out);
             text_free_trajectories(t, count * k);
         }
         for (size_t s = 0; s < sizeof cont_t_end / sizeof *cont_t_end; s++) {
-            SamplerConfig sc = { cont_t_end[s], 0, 1.0f };
+            SamplerConfig sc = { cont_t_end[s], 0, 1.0f, 0 };
             char name[32];
             snprintf(name, sizeof name, "tempered-%.2f", (double)cont_t_end[s]);
             Traj **t = text_sample_queries(task, task->base, first, count, k, &sc, seed * 7919 + 41 + s);

@@ -337,7 +337,7 @@ static void infill_evaluate(Task *task, GPT *policy, const float *log_z, FILE *o
     (void)log_z;
     InfillState *st = task->state;
     int k = INFILL_EVAL_SAMPLES, count = st->eval_n, first = task->num_train;
-    SamplerConfig sc = { 0.9f, 0, 1.0f };
+    SamplerConfig sc = { 0.9f, 0, 1.0f, 0 };
     fprintf(out, "stories %d\nsamples_per_story %d\n", count, k);
     if (st->baselines != 2) {
         Traj **t = text_sample_queries(task, policy, first, count, k, &sc, seed * 7919 + 31);

@@ -273,7 +273,7 @@ static void rng_sampled(Task *task, GPT *model, int n, uint64_t seed, double *va
     double counts[101] = { 0 }, ok = 0;
     Rng rng;
     rng_seed(&rng, seed);
-    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
     char buf[256];
     for (int done = 0; done < n; done += B) {
         sample_trajectories(model, task, queries, t, B, &sc, &rng);

@@ -182,7 +182,7 @@ static void subj_wishful(Task *task, int quiet) {
     }
     Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)N);
     for (int q = 0; q < N; q++) t[q] = traj_new(task->max_len);
-    SamplerConfig greedy = { 0.0f, 0, 1.0f };
+    SamplerConfig greedy = { 0.0f, 0, 1.0f, 0 };
     Rng rng;
     rng_seed(&rng, 1);
     sample_trajectories(task->base, task, queries, t, N, &greedy, &rng);
@@ -478,7 +478,7 @@ void subj_fewshot_margins(Task *task, int first, int count, float *margin) {
 static Traj **subj_sample(Task *task, GPT *policy, int first, int count, int k, float temperature, uint64_t seed) {
     Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)count * k);   // (count, k)
     int *queries = gfn_malloc(sizeof(int) * (size_t)k);
-    SamplerConfig sc = { temperature, 0, 1.0f };
+    SamplerConfig sc = { temperature, 0, 1.0f, 0 };
     Rng rng;
     rng_seed(&rng, seed);
     for (int i = 0; i < count * k; i++) t[i] = traj_new(task->max_len);

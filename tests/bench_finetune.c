@@ -108,7 +108,7 @@ static double step_flops(Task *task) {
     int queries[STEP_K];
     Rng rng;
     rng_seed(&rng, 5);
-    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
     double tokens = 0;
     for (int q = 0; q < STEP_QUERIES; q++) {
         for (int i = 0; i < STEP_K; i++) { t[i] = traj_new(task->max_len); queries[i] = q; }
@@ -196,7 +196,7 @@ void bench_finetune(void) {
                 for (int i = 0; i < n; i++) { t[i] = traj_new(task->max_len); queries[i] = i % task->num_train; }
                 Rng rng;
                 rng_seed(&rng, 3);
-                SamplerConfig sc = { 1.0f, 0, 1.0f };
+                SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
                 double tokens = 0, t0 = wall_seconds();
                 int rounds = n == 1 ? 8 : 2;
                 for (int k = 0; k < rounds; k++) {

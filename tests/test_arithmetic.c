@@ -185,7 +185,7 @@ static double mean_sampled_log_r(GPT *policy, Task *task, int n, uint64_t seed) 
     for (int i = 0; i < n; i++) { t[i] = traj_new(task->max_len); queries[i] = i % 8; }
     Rng rng;
     rng_seed(&rng, seed);
-    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
     sample_trajectories(policy, task, queries, t, n, &sc, &rng);
     task->log_reward(task, t, n);
     double s = 0;
@@ -226,7 +226,7 @@ static void test_task(void) {
     for (int i = 0; i < N; i++) { t[i] = traj_new(task->max_len); queries[i] = i % 4; }
     Rng rng;
     rng_seed(&rng, 3);
-    SamplerConfig sc = { 1.0f, 0, 1.0f };
+    SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
     sample_trajectories(task->base, task, queries, t, N, &sc, &rng);
     int fired = 0;
     for (int i = 0; i < N; i++) for (int j = 0; j < t[i]->ntok; j++) fired += t[i]->forced[j];
@@ -317,7 +317,7 @@ static void test_task(void) {
         int sq[NS];
         for (int i = 0; i < NS; i++) { s[i] = traj_new(task->max_len); sq[i] = i % 4; }
         rng_seed(&rng, 11);
-        SamplerConfig hot = { 2.0f, 0, 1.0f };
+        SamplerConfig hot = { 2.0f, 0, 1.0f, 0 };
         sample_trajectories(task->base, task, sq, s, NS, &hot, &rng);
         for (int i = 0; i < NS; i++) {
             CHECK(s[i]->nact >= m || s[i]->ntok == task->max_len, "sample %d stopped after %d actions (min_len %d)", i, s[i]->nact, m);

@@ -251,6 +251,8 @@ static const BadCase cases[] = {
     { 0, "train toy --on-policy 0.8 --tempered 0.5", 0, "--on-policy + --tempered", "at most 1" },
     { 0, "train toy --temp-lo 0 --temp-hi 0", 0, "--temp-lo", "finite" },
     { 0, "train toy --temp-lo 3 --temp-hi 2", 0, "--temp-lo must be at most --temp-hi", 0 },
+    { 0, "train toy --explore 1.5", 0, "--explore", "finite number in [0, 1]" },
+    { 0, "train toy --explore nan", 0, "--explore", "finite" },
     { 0, "train toy --lr 0.01 --lr-min 0.1", 0, "--lr-min must be at most --lr", 0 },
     { 0, "train toy --save-every -1", 0, "--save-every", "whole number" },
     { 0, "train toy --alpha 1e39", 0, "--alpha", "finite" },

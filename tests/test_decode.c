@@ -186,7 +186,7 @@ static void test_greedy(void) {
         float score[DQUERIES];
         Rng rng;
         rng_seed(&rng, seed);
-        SamplerConfig sc = { 0.0f, 0, 1.0f };
+        SamplerConfig sc = { 0.0f, 0, 1.0f, 0 };
         sample_trajectories(model, &task, queries, greedy, DQUERIES, &sc, &rng);
         BeamConfig bc = { 1, 1, 0.0f };
         beam_search(model, &task, queries, DQUERIES, &bc, beam, score, found);
@@ -341,7 +341,7 @@ static void test_constraints(void) {
         int queries[N];
         for (int i = 0; i < N; i++) queries[i] = (int)((i + seed) % DQUERIES);
         Traj **t = trajs_new(N * BEAMS, task.max_len);
-        const SamplerConfig samplers[5] = { { 1.0f, 0, 1.0f }, { 0.7f, 0, 1.0f }, { 1.0f, 2, 1.0f }, { 1.0f, 0, 0.8f }, { 0.0f, 0, 1.0f } };
+        const SamplerConfig samplers[5] = { { 1.0f, 0, 1.0f, 0 }, { 0.7f, 0, 1.0f, 0 }, { 1.0f, 2, 1.0f, 0 }, { 1.0f, 0, 0.8f, 0 }, { 0.0f, 0, 1.0f, 0 } };
         Rng rng;
         rng_seed(&rng, seed);
         for (int s = 0; s < 5; s++)
@@ -390,7 +390,7 @@ static void test_batched(void) {
         }
     }
     CHECK(bad == 0, "beam search over 4 prompts differs from one prompt at a time in %d hypotheses", bad);
-    SamplerConfig greedy = { 0.0f, 0, 1.0f };
+    SamplerConfig greedy = { 0.0f, 0, 1.0f, 0 };
     Rng rng;
     rng_seed(&rng, 1);
     sample_trajectories(model, &task, queries, batch, DQUERIES, &greedy, &rng);

@@ -377,7 +377,7 @@ static void test_chain_fd(void) {
     Traj *t[N];
     int queries[N] = { 0, 1, 0, 1, 0, 1 };
     for (int i = 0; i < N; i++) t[i] = traj_new(task.max_len);
-    SamplerConfig sc = { 1.5f, 0, 1.0f };
+    SamplerConfig sc = { 1.5f, 0, 1.0f, 0 };
     sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
     // make sure a tool call and a maximum-length trajectory are in the batch
     int tool_seq[5] = { 1, 3, 7, 8, 2 }, tool_forced[5] = { 0, 0, 1, 1, 0 };
@@ -427,7 +427,7 @@ static void test_forced_tokens(void) {
     Traj *t[N];
     int queries[N];
     for (int i = 0; i < N; i++) { t[i] = traj_new(task.max_len); queries[i] = i % 2; }
-    SamplerConfig sc = { 2.0f, 0, 1.0f };
+    SamplerConfig sc = { 2.0f, 0, 1.0f, 0 };
     sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
     int calls = 0, consistent = 1;
     for (int i = 0; i < N; i++) {
@@ -510,7 +510,7 @@ static void test_exact_distribution(void) {
         double *freq = gfn_calloc((size_t)count, sizeof(double));
         Rng rng;
         rng_seed(&rng, 77 + query);
-        SamplerConfig sc = { 1.0f, 0, 1.0f };
+        SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
         for (int r = 0; r < ROUNDS; r++) {
             sample_trajectories(policy, &task, queries, t, N, &sc, &rng);
             for (int i = 0; i < N; i += 2) {
@@ -732,7 +732,7 @@ static void test_prefix_share(void) {
     for (int k = 0; k < 3; k++) {
         Traj *t[N];
         for (int i = 0; i < N; i++) t[i] = traj_new(task.max_len);
-        SamplerConfig sc = { 1.5f, 0, 1.0f };
+        SamplerConfig sc = { 1.5f, 0, 1.0f, 0 };
         sample_trajectories(policy, &task, batches[k], t, N, &sc, &rng);
         int tool_seq[5] = { 1, 3, 7, 8, 2 }, tool_forced[5] = { 0, 0, 1, 1, 0 };
         t[0]->ntok = 5; t[0]->nact = 3;
@@ -800,7 +800,7 @@ static void test_prefix_share(void) {
                 gfn_prefix_sharing = share;
                 Rng srng;
                 rng_seed(&srng, 77);
-                SamplerConfig sc = { greedy ? 0.0f : 1.5f, 0, 1.0f };
+                SamplerConfig sc = { greedy ? 0.0f : 1.5f, 0, 1.0f, 0 };
                 for (int i = 0; i < N; i++) t[share][i] = traj_new(task.max_len);
                 sample_trajectories(policy, &task, batches[k], t[share], N, &sc, &srng);
             }
@@ -989,7 +989,7 @@ static void test_accumulation(void) {
     Traj *t[2 * K];
     int queries[2 * K] = { 0, 0, 0, 1, 1, 1 };
     for (int i = 0; i < 2 * K; i++) t[i] = traj_new(task.max_len);
-    SamplerConfig sc = { 1.5f, 0, 1.0f };
+    SamplerConfig sc = { 1.5f, 0, 1.0f, 0 };
     sample_trajectories(policy, &task, queries, t, 2 * K, &sc, &rng);
     t[0]->ntok = t[0]->nact = 5;   // lengths differ between the questions
     for (int j = 0; j < 5; j++) { t[0]->tokens[j] = j; t[0]->forced[j] = 0; }
@@ -1139,6 +1139,101 @@ static void test_pipeline(void) {
 #endif
 }
 
+// --explore ε (ε-uniform exploration, the tempered rows only). (1) sample_token's law is exactly
+// (1 − ε) softmax(logits / T) + ε / m over the m allowed tokens, and at ε = 0 it draws one number,
+// as it always did (so no earlier run changes). (2) The sampler at ε = 1 draws each Z of the toy
+// task with the uniform policy's probability: 6 tokens and ⊤ allowed, ⊤ masked before 1 action and
+// forced at 3, so q(Z) = 1/6 · (1/7)^(l−1) · (l < 3 ? 1/7 : 1). (3) In training, on-policy rows never
+// explore (the same adapter with ε = 0.5) while tempered rows do (a different adapter).
+static void test_explore(void) {
+    enum { V = 8, N = 400000 };
+    const float logits[V] = { 2.0f, -1.0f, 0.5f, 3.0f, -4.0f, 0.0f, 1.0f, -2.0f };
+    const unsigned char mask[V] = { 1, 1, 0, 1, 1, 0, 1, 0 };   // 5 allowed
+    const float eps = 0.3f, temp = 1.5f;
+    double want[V] = { 0 }, total = 0;
+    for (int v = 0; v < V; v++) if (mask[v]) total += want[v] = exp(logits[v] / temp);
+    for (int v = 0; v < V; v++) if (mask[v]) want[v] = (1 - eps) * want[v] / total + eps / 5;
+    float pairs[2 * V];
+    double count[V] = { 0 };
+    Rng rng;
+    rng_seed(&rng, 11);
+    SamplerConfig sc = { temp, 0, 1.0f, eps };
+    for (int i = 0; i < N; i++) count[sample_token(logits, mask, V, &sc, pairs, &rng)]++;
+    double worst = 0;
+    for (int v = 0; v < V; v++) {
+        double z = mask[v] ? fabs(count[v] / N - want[v]) / sqrt(want[v] * (1 - want[v]) / N) : count[v] > 0 ? INFINITY : 0;
+        if (z > worst) worst = z;
+    }
+    CHECK(worst < 5, "sample_token with explore %.1f: worst token %.2f standard errors from (1-e) softmax + e/m", (double)eps, worst);
+    Rng a, b;
+    rng_seed(&a, 12);
+    rng_seed(&b, 12);
+    SamplerConfig plain = { temp, 0, 1.0f, 0 };
+    sample_token(logits, mask, V, &plain, pairs, &a);
+    rng_uniform(&b);
+    CHECK(rng_u64(&a) == rng_u64(&b), "explore 0 draws exactly one number per token");
+
+    GPT *policy = tt_model();
+    Task task = tt_task(policy, 0, 1, 3);
+    int count_z = enumerate_z(&task, NULL, NULL, 0);
+    enum { B = 64, ROUNDS = 300 };
+    Traj *t[B];
+    int queries[B] = { 0 };
+    for (int i = 0; i < B; i++) t[i] = traj_new(task.max_len);
+    double *freq = gfn_calloc((size_t)count_z, sizeof(double));
+    SamplerConfig uniform = { 1.0f, 0, 1.0f, 1.0f };
+    for (int r = 0; r < ROUNDS; r++) {
+        sample_trajectories(policy, &task, queries, t, B, &uniform, &rng);
+        for (int i = 0; i < B; i++) {
+            int offset = 0, power = 6, idx = 0;
+            for (int l = 1; l < t[i]->nact; l++) { offset += power; power *= 6; }
+            for (int k = 0; k < t[i]->nact; k++) idx = idx * 6 + t[i]->tokens[k];
+            freq[offset + idx] += 1.0 / (B * ROUNDS);
+        }
+    }
+    double l1 = 0;
+    for (int i = 0, l = 1, in_len = 0; i < count_z; i++) {
+        double q = 1.0 / 6 * pow(1.0 / 7, l - 1) * (l < 3 ? 1.0 / 7 : 1.0);
+        l1 += fabs(freq[i] - q);
+        if (++in_len == (int)pow(6, l)) { l++; in_len = 0; }
+    }
+    // 19,200 samples over 258 outcomes: an exact sampler's expected L1 is about 0.09
+    CHECK(count_z == 258 && l1 < 0.15, "sampler with explore 1 vs the uniform policy: L1 %g over %d outcomes", l1, count_z);
+    free(freq);
+    for (int i = 0; i < B; i++) traj_free(t[i]);
+    gpt_free(policy);
+
+    Task many;
+    if (many_query_toy(&many, 50)) return;
+    TrainConfig cfg;
+    train_config_default(&cfg);
+    cfg.loss = LOSS_TB; cfg.steps = 6; cfg.batch = 4; cfg.samples_per_query = 4; cfg.lr = 1e-2f; cfg.lora_rank = 2;
+    cfg.quiet = 1;
+    size_t bytes[4];
+    float *adapter[4];
+    for (int run = 0; run < 4; run++) {   // on-policy ε 0, 0.5; tempered ε 0, 0.5
+        cfg.frac_on_policy = run < 2 ? 1.0f : 0.0f;
+        cfg.frac_tempered = run < 2 ? 0.0f : 1.0f;
+        cfg.explore = run % 2 ? 0.5f : 0.0f;
+        float *log_z = calloc(50, sizeof(float));
+        GPT *p = copy_model(many.base);
+        GfnError err = { { 0 } };
+        CHECK(gfn_train(&many, p, &cfg, log_z, &err) == 0, "training: %s", err.msg);
+        LoRA *lora = gpt_lora(p);
+        bytes[run] = lora ? lora->num_parameters * sizeof(float) : 0;
+        adapter[run] = malloc(bytes[run] ? bytes[run] : 1);
+        if (lora) memcpy(adapter[run], lora->memory, bytes[run]);
+        gpt_free(p);
+        free(log_z);
+    }
+    CHECK(bytes[0] && bytes[0] == bytes[1] && !memcmp(adapter[0], adapter[1], bytes[0]),
+          "on-policy rows with explore 0.5: the adapter differs from explore 0");
+    CHECK(bytes[2] == bytes[3] && memcmp(adapter[2], adapter[3], bytes[2]) != 0,
+          "tempered rows with explore 0.5: the adapter equals explore 0's (exploration had no effect)");
+    for (int run = 0; run < 4; run++) free(adapter[run]);
+    many.cleanup(&many);
+}
+
 void test_gfn(void) {
     // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
     // machine costs several times the work. Run this suite on one thread, then restore.
@@ -1161,6 +1256,7 @@ void test_gfn(void) {
     test_accumulation();
     test_tb_log_z_init();
     test_pipeline();
+    test_explore();
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif

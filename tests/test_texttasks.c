@@ -85,7 +85,7 @@ static void check_mask(Task *task, Tokenizer *tok, const char *banned, int min_m
 
 // Samples k per query from the base at temperature temp and checks every token and the lengths.
 static Traj **sample_checked(Task *task, int first, int count, int k, float temp, const char *name) {
-    SamplerConfig sc = { temp, 0, 1.0f };
+    SamplerConfig sc = { temp, 0, 1.0f, 0 };
     Traj **t = text_sample_queries(task, task->base, first, count, k, &sc, 5);
     int bad_token = 0, bad_len = 0;
     for (int i = 0; i < count * k; i++) {
@@ -417,7 +417,7 @@ static void test_continuation_eval(void) {
     tfidf_free(idf);
     for (int i = 0; i < 6; i++) traj_free(t[i]);
     // No decoding method writes a disallowed token (2 prompts): greedy, nucleus, tempered, beams.
-    static const SamplerConfig samplers[3] = { { 0.0f, 0, 1.0f }, { 1.0f, 0, 0.95f }, { 0.8f, 0, 1.0f } };
+    static const SamplerConfig samplers[3] = { { 0.0f, 0, 1.0f, 0 }, { 1.0f, 0, 0.95f, 0 }, { 0.8f, 0, 1.0f, 0 } };
     for (int s = 0; s < 3; s++) {
         Traj **d = text_sample_queries(task, task->base, 970, 2, 8, &samplers[s], 3);
         CHECK(decoded_badly(task, d, 16, 8, 970) == 0, "sampler %d writes a disallowed token or a bad length", s);
@@ -741,7 +741,7 @@ static void test_subj_em(void) {
     GfnError err = { { 0 } };
     CHECK(gfn_train(task, policy, &cfg, log_z, &err) == 0, "E-step: %s", err.msg);
     enum { K = 10 };
-    Traj **z = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f }, 3);
+    Traj **z = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f, 0 }, 3);
     // The shared-X margins against plain forwards of X Z Y_l.
     GfnError terr = { { 0 } };
     Tokenizer *tok = tokenizer_load("weights/tokenizer.bin", &terr);
@@ -790,7 +790,7 @@ static void test_subj_em(void) {
     tokenizer_free(tok);
     double before = subj_train_accuracy(task, task->base, z, K);
     GPT *m_step = copy_model(task->base);
-    Traj **pool = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f }, 4);
+    Traj **pool = text_sample_queries(task, policy, 0, task->num_train, K, &(SamplerConfig){ 1.0f, 0, 1.0f, 0 }, 4);
     subj_fit_classifier(task, m_step, pool, task->num_train * K, 150, 5);
     double after = subj_train_accuracy(task, m_step, z, K);
     printf("   subj E then M on the tiny model: training accuracy %.2f (E alone) -> %.2f (E + M)\n", before, after);
