@@ -22,6 +22,11 @@ ALL="s390x i686 i686sse aarch64 armhf"
 MODE=${1:-all}; [ $# -gt 0 ] && shift
 TARGETS=${*:-$ALL}
 export OMP_NUM_THREADS=1
+# Set here so that gfn_threads_init (util.c) does not re-execute the program to set it: under
+# qemu-user the guest's execve of /proc/self/exe is the host's, so an i686 build with OpenMP went
+# on as a native 32-bit process (x86-64 runs those) instead of under qemu, and the other targets'
+# re-exec fails (ENOEXEC) and they carry on under qemu.
+export OMP_WAIT_POLICY=passive
 mkdir -p "$PORT_DIR/results"
 
 triple() { case $1 in s390x) echo s390x-linux-gnu;; i686|i686sse) echo i686-linux-gnu;; aarch64) echo aarch64-linux-gnu;;
