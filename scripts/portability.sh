@@ -15,7 +15,9 @@
 #                                              ./data or ../shared/data is there)
 #   scripts/portability.sh table                the Markdown table of what was measured
 # Results go to $PORT_DIR (/tmp/gfn_port). TESTS_OMP="0 1" chooses the builds the suite runs on;
-# SUITES="pretrain gfn" runs only those suites.
+# SUITES="pretrain gfn" runs only those suites. NATIVE32=1 runs the i686 builds without qemu, as
+# 32-bit processes of an x86-64 Linux host (the CPU's own x87 and SSE units, in compatibility mode);
+# their results go to $PORT_DIR/TARGET-ompN as well, so say which way they ran.
 set -u
 PORT_DIR=${PORT_DIR:-/tmp/gfn_port}
 ALL="s390x i686 i686sse aarch64 armhf"
@@ -31,7 +33,7 @@ mkdir -p "$PORT_DIR/results"
 
 triple() { case $1 in s390x) echo s390x-linux-gnu;; i686|i686sse) echo i686-linux-gnu;; aarch64) echo aarch64-linux-gnu;;
                        armhf) echo arm-linux-gnueabihf;; x86_64) echo x86_64;; esac; }
-emulator() { case $1 in s390x) echo qemu-s390x-static;; i686|i686sse) echo qemu-i386-static;; aarch64) echo qemu-aarch64-static;;
+emulator() { case $1 in s390x) echo qemu-s390x-static;; i686|i686sse) [ "${NATIVE32:-0}" = 1 ] || echo qemu-i386-static;; aarch64) echo qemu-aarch64-static;;
                          armhf) echo qemu-arm-static;; x86_64) echo;; esac; }
 make_var() { make -s --no-print-directory --eval="print-%: ; @echo \$(\$*)" "print-$1"; }
 SRC=$(make_var SRC); TEST_SRC=$(make_var TEST_SRC)
