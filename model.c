@@ -435,12 +435,51 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
 // MM_MR rows for m, and packing all of B up front would copy it for one use; instead each thread
 // takes its strips of MM_NR columns of B, one K slice at a time (read in place when B's rows are
 // contiguous; else packed into L1 as the blocked path packs them, which turns Bᵀ's columns into
-// rows), and runs the m rows over it: B is
-// read once, so the product is limited by memory bandwidth, as a matrix-vector product must be.
-// Every element is summed exactly as gemm_blocked sums it (the same K slices, each from zero in
-// index order, the bias with the first), so a decode step at batch 1 gives the full forward's bits.
+// rows), and runs the m rows over it together: each row of the slice is read once and feeds
+// every row's accumulators, so B is read once and the product is limited by memory bandwidth, as
+// a matrix-vector product must be. (Row after row instead re-read each slice from L2 for every
+// row: 2-5 rows took 2-5 times as long as one.) Every element is summed exactly as gemm_blocked
+// sums it (the same K slices, each from zero in index order, the bias with the first), so a
+// decode step at batch 1 gives the full forward's bits.
+static inline void few_rows_slice(int rows, int kc, const float *restrict a_slice, long a_stride, const float *restrict b_rows, long b_stride,
+                                  float *restrict c, long ldc, int cols, int first, const float *restrict bias) {
+    // a_slice (kc, MM_MR): the rows' values at each k, as pack_a_panel lays them out
+    if (rows == 1) {   // gcc keeps a one-row acc[MM_MR][MM_NR] in memory; a plain vector it does not
+        float acc1[MM_NR] = { 0 };
+        for (int p = 0; p < kc; p++) {
+            const float *b_row = b_rows + p * b_stride;
+            float a_p = a_slice[p * a_stride];
+            for (int j = 0; j < MM_NR; j++) acc1[j] = MADD(a_p, b_row[j], acc1[j]);
+        }
+        for (int j = 0; j < cols; j++) c[j] = first ? (bias ? acc1[j] + bias[j] : acc1[j]) : c[j] + acc1[j];
+        return;
+    }
+    float acc[MM_MR][MM_NR];
+    for (int i = 0; i < MM_MR; i++)
+        for (int j = 0; j < MM_NR; j++) acc[i][j] = 0.0f;
+    _Pragma("GCC unroll 2")
+    for (int p = 0; p < kc; p++) {
+        const float *b_row = b_rows + p * b_stride;
+        const float *a_p = a_slice + p * MM_MR;
+        _Pragma("GCC unroll 16")
+        for (int i = 0; i < rows; i++) {
+            KEEP_COLUMN_LOOP
+            for (int j = 0; j < MM_NR; j++) acc[i][j] = MADD(a_p[i], b_row[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + i * ldc;
+        for (int j = 0; j < cols; j++) ci[j] = first ? (bias ? acc[i][j] + bias[j] : acc[i][j]) : ci[j] + acc[i][j];
+    }
+}
+
 static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
     int strips = (n + MM_NR - 1) / MM_NR, kc_max = balanced_block(k, MM_KC, 1);
+    float *a_pack = NULL;   // (k, MM_MR) all of A, read by every thread (m x k floats, small)
+    if (m > 1) {            // one row is read in place
+        a_pack = gfn_malloc(sizeof(float) * (size_t)k * MM_MR);
+        pack_a_panel(a_pack, a, 0, m, 0, k);
+    }
     #pragma omp parallel for schedule(static) if ((double)n * k >= 262144.0)
     for (int s = 0; s < strips; s++) {
         int j0 = s * MM_NR, cols = n - j0 < MM_NR ? n - j0 : MM_NR;
@@ -455,21 +494,21 @@ static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float 
                 b_rows = b_pack;
                 b_stride = MM_NR;
             }
-            for (int i = 0; i < m; i++) {
-                const float *a_row = a.p + (long)i * a.rs + (long)p0 * a.cs;
-                float acc[MM_NR] = { 0 };   // this slice's sums of row i's strip, in registers
-                for (int p = 0; p < kc; p++) {
-                    float a_ip = a_row[(long)p * a.cs];
-                    const float *b_row = b_rows + p * b_stride;
-                    for (int j = 0; j < MM_NR; j++) acc[j] = MADD(a_ip, b_row[j], acc[j]);
-                }
-                float *ci = c + (long)i * ldc + j0;
-                for (int j = 0; j < cols; j++)
-                    ci[j] = first ? (bias ? acc[j] + bias[j0 + j] : acc[j]) : ci[j] + acc[j];
+            const float *a_slice = a_pack ? a_pack + (size_t)p0 * MM_MR : NULL;
+            const float *bias_strip = bias ? bias + j0 : NULL;
+            float *c_strip = c + j0;
+            switch (m) {   // a constant row count in each call, so acc stays in registers
+                case 1: few_rows_slice(1, kc, a.p + (long)p0 * a.cs, a.cs, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+                case 2: few_rows_slice(2, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+                case 3: few_rows_slice(3, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+                case 4: few_rows_slice(4, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+                case 5: few_rows_slice(5, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+                default: few_rows_slice(m, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
             }
         }
         free(b_pack);
     }
+    free(a_pack);
 }
 
 // C (m, n), row stride ldc, (+)= A · B. With accumulate == 0, C = A·B + bias (bias may be NULL).

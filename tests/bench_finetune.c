@@ -143,6 +143,13 @@ void bench_finetune(void) {
         printf("  M=%-4d K=256 N=1024  %7.1f GFLOP/s  %5.1f%% of best\n", ms[i], g1[i], 100 * g1[i] / peak1);
         printf("bench matmul_m%d_fraction %.3f\n", ms[i], g1[i] / peak1);
     }
+    // Decode products (the sampler at batch 1-5: the few-rows path): a 768 x 3072 weight (9 MB,
+    // out of cache) read once per product, so the figure that matters is its bytes per second.
+    double gbs[5];
+    for (int m = 1; m <= 5; m++) gbs[m - 1] = 2 * matmul_gflops(m, 768, 3072) / m;   // 4KN bytes / (2MKN / g)
+    printf("  decode, K=768 N=3072 (1 thread), weight read at: M=1 %.1f, M=2 %.1f, M=3 %.1f, M=4 %.1f, M=5 %.1f GB/s\n",
+           gbs[0], gbs[1], gbs[2], gbs[3], gbs[4]);
+    for (int m = 1; m <= 5; m++) printf("bench decode_m%d_weight_gbs %.1f\n", m, gbs[m - 1]);
     set_threads(max_threads);
     double peak2 = matmul_gflops(256, 768, 3072), m256 = matmul_gflops(256, 256, 1024);
     if (m256 > peak2) peak2 = m256;

@@ -163,10 +163,33 @@ static void check_determinism(Rng *rng) {
     free(first); free(inp); free(w); free(bias); free(dout);
 }
 
+// The few-rows path (m < MR: decode steps) against the blocked one: the first m rows of a
+// 13-row product (blocked) and the m-row product (few rows) must be the same bits, for every
+// m = 1..5, with and without bias, B as given and transposed (_nt), over two K slices and a
+// partial column strip. This is what makes a decode step give the full forward's bits.
+static void check_few_rows_bits(Rng *rng) {
+    enum { ROWS = 13, K = 300, N = 77 };
+    float *inp = random_floats(rng, (size_t)ROWS * K), *w = random_floats(rng, (size_t)K * N), *bias = random_floats(rng, N);
+    float *full = gfn_malloc(sizeof(float) * ROWS * N), *full_nt = gfn_malloc(sizeof(float) * ROWS * N);
+    float *few = gfn_malloc(sizeof(float) * ROWS * N);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        matmul_forward(full, inp, w, with_bias ? bias : NULL, ROWS, K, N);
+        matmul_forward_nt(full_nt, inp, w, ROWS, K, N);   // w read as (N, K)
+        for (int m = 1; m <= 5; m++) {
+            matmul_forward(few, inp, w, with_bias ? bias : NULL, m, K, N);
+            CHECK(!memcmp(few, full, sizeof(float) * m * N), "few rows (m = %d%s) differ from the blocked product's rows",
+                  m, with_bias ? ", bias" : "");
+            matmul_forward_nt(few, inp, w, m, K, N);
+            CHECK(!memcmp(few, full_nt, sizeof(float) * m * N), "few rows _nt (m = %d) differ from the blocked product's rows", m);
+        }
+    }
+    free(inp); free(w); free(bias); free(full); free(full_nt); free(few);
+}
+
 void test_matmul(void) {
     Rng rng;
     rng_seed(&rng, 20240507);
-    // MR = 6, NR = 16, KC = 256, MC = 264 in model.c: sizes around each, primes, and ones.
+    // MR = 6, NR = 16 (32 with AVX-512), KC = 256, MC = 264 in model.c: sizes around each, primes, and ones.
     static const Shape shapes[] = {
         {1, 1, 1}, {1, 1, 7}, {7, 1, 1}, {1, 9, 1}, {2, 3, 5}, {3, 5, 2}, {13, 17, 31},
         {5, 8, 15}, {6, 16, 16}, {7, 17, 17}, {12, 32, 32}, {11, 31, 33}, {37, 41, 43},
@@ -187,4 +210,5 @@ void test_matmul(void) {
     matmul_backward(dinp, NULL, NULL, dout, dummy, dummy, 2, 0, 3);   // dinp (2, 0): nothing
     CHECK(dinp[0] == 4 && dinp[1] == 5, "K=0 backward wrote outside its empty outputs");
     check_determinism(&rng);
+    check_few_rows_bits(&rng);
 }
