@@ -441,45 +441,11 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
 // row: 2-5 rows took 2-5 times as long as one.) Every element is summed exactly as gemm_blocked
 // sums it (the same K slices, each from zero in index order, the bias with the first), so a
 // decode step at batch 1 gives the full forward's bits.
-static inline void few_rows_slice(int rows, int kc, const float *restrict a_slice, long a_stride, const float *restrict b_rows, long b_stride,
-                                  float *restrict c, long ldc, int cols, int first, const float *restrict bias) {
-    // a_slice (kc, MM_MR): the rows' values at each k, as pack_a_panel lays them out
-    if (rows == 1) {   // gcc keeps a one-row acc[MM_MR][MM_NR] in memory; a plain vector it does not
-        float acc1[MM_NR] = { 0 };
-        for (int p = 0; p < kc; p++) {
-            const float *b_row = b_rows + p * b_stride;
-            float a_p = a_slice[p * a_stride];
-            for (int j = 0; j < MM_NR; j++) acc1[j] = MADD(a_p, b_row[j], acc1[j]);
-        }
-        for (int j = 0; j < cols; j++) c[j] = first ? (bias ? acc1[j] + bias[j] : acc1[j]) : c[j] + acc1[j];
-        return;
-    }
-    float acc[MM_MR][MM_NR];
-    for (int i = 0; i < MM_MR; i++)
-        for (int j = 0; j < MM_NR; j++) acc[i][j] = 0.0f;
-    _Pragma("GCC unroll 2")
-    for (int p = 0; p < kc; p++) {
-        const float *b_row = b_rows + p * b_stride;
-        const float *a_p = a_slice + p * MM_MR;
-        _Pragma("GCC unroll 16")
-        for (int i = 0; i < rows; i++) {
-            KEEP_COLUMN_LOOP
-            for (int j = 0; j < MM_NR; j++) acc[i][j] = MADD(a_p[i], b_row[j], acc[i][j]);
-        }
-    }
-    for (int i = 0; i < rows; i++) {
-        float *ci = c + i * ldc;
-        for (int j = 0; j < cols; j++) ci[j] = first ? (bias ? acc[i][j] + bias[j] : acc[i][j]) : ci[j] + acc[i][j];
-    }
-}
-
-static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
+// rows (a constant at each call, so acc stays in registers) rows of C over all of B's strips.
+// Element (i, p) of A is a_rows[p·a_step + i]: A packed (a_step = MM_MR), or one row in place.
+static inline void few_rows_strips(int rows, float *c, long ldc, const float *a_rows, long a_step, MatView b,
+                                   const float *bias, int n, int k, int accumulate) {
     int strips = (n + MM_NR - 1) / MM_NR, kc_max = balanced_block(k, MM_KC, 1);
-    float *a_pack = NULL;   // (k, MM_MR) all of A, read by every thread (m x k floats, small)
-    if (m > 1) {            // one row is read in place
-        a_pack = gfn_malloc(sizeof(float) * (size_t)k * MM_MR);
-        pack_a_panel(a_pack, a, 0, m, 0, k);
-    }
     #pragma omp parallel for schedule(static) if ((double)n * k >= 262144.0)
     for (int s = 0; s < strips; s++) {
         int j0 = s * MM_NR, cols = n - j0 < MM_NR ? n - j0 : MM_NR;
@@ -494,19 +460,40 @@ static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float 
                 b_rows = b_pack;
                 b_stride = MM_NR;
             }
-            const float *a_slice = a_pack ? a_pack + (size_t)p0 * MM_MR : NULL;
-            const float *bias_strip = bias ? bias + j0 : NULL;
-            float *c_strip = c + j0;
-            switch (m) {   // a constant row count in each call, so acc stays in registers
-                case 1: few_rows_slice(1, kc, a.p + (long)p0 * a.cs, a.cs, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
-                case 2: few_rows_slice(2, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
-                case 3: few_rows_slice(3, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
-                case 4: few_rows_slice(4, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
-                case 5: few_rows_slice(5, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
-                default: few_rows_slice(m, kc, a_slice, MM_MR, b_rows, b_stride, c_strip, ldc, cols, first, bias_strip); break;
+            float acc[MM_MR][MM_NR];   // this slice's sums of the rows' strips
+            for (int i = 0; i < MM_MR; i++)
+                for (int j = 0; j < MM_NR; j++) acc[i][j] = 0.0f;
+            for (int p = 0; p < kc; p++) {
+                const float *b_row = b_rows + p * b_stride, *a_p = a_rows + (long)(p0 + p) * a_step;
+                _Pragma("GCC unroll 16")
+                for (int i = 0; i < rows; i++) {
+                    KEEP_COLUMN_LOOP
+                    for (int j = 0; j < MM_NR; j++) acc[i][j] = MADD(a_p[i], b_row[j], acc[i][j]);
+                }
+            }
+            for (int i = 0; i < rows; i++) {
+                float *ci = c + (long)i * ldc + j0;
+                for (int j = 0; j < cols; j++)
+                    ci[j] = first ? (bias ? acc[i][j] + bias[j0 + j] : acc[i][j]) : ci[j] + acc[i][j];
             }
         }
         free(b_pack);
+    }
+}
+
+static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
+    if (m == 1) {   // a matrix-vector product: A's row read in place
+        few_rows_strips(1, c, ldc, a.p, a.cs, b, bias, n, k, accumulate);
+        return;
+    }
+    float *a_pack = gfn_malloc(sizeof(float) * (size_t)k * MM_MR);   // (k, MM_MR) all of A, m x k floats
+    pack_a_panel(a_pack, a, 0, m, 0, k);
+    switch (m) {
+        case 2: few_rows_strips(2, c, ldc, a_pack, MM_MR, b, bias, n, k, accumulate); break;
+        case 3: few_rows_strips(3, c, ldc, a_pack, MM_MR, b, bias, n, k, accumulate); break;
+        case 4: few_rows_strips(4, c, ldc, a_pack, MM_MR, b, bias, n, k, accumulate); break;
+        case 5: few_rows_strips(5, c, ldc, a_pack, MM_MR, b, bias, n, k, accumulate); break;
+        default: few_rows_strips(m, c, ldc, a_pack, MM_MR, b, bias, n, k, accumulate); break;   // MM_MR > 6 by -D
     }
     free(a_pack);
 }
