@@ -351,14 +351,14 @@ static void pack_b_panel(float *dst, MatView b, int p0, int kc, int j0, int cols
 // gets acc (+ bias) when `store` (the first slice of a product that overwrites C), else C += acc.
 // acc is only ever indexed by constants, so the compilers keep all of it in registers; partial
 // tiles at the edges of C go through a small buffer instead (see write_edge_tile).
-static void micro_kernel(int kc, const float *restrict a, const float *restrict b, float *restrict c,
+static void micro_kernel(int kc, const float *restrict a, const float *restrict b, long b_stride, float *restrict c,
                          long ldc, int store, const float *restrict bias) {
     float acc[MM_MR][MM_NR];
     for (int i = 0; i < MM_MR; i++)
         for (int j = 0; j < MM_NR; j++) acc[i][j] = 0.0f;
     _Pragma("GCC unroll 2")
     for (int p = 0; p < kc; p++) {
-        const float *bp = b + p * MM_NR;
+        const float *bp = b + p * b_stride;
         const float *ap = a + p * MM_MR;
         _Pragma("GCC unroll 16")
         for (int i = 0; i < MM_MR; i++) {
@@ -410,17 +410,26 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
                 }
                 for (int c0 = j0; c0 < j0 + nc; c0 += MM_NR) {
                     int cols = n - c0 < MM_NR ? n - c0 : MM_NR;
-                    pack_b_panel(b_pack, b, p0, kc, c0, cols);
+                    // With one or two row panels the packed panel would be read once or twice:
+                    // B's rows are read in place then, when they are contiguous and whole.
+                    const float *b_panel = b_pack;
+                    long b_stride = MM_NR;
+                    if (m_panels <= 2 && b.cs == 1 && cols == MM_NR) {
+                        b_panel = b.p + (long)p0 * b.rs + c0;
+                        b_stride = b.rs;
+                    } else {
+                        pack_b_panel(b_pack, b, p0, kc, c0, cols);
+                    }
                     const float *bias_tile = bias ? bias + c0 : NULL;
                     for (int ip = 0; ip < m_panels; ip++) {
                         int r0 = i0 + ip * MM_MR, rows = m - r0 < MM_MR ? m - r0 : MM_MR;
                         const float *a_panel = a_pack + (size_t)ip * MM_MR * kc;
                         float *c_tile = c + (long)r0 * ldc + c0;
                         if (rows == MM_MR && cols == MM_NR) {
-                            micro_kernel(kc, a_panel, b_pack, c_tile, ldc, first, bias_tile);
+                            micro_kernel(kc, a_panel, b_panel, b_stride, c_tile, ldc, first, bias_tile);
                         } else {   // an edge tile: computed in full, written in part
                             float tile[MM_MR * MM_NR];
-                            micro_kernel(kc, a_panel, b_pack, tile, MM_NR, 1, NULL);
+                            micro_kernel(kc, a_panel, b_panel, b_stride, tile, MM_NR, 1, NULL);
                             write_edge_tile(tile, c_tile, ldc, rows, cols, first, bias_tile);
                         }
                     }

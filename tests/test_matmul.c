@@ -163,10 +163,11 @@ static void check_determinism(Rng *rng) {
     free(first); free(inp); free(w); free(bias); free(dout);
 }
 
-// The few-rows path (m < MR: decode steps) against the blocked one: the first m rows of a
-// 13-row product (blocked) and the m-row product (few rows) must be the same bits, for every
-// m = 1..5, with and without bias, B as given and transposed (_nt), over two K slices and a
-// partial column strip. This is what makes a decode step give the full forward's bits.
+// The small-m paths against the packed blocked one: the first m rows of a 13-row product
+// (three row panels: B packed) and the m-row product must be the same bits, for every m = 1..12
+// (1-5: the few-rows path; 6-12: the blocked path reading B's rows in place), with and without
+// bias, B as given and transposed (_nt), over two K slices and a partial column strip. This is
+// what makes a decode step give the full forward's bits.
 static void check_few_rows_bits(Rng *rng) {
     enum { ROWS = 13, K = 300, N = 77 };
     float *inp = random_floats(rng, (size_t)ROWS * K), *w = random_floats(rng, (size_t)K * N), *bias = random_floats(rng, N);
@@ -175,7 +176,7 @@ static void check_few_rows_bits(Rng *rng) {
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         matmul_forward(full, inp, w, with_bias ? bias : NULL, ROWS, K, N);
         matmul_forward_nt(full_nt, inp, w, ROWS, K, N);   // w read as (N, K)
-        for (int m = 1; m <= 5; m++) {
+        for (int m = 1; m <= 12; m++) {
             matmul_forward(few, inp, w, with_bias ? bias : NULL, m, K, N);
             CHECK(!memcmp(few, full, sizeof(float) * m * N), "few rows (m = %d%s) differ from the blocked product's rows",
                   m, with_bias ? ", bias" : "");
