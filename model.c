@@ -758,6 +758,10 @@ static const float *kv_of(const float *qkv, const PrefixKV *pre, int which, int 
     return base + l * pre->layer + (size_t)pre->row[b] * pre->row_stride + (size_t)t2 * pre->pos_stride + h * hs;
 }
 
+// The blocks of keys (scores) and of channels (outputs) whose sums stay in registers. Each sum
+// still runs over its terms in order from zero, so the blocking leaves the bits unchanged.
+enum { ATT_KEYS = 64, ATT_CHANNELS = 32 };
+
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                               const PrefixKV *pre, int l) {
     // out (B, T, C), att (B, NH, att_head_size), qkv (B, T, 3C); l: the layer, for the prefix
@@ -779,11 +783,25 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
                 const float *q = x + (size_t)t * 3 * C;            // (hs)
                 int n = P + t + 1;                                 // keys this query sees
                 float *a = att + (size_t)bh * head + (size_t)t * maxP + TRI(t);   // (n)
-                for (int t2 = 0; t2 < n; t2++) a[t2] = 0.0f;
-                for (int i = 0; i < hs; i++) {                     // a[t2] = Σ_i q[i] · k_t2[i]
-                    const float *k = kT + (size_t)i * S;
-                    float qi = q[i];
-                    for (int t2 = 0; t2 < n; t2++) a[t2] += qi * k[t2];
+                // a[t2] = Σ_i q[i] · k_t2[i], ATT_KEYS keys at a time with their sums in registers
+                for (int t0 = 0; t0 < n; t0 += ATT_KEYS) {
+                    float acc[ATT_KEYS] = { 0 };
+                    if (n - t0 >= ATT_KEYS) {
+                        for (int i = 0; i < hs; i++) {
+                            const float *k = kT + (size_t)i * S + t0;
+                            float qi = q[i];
+                            for (int j = 0; j < ATT_KEYS; j++) acc[j] += qi * k[j];
+                        }
+                        for (int j = 0; j < ATT_KEYS; j++) a[t0 + j] = acc[j];
+                    } else {
+                        int w = n - t0;
+                        for (int i = 0; i < hs; i++) {
+                            const float *k = kT + (size_t)i * S + t0;
+                            float qi = q[i];
+                            for (int j = 0; j < w; j++) acc[j] += qi * k[j];
+                        }
+                        for (int j = 0; j < w; j++) a[t0 + j] = acc[j];
+                    }
                 }
                 float max = -INFINITY, sum = 0.0f;
                 for (int t2 = 0; t2 < n; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
@@ -791,11 +809,17 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
                 for (int t2 = 0; t2 < n; t2++) sum += a[t2];
                 for (int t2 = 0; t2 < n; t2++) a[t2] /= sum;
                 float *o = out + ((size_t)b * T + t) * C + h * hs;   // (hs)
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 < n; t2++) {
-                    const float *v = kv_of(qkv, pre, 1, l, b, t2, T, C, h, hs);
-                    float p = a[t2];
-                    for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                // o = Σ_t2 a[t2] · v_t2, ATT_CHANNELS channels at a time with their sums in registers
+                for (int i0 = 0; i0 < hs; i0 += ATT_CHANNELS) {
+                    float acc[ATT_CHANNELS] = { 0 };
+                    int w = hs - i0 < ATT_CHANNELS ? hs - i0 : ATT_CHANNELS;
+                    for (int t2 = 0; t2 < n; t2++) {
+                        const float *v = kv_of(qkv, pre, 1, l, b, t2, T, C, h, hs) + i0;
+                        float p = a[t2];
+                        if (w == ATT_CHANNELS) for (int j = 0; j < ATT_CHANNELS; j++) acc[j] += p * v[j];
+                        else for (int j = 0; j < w; j++) acc[j] += p * v[j];
+                    }
+                    for (int j = 0; j < w; j++) o[i0 + j] = acc[j];
                 }
             }
         }
