@@ -298,8 +298,8 @@ void gpt_zero_grad(GPT *model) {
 #define MM_POP_OPTIONS
 #endif
 #ifndef MM_KC
-#define MM_KC 256     // depth of a slice: b_pack = KC x NR floats = 16 KB, half of L1
-#endif
+#define MM_KC 256     // depth of a slice: b_pack = KC x NR floats = 16 KB (32 KB with AVX-512), in L1;
+#endif                // the same on every machine, so that the sums, and the bits, are the same
 #ifndef MM_MC
 #define MM_MC 264     // rows of a packed A block: MC x KC floats = 264 KB, half of L2
 #endif
