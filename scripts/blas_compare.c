@@ -12,13 +12,16 @@
 //   weight grad:  dW (K, N)  += inpᵀ · dout             sgemm(T, N)  [head: dW (N, K) += doutᵀ · inp]
 #include "../gfn.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+// OpenBLAS's C interface, declared here (its values are CBLAS's) so that no header outside libc is read.
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
 void openblas_set_num_threads(int);
 
 static double now(void) {

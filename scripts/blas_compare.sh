@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/blas_compare.sh — dev only: our matmul against OpenBLAS's sgemm on this machine, in one run
 # (issue 13's "matmul >= 90 % of OpenBLAS at 256x768x3072"). Needs OpenBLAS's headers and library
-# (Debian: libopenblas-pthread-dev). OpenBLAS is measured with the core type it detects itself
+# (Debian: libopenblas0-pthread and libopenblas-pthread-dev). OpenBLAS is measured with the core type it detects itself
 # (OPENBLAS_CORETYPE unset) and forced to SkylakeX (its AVX-512 kernels); the better one is the
 # reference. Two rounds, interleaved, best of both; 1 and 2 threads.
 #
@@ -11,8 +11,7 @@ cd "$(dirname "$0")/.."
 out=${TMPDIR:-/tmp}/gfn_blas_compare
 mkdir -p "$out"
 flags=${*:--O3 -march=native}
-inc=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread 2>/dev/null || echo /usr/include)
-cc $flags -fopenmp -std=c11 -I"$inc" -o "$out/blas_compare" scripts/blas_compare.c util.c model.c -lopenblas -lm
+cc $flags -fopenmp -std=c11 -o "$out/blas_compare" scripts/blas_compare.c util.c model.c -lopenblas -lm
 : > "$out/raw.txt"
 for round in 1 2; do
   for t in 1 2; do
