@@ -450,8 +450,10 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
 // row: 2-5 rows took 2-5 times as long as one.) Every element is summed exactly as gemm_blocked
 // sums it (the same K slices, each from zero in index order, the bias with the first), so a
 // decode step at batch 1 gives the full forward's bits.
-// rows (a constant at each call, so acc stays in registers) rows of C over all of B's strips.
-// Element (i, p) of A is a_rows[p·a_step + i]: A packed (a_step = MM_MR), or one row in place.
+//
+// few_rows_strips computes `rows` rows of C over all of B's strips; rows is a constant at each
+// call (gemm_few_rows switches on it), so that acc stays in registers. Element (i, p) of A is
+// a_rows[p·a_step + i]: A packed (a_step = MM_MR), or its one row read in place.
 static inline void few_rows_strips(int rows, float *c, long ldc, const float *a_rows, long a_step, MatView b,
                                    const float *bias, int n, int k, int accumulate) {
     int strips = (n + MM_NR - 1) / MM_NR, kc_max = balanced_block(k, MM_KC, 1);
@@ -786,22 +788,14 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
                 // a[t2] = Σ_i q[i] · k_t2[i], ATT_KEYS keys at a time with their sums in registers
                 for (int t0 = 0; t0 < n; t0 += ATT_KEYS) {
                     float acc[ATT_KEYS] = { 0 };
-                    if (n - t0 >= ATT_KEYS) {
-                        for (int i = 0; i < hs; i++) {
-                            const float *k = kT + (size_t)i * S + t0;
-                            float qi = q[i];
-                            for (int j = 0; j < ATT_KEYS; j++) acc[j] += qi * k[j];
-                        }
-                        for (int j = 0; j < ATT_KEYS; j++) a[t0 + j] = acc[j];
-                    } else {
-                        int w = n - t0;
-                        for (int i = 0; i < hs; i++) {
-                            const float *k = kT + (size_t)i * S + t0;
-                            float qi = q[i];
-                            for (int j = 0; j < w; j++) acc[j] += qi * k[j];
-                        }
-                        for (int j = 0; j < w; j++) a[t0 + j] = acc[j];
+                    int w = n - t0 < ATT_KEYS ? n - t0 : ATT_KEYS;
+                    for (int i = 0; i < hs; i++) {
+                        const float *k = kT + (size_t)i * S + t0;
+                        float qi = q[i];
+                        if (w == ATT_KEYS) for (int j = 0; j < ATT_KEYS; j++) acc[j] += qi * k[j];
+                        else for (int j = 0; j < w; j++) acc[j] += qi * k[j];
                     }
+                    for (int j = 0; j < w; j++) a[t0 + j] = acc[j];
                 }
                 float max = -INFINITY, sum = 0.0f;
                 for (int t2 = 0; t2 < n; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
