@@ -285,7 +285,9 @@ int safetensors_write(const char *path, const SafeTensorWrite *tensors, int n, G
 GPT *gpt_load_hf(const char *dir, GfnError *err);
 int gpt_save_hf(const GPT *model, const char *dir, GfnError *err);
 
-// KV cache for incremental decoding of B rows, each row at its own position.
+// KV cache for incremental decoding of B rows, each row at its own position. It also keeps a
+// transposed copy of the tied head's weights (C x V floats) for the decode steps, taken at
+// gpt_prefill: change the weights and the cache, keys, values and head, must be filled again.
 typedef struct KVCache KVCache;
 KVCache *kv_cache_new(const GPT *model, int B, int max_len);
 void kv_cache_free(KVCache *cache);

@@ -764,56 +764,120 @@ static const float *kv_of(const float *qkv, const PrefixKV *pre, int which, int 
 // still runs over its terms in order from zero, so the blocking leaves the bits unchanged.
 enum { ATT_KEYS = 64, ATT_CHANNELS = 32 };
 
+// The values of head h of a row start at x + 2C (x: its q, at qkv row 0 + h·hs).
+static const float *v_own_of(const float *x, int C) { return x + 2 * C; }
+
+// o[0..width) = Σ_t2<n a[t2] · v_t2[0..width), where v_t2 is v_pre + t2·pre_step for the P prefix
+// positions and v_own + (t2 − P)·own_step for the row's own. width is a constant at each call, so
+// that acc lives in registers through each loop (one loop per source: a select inside one loop
+// made gcc keep acc in memory).
+static inline void att_values_block(float *o, const float *a, const float *v_pre, size_t pre_step, const float *v_own,
+                                    size_t own_step, int P, int n, int width) {
+    float acc[ATT_CHANNELS] = { 0 };
+    for (int t2 = 0; t2 < P; t2++) {
+        const float *v = v_pre + (size_t)t2 * pre_step;
+        float p = a[t2];
+        for (int j = 0; j < width; j++) acc[j] += p * v[j];
+    }
+    for (int t2 = P; t2 < n; t2++) {
+        const float *v = v_own + (size_t)(t2 - P) * own_step;
+        float p = a[t2];
+        for (int j = 0; j < width; j++) acc[j] += p * v[j];
+    }
+    for (int j = 0; j < width; j++) o[j] = acc[j];
+}
+
+// The same for two consecutive queries of a row at once, o0 over n keys and o1 over n + 1: each
+// value row read feeds both (twice the independent sums per load, each still summed in order).
+static inline void att_values_pair(float *o0, float *o1, const float *a0, const float *a1, const float *v_pre,
+                                   size_t pre_step, const float *v_own, size_t own_step, int P, int n, int width) {
+    float acc0[ATT_CHANNELS] = { 0 }, acc1[ATT_CHANNELS] = { 0 };
+    for (int t2 = 0; t2 < P; t2++) {
+        const float *v = v_pre + (size_t)t2 * pre_step;
+        float p0 = a0[t2], p1 = a1[t2];
+        for (int j = 0; j < width; j++) { acc0[j] += p0 * v[j]; acc1[j] += p1 * v[j]; }
+    }
+    for (int t2 = P; t2 < n; t2++) {
+        const float *v = v_own + (size_t)(t2 - P) * own_step;
+        float p0 = a0[t2], p1 = a1[t2];
+        for (int j = 0; j < width; j++) { acc0[j] += p0 * v[j]; acc1[j] += p1 * v[j]; }
+    }
+    const float *v = v_own + (size_t)(n - P) * own_step;   // the key only the second query sees
+    for (int j = 0; j < width; j++) { o0[j] = acc0[j]; o1[j] = acc1[j] + a1[n] * v[j]; }
+}
+
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                               const PrefixKV *pre, int l) {
     // out (B, T, C), att (B, NH, att_head_size), qkv (B, T, 3C); l: the layer, for the prefix
     int hs = C / NH, maxP = pre ? pre->max_len : 0;
     float scale = 1.0f / sqrtf((float)hs);
     size_t head = att_head_size(pre, T);
+    // kT's rows are padded to whole key blocks (zeros), so that every block of scores is computed
+    // at full width and its sums stay in registers (a block that may be partial makes the
+    // compilers keep them in memory: 3x slower); only the row's n scores are stored.
+    int S_pad = (T + maxP + ATT_KEYS - 1) / ATT_KEYS * ATT_KEYS;
     #pragma omp parallel if (2.0 * B * NH * T * (T + maxP) * hs >= PARALLEL_MIN_WORK)
     {
-        float *kT = gfn_malloc((size_t)hs * (T + maxP) * sizeof(float));   // (hs, P + T) this head's keys
+        float *kT = gfn_calloc((size_t)hs * S_pad, sizeof(float));   // (hs, S_pad) this head's keys
+        int kT_row = -1, kT_h = -1, kT_P = 0;   // whose prefix keys kT holds in columns [0, kT_P)
+        // Head-major order: a thread's consecutive (h, b) share the head, and rows that continue
+        // the same stored row (every row of a batch reading a shared prompt; the arithmetic
+        // reward's states of one trajectory, each a little longer) share its keys up to the
+        // shorter length: those are transposed once, not once per row.
         #pragma omp for schedule(static)
-        for (int bh = 0; bh < B * NH; bh++) {
-            int b = bh / NH, h = bh % NH, P = prefix_len(pre, b), S = P + T;   // S: keys of the row
+        for (int hb = 0; hb < NH * B; hb++) {
+            int h = hb / B, b = hb % B, bh = b * NH + h, P = prefix_len(pre, b), S = P + T;   // S: keys of the row
             const float *x = qkv + (size_t)b * T * 3 * C + h * hs;   // (T, 3C) rows: q at +0, k at +C, v at +2C
-            for (int t = 0; t < S; t++) {
+            int have = P > 0 && pre->row[b] == kT_row && h == kT_h ? (P < kT_P ? P : kT_P) : 0;
+            for (int t = have; t < S; t++) {
                 const float *k = kv_of(qkv, pre, 0, l, b, t, T, C, h, hs);
-                for (int i = 0; i < hs; i++) kT[(size_t)i * S + t] = k[i];
+                for (int i = 0; i < hs; i++) kT[(size_t)i * S_pad + t] = k[i];
             }
-            for (int t = 0; t < T; t++) {
-                const float *q = x + (size_t)t * 3 * C;            // (hs)
-                int n = P + t + 1;                                 // keys this query sees
-                float *a = att + (size_t)bh * head + (size_t)t * maxP + TRI(t);   // (n)
-                // a[t2] = Σ_i q[i] · k_t2[i], ATT_KEYS keys at a time with their sums in registers
-                for (int t0 = 0; t0 < n; t0 += ATT_KEYS) {
-                    float acc[ATT_KEYS] = { 0 };
-                    int w = n - t0 < ATT_KEYS ? n - t0 : ATT_KEYS;
-                    for (int i = 0; i < hs; i++) {
-                        const float *k = kT + (size_t)i * S + t0;
-                        float qi = q[i];
-                        if (w == ATT_KEYS) for (int j = 0; j < ATT_KEYS; j++) acc[j] += qi * k[j];
-                        else for (int j = 0; j < w; j++) acc[j] += qi * k[j];
+            if (P > 0) { kT_row = pre->row[b]; kT_h = h; kT_P = P; }
+            // this head's values: the prefix's (v_pre + t2·pos_stride) then the row's (v_own + (t2 − P)·3C)
+            const float *v_own = v_own_of(x, C);
+            const float *v_pre = P > 0 ? kv_of(qkv, pre, 1, l, b, 0, T, C, h, hs) : v_own;   // (unread without a prefix)
+            size_t pre_step = pre ? pre->pos_stride : 0, own_step = (size_t)3 * C;
+            for (int t = 0; t < T; t += 2) {   // queries two at a time (see att_values_pair)
+                int pair = t + 1 < T;
+                float *a_of[2];
+                for (int u = t; u <= t + pair; u++) {
+                    const float *q = x + (size_t)u * 3 * C;            // (hs)
+                    int n = P + u + 1;                                 // keys this query sees
+                    float *a = a_of[u - t] = att + (size_t)bh * head + (size_t)u * maxP + TRI(u);   // (n)
+                    // a[t2] = Σ_i q[i] · k_t2[i], ATT_KEYS keys at a time with their sums in registers
+                    for (int t0 = 0; t0 < n; t0 += ATT_KEYS) {
+                        float acc[ATT_KEYS] = { 0 };
+                        for (int i = 0; i < hs; i++) {
+                            const float *k = kT + (size_t)i * S_pad + t0;
+                            float qi = q[i];
+                            for (int j = 0; j < ATT_KEYS; j++) acc[j] += qi * k[j];
+                        }
+                        int w = n - t0 < ATT_KEYS ? n - t0 : ATT_KEYS;
+                        for (int j = 0; j < w; j++) a[t0 + j] = acc[j];
                     }
-                    for (int j = 0; j < w; j++) a[t0 + j] = acc[j];
+                    float max = -INFINITY, sum = 0.0f;
+                    for (int t2 = 0; t2 < n; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
+                    for (int t2 = 0; t2 < n; t2++) a[t2] = exp_approx(a[t2] - max);
+                    for (int t2 = 0; t2 < n; t2++) sum += a[t2];
+                    for (int t2 = 0; t2 < n; t2++) a[t2] /= sum;
                 }
-                float max = -INFINITY, sum = 0.0f;
-                for (int t2 = 0; t2 < n; t2++) { a[t2] *= scale; max = a[t2] > max ? a[t2] : max; }
-                for (int t2 = 0; t2 < n; t2++) a[t2] = exp_approx(a[t2] - max);
-                for (int t2 = 0; t2 < n; t2++) sum += a[t2];
-                for (int t2 = 0; t2 < n; t2++) a[t2] /= sum;
-                float *o = out + ((size_t)b * T + t) * C + h * hs;   // (hs)
-                // o = Σ_t2 a[t2] · v_t2, ATT_CHANNELS channels at a time with their sums in registers
-                for (int i0 = 0; i0 < hs; i0 += ATT_CHANNELS) {
-                    float acc[ATT_CHANNELS] = { 0 };
-                    int w = hs - i0 < ATT_CHANNELS ? hs - i0 : ATT_CHANNELS;
-                    for (int t2 = 0; t2 < n; t2++) {
-                        const float *v = kv_of(qkv, pre, 1, l, b, t2, T, C, h, hs) + i0;
-                        float p = a[t2];
-                        if (w == ATT_CHANNELS) for (int j = 0; j < ATT_CHANNELS; j++) acc[j] += p * v[j];
-                        else for (int j = 0; j < w; j++) acc[j] += p * v[j];
-                    }
-                    for (int j = 0; j < w; j++) o[i0 + j] = acc[j];
+                // o = Σ_t2 a[t2] · v_t2 in blocks of channels whose sums stay in registers
+                int n = P + t + 1;
+                float *o = out + ((size_t)b * T + t) * C + h * hs, *o1 = o + C;   // (hs) of query t, t + 1
+                int i0 = 0;
+                if (pair) {
+                    for (; i0 + ATT_CHANNELS <= hs; i0 += ATT_CHANNELS)
+                        att_values_pair(o + i0, o1 + i0, a_of[0], a_of[1], v_pre + i0, pre_step, v_own + i0, own_step, P, n, ATT_CHANNELS);
+                    for (; i0 + 16 <= hs; i0 += 16)
+                        att_values_pair(o + i0, o1 + i0, a_of[0], a_of[1], v_pre + i0, pre_step, v_own + i0, own_step, P, n, 16);
+                    for (; i0 < hs; i0++)
+                        att_values_pair(o + i0, o1 + i0, a_of[0], a_of[1], v_pre + i0, pre_step, v_own + i0, own_step, P, n, 1);
+                } else {
+                    for (; i0 + ATT_CHANNELS <= hs; i0 += ATT_CHANNELS)
+                        att_values_block(o + i0, a_of[0], v_pre + i0, pre_step, v_own + i0, own_step, P, n, ATT_CHANNELS);
+                    for (; i0 + 16 <= hs; i0 += 16) att_values_block(o + i0, a_of[0], v_pre + i0, pre_step, v_own + i0, own_step, P, n, 16);
+                    for (; i0 < hs; i0++) att_values_block(o + i0, a_of[0], v_pre + i0, pre_step, v_own + i0, own_step, P, n, 1);
                 }
             }
         }
@@ -1336,6 +1400,14 @@ struct KVCache {
     float *lora_u;             // (B, r)  grown when an adapter's rank needs it
     size_t lora_u_capacity;
     int *rows;                 // (B)     which rows are fed this step
+    // The tied head's weights transposed, wteᵀ (C, V), as the decode steps read them: logits =
+    // ln_f(x) · wteᵀ read straight from wte gathers a column of wteᵀ from V rows at every step
+    // (packing it was ~10 % of a fine-tuning step); from this copy the rows are contiguous and a
+    // few-row product reads them in place. Each logit is summed in the same order either way, so
+    // the bits do not change. Taken at gpt_prefill, or at a decode step with another model's
+    // weights: like the keys and values, the cache holds what the weights were when it was filled.
+    float *head;               // (C, V)
+    const float *head_of;      // the wte it was copied from (NULL: none yet)
 };
 
 KVCache *kv_cache_new(const GPT *model, int B, int max_len) {
@@ -1366,8 +1438,20 @@ void kv_cache_free(KVCache *kv) {
     if (!kv) return;
     free(kv->k); free(kv->v); free(kv->x); free(kv->ln); free(kv->mean); free(kv->rstd); free(kv->qkv);
     free(kv->atty); free(kv->proj); free(kv->h); free(kv->h_gelu); free(kv->att); free(kv->logits);
-    free(kv->lora_u); free(kv->rows);
+    free(kv->lora_u); free(kv->rows); free(kv->head);
     free(kv);
+}
+
+// kv->head = wteᵀ of these weights, in column blocks so that both sides stay in cache.
+static void kv_take_head(KVCache *kv, const float *wte) {
+    size_t C = (size_t)kv->C, V = (size_t)kv->V;
+    if (!kv->head) kv->head = gfn_malloc(C * V * sizeof(float));
+    for (size_t v0 = 0; v0 < V; v0 += 64) {
+        size_t v1 = V - v0 < 64 ? V : v0 + 64;
+        for (size_t c = 0; c < C; c++)
+            for (size_t v = v0; v < v1; v++) kv->head[c * V + v] = wte[v * C + c];
+    }
+    kv->head_of = wte;
 }
 
 static float *kv_at(const KVCache *kv, float *base, int l, int row, int pos) {
@@ -1439,7 +1523,8 @@ void gpt_decode_step(GPT *model, KVCache *kv, const int *tokens, const int *pos,
         residual_add(kv->x, kv->proj, (size_t)M * C);
     }
     layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->lnfw, p->lnfb, M, C);
-    matmul_forward_nt(kv->logits, kv->ln, p->wte, M, C, V);
+    if (kv->head_of != p->wte) kv_take_head(kv, p->wte);
+    matmul_forward(kv->logits, kv->ln, kv->head, NULL, M, C, V);   // tied head: ln_f(x) · wteᵀ
     for (int i = 0; i < M; i++)
         memcpy(logits + (size_t)kv->rows[i] * V, kv->logits + (size_t)i * V, (size_t)V * sizeof(float));
 }
@@ -1450,6 +1535,7 @@ float *gpt_prefill(GPT *model, KVCache *kv, const int *inputs, int B, int T) {
         exit(1);
     }
     float *logits = gpt_forward(model, inputs, B, T);
+    kv_take_head(kv, model->params.wte);
     int C = kv->C;
     size_t NC = (size_t)B * T * C;
     for (int l = 0; l < kv->L; l++)

@@ -304,7 +304,39 @@ static void check_decode(GPT *model, const char *what) {
     kv_cache_free(kv);
 }
 
+// The cache keeps the tied head's weights transposed for its decode steps (model.c, KVCache):
+// taken again at gpt_prefill, so a cache refilled after the weights changed decodes with the new
+// ones (bit for bit the full forward's last logits: the same sums in the same order), and a
+// decode step with another model's weights takes that model's.
+static void check_head_refresh(void) {
+    enum { LEN = 6 };
+    int V = tiny.vocab_size, seq[LEN] = { 3, 1, 4, 1, 5, 9 }, tok[1] = { seq[LEN - 1] }, pos[1] = { LEN - 1 };
+    GPT *model = tiny_model(31), *other = tiny_model(32);
+    KVCache *kv = kv_cache_new(model, 1, LEN);
+    float logits[37];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {   // new weights for the head (and the embedding it is tied to)
+            GPTParams *p = gpt_params(model);
+            for (int i = 0; i < V * tiny.n_embd; i++) p->wte[i] *= -1.5f;
+        }
+        gpt_prefill(model, kv, seq, 1, LEN - 1);
+        gpt_decode_step(model, kv, tok, pos, logits);
+        float *full = gpt_forward(model, seq, 1, LEN);
+        CHECK(!memcmp(logits, full + (size_t)(LEN - 1) * V, sizeof(float) * (size_t)V),
+              "decode step after %s differs from the full forward", round ? "new weights and a new prefill" : "a prefill");
+    }
+    // the same cache's keys, another model's head: its logits are other's head applied to the same state
+    gpt_prefill(other, kv, seq, 1, LEN - 1);
+    gpt_decode_step(other, kv, tok, pos, logits);
+    float *full = gpt_forward(other, seq, 1, LEN);
+    CHECK(!memcmp(logits, full + (size_t)(LEN - 1) * V, sizeof(float) * (size_t)V), "decode step with another model's head");
+    kv_cache_free(kv);
+    gpt_free(model);
+    gpt_free(other);
+}
+
 static void test_kv_cache(void) {
+    check_head_refresh();
     GPT *model = tiny_model(3);
     check_decode(model, "base");
     int all[LORA_NUM_TARGETS] = { 1, 1, 1, 1 };
@@ -383,14 +415,16 @@ static void check_shared(GPT *model, int P, int B, int T, uint64_t seed, const c
 // full forward bit for bit; with store_rows, a decode step after the stored positions matches
 // the full forward as check_decode does (1e-5).
 static void check_cached(GPT *model, const char *what) {
-    enum { R = 3, LEN = 12, T = 4 };
+    enum { R = 5, LEN = 12, T = 4 };
     int V = tiny.vocab_size, seqs[R * LEN];
     Rng rng;
     rng_seed(&rng, 99);
     for (int i = 0; i < R * LEN; i++) seqs[i] = rng_below(&rng, V);
     KVCache *kv = kv_cache_new(model, 2 * R, LEN);
     gpt_prefill(model, kv, seqs, R, LEN);
-    int rows[R] = { 2, 0, 0 }, lens[R] = { 3, 7, 0 }, inputs[R * T], store[R] = { 3, 4, 5 };
+    // Rows 1-3 continue the same stored row at lengths 7, 2, 6: attention_forward transposes that
+    // row's keys once and reuses them up to the shorter length (a longer one adds the rest).
+    int rows[R] = { 2, 0, 0, 0, 1 }, lens[R] = { 3, 7, 2, 6, 0 }, inputs[R * T], store[R] = { 5, 6, 7, 8, 9 };
     for (int b = 0; b < R; b++)
         for (int t = 0; t < T; t++) inputs[b * T + t] = (b * 7 + t * 3) % V;
     float *logits = gpt_forward_cached(model, kv, rows, lens, inputs, R, T, store);
