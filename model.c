@@ -337,10 +337,14 @@ static void pack_b_panel(float *dst, MatView b, int p0, int kc, int j0, int cols
             for (int j = 0; j < cols; j++) dst[p * MM_NR + j] = src[j];
             for (int j = cols; j < MM_NR; j++) dst[p * MM_NR + j] = 0.0f;
         }
-    } else {
-        for (int j = 0; j < cols; j++) {
-            const float *src = b.p + (long)(j0 + j) * b.cs + (long)p0 * b.rs;
-            for (int p = 0; p < kc; p++) dst[p * MM_NR + j] = src[p * b.rs];
+    } else {   // 16 rows of the panel at a time: the columns' reads are whole cache lines, the
+               // writes stay in a 16 x NR window of L1 (a whole column at a time touched kc lines)
+        for (int p1 = 0; p1 < kc; p1 += 16) {
+            int rows = kc - p1 < 16 ? kc - p1 : 16;
+            for (int j = 0; j < cols; j++) {
+                const float *src = b.p + (long)(j0 + j) * b.cs + (long)(p0 + p1) * b.rs;
+                for (int p = 0; p < rows; p++) dst[(p1 + p) * MM_NR + j] = src[p * b.rs];
+            }
         }
         for (int j = cols; j < MM_NR; j++)
             for (int p = 0; p < kc; p++) dst[p * MM_NR + j] = 0.0f;
