@@ -1818,6 +1818,8 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
     if (cfg->eval_every > 0 && loop.step == 0) {   // the untuned start
         loop.log_lines += train_curve(task, policy, cfg, 0, log);
     }
+    task->final_reward_only = cfg->loss == LOSS_TB || cfg->loss == LOSS_VARGRAD || cfg->loss == LOSS_SFT ||
+                              cfg->loss == LOSS_REINFORCE;
     for (int step = loop.step; !status && step < cfg->steps; step++) {
         gpt_zero_grad(policy);
         memset(s.d_log_z, 0, sizeof(float) * (size_t)task->num_train);
@@ -1875,6 +1877,7 @@ int gfn_train(Task *task, GPT *policy, const TrainConfig *cfg, float *log_z, Gfn
         }
         if (stopping) break;
     }
+    task->final_reward_only = 0;
     if (show_progress) fputc('\n', stderr);
     if (!status && cfg->save_path && saved_step != loop.step &&   // nothing trained (--steps 0): still the pair
         train_save_point(state_path, policy, task, cfg, fingerprint, log, &loop, err)) status = 1;

@@ -490,6 +490,10 @@ struct Task {
     // (log_reward is scorer 0's). 0: every reward in order.
     int concurrent_reward;
     void (*log_reward_on)(Task *task, int scorer, Traj *const *t, int n);
+    // Set by gfn_train while its objective reads only the last state's log R (TB, VarGrad, SFT,
+    // REINFORCE; not SubTB or DB): log_reward may then compute log_r[nact] alone and leave the
+    // other states −∞ (arithmetic does: each state's reward is a forward of the answer after it).
+    int final_reward_only;
     // Optional known good trajectories (log_r filled by setup): they seed the replay buffer.
     int num_demos;
     Traj **demos;

@@ -443,8 +443,8 @@ static void arith_log_reward_shared(Task *task, ArithScorer *sc, Traj *const *t,
         sc->prefix_rows = 0;
     }
     KVCache *cache = sc->cache;
-    int states = 0;
-    for (int r = 0; r < n; r++) states += t[r]->nact + 1;
+    int states = 0, last_only = task->final_reward_only;   // last_only: the states forwarded are the last ones
+    for (int r = 0; r < n; r++) states += last_only ? 1 : t[r]->nact + 1;
     int rows_max = n > ARITH_STATES_PER_FORWARD ? n : ARITH_STATES_PER_FORWARD;
     int *rows = gfn_malloc(sizeof(int) * (size_t)rows_max), *lens = gfn_malloc(sizeof(int) * (size_t)rows_max);   // (rows)
     int *store = gfn_malloc(sizeof(int) * (size_t)n);                                     // (n)
@@ -476,7 +476,7 @@ static void arith_log_reward_shared(Task *task, ArithScorer *sc, Traj *const *t,
             for (; j < at; j++) prefix += log_softmax_at(lg + (size_t)(X + j - 1) * V, V, t[r]->tokens[j], sc->logp);
             t[r]->log_r[i] = (float)prefix;   // log p(Z up to state i); Y's terms follow
             lp_y[(size_t)r * stride + i] = log_softmax_at(lg + (size_t)(X + at - 1) * V, V, st->y[q][0], sc->logp);
-            who[2 * s] = r; who[2 * s + 1] = i; s++;
+            if (!last_only || i == t[r]->nact) { who[2 * s] = r; who[2 * s + 1] = i; s++; }
         }
     }
     for (int start = 0; T2 > 0 && start < states; start += ARITH_STATES_PER_FORWARD) {
@@ -495,7 +495,8 @@ static void arith_log_reward_shared(Task *task, ArithScorer *sc, Traj *const *t,
         }
     }
     for (int r = 0; r < n; r++)
-        for (int i = 0; i <= t[r]->nact; i++) t[r]->log_r[i] = (float)((double)t[r]->log_r[i] + lp_y[(size_t)r * stride + i]);
+        for (int i = 0; i <= t[r]->nact; i++)
+            t[r]->log_r[i] = last_only && i < t[r]->nact ? -INFINITY : (float)((double)t[r]->log_r[i] + lp_y[(size_t)r * stride + i]);
     free(rows); free(lens); free(store); free(inputs); free(ntok_at); free(lp_y); free(who);
 }
 

@@ -351,6 +351,20 @@ static void test_task(void) {
     for (int i = 0; i < N; i++) second_same &= !memcmp(shared[i], t[i]->log_r, sizeof(float) * (size_t)(t[i]->nact + 1));
     CHECK(kept_same && second_same, "log R changed: with the kept prompt %s, on scorer 1 %s", kept_same ? "no" : "yes",
           second_same ? "no" : "yes");
+    // When the objective reads only the last state's reward (task->final_reward_only, set by
+    // gfn_train for TB, VarGrad, SFT, REINFORCE), that one is computed alone: bit for bit the
+    // value of the full computation, every other state −∞.
+    task->final_reward_only = 1;
+    task->log_reward(task, t, N);
+    int last_same = 1, others_skipped = 1;
+    for (int i = 0; i < N; i++) {
+        last_same &= !memcmp(&shared[i][t[i]->nact], &t[i]->log_r[t[i]->nact], sizeof(float));
+        for (int k = 0; k < t[i]->nact; k++) others_skipped &= t[i]->log_r[k] == -INFINITY;
+    }
+    task->final_reward_only = 0;
+    for (int i = 0; i < N; i++) memcpy(t[i]->log_r, shared[i], sizeof(float) * (size_t)(t[i]->nact + 1));
+    CHECK(last_same && others_skipped, "final state only: last log R %s, other states %s", last_same ? "same" : "DIFFERS",
+          others_skipped ? "skipped" : "computed");
     for (int i = 0; i < N; i++) {
         int at[64], states = 0;   // tokens after the prompt at each state: after each action and its inserted tokens
         at[states++] = 0;

@@ -1234,6 +1234,44 @@ static void test_explore(void) {
     many.cleanup(&many);
 }
 
+// gfn_train tells the task when its objective reads only the last state's log R (so arithmetic
+// may skip the others): for TB, VarGrad and REINFORCE, not for SubTB and DB, and only while it
+// trains. Seen through a log_reward that records the flag at every call.
+static void (*inner_log_reward)(Task *task, Traj *const *t, int n);
+static int flag_seen_min, flag_seen_max;
+static void recording_log_reward(Task *task, Traj *const *t, int n) {
+    inner_log_reward(task, t, n);
+    if (task->final_reward_only < flag_seen_min) flag_seen_min = task->final_reward_only;
+    if (task->final_reward_only > flag_seen_max) flag_seen_max = task->final_reward_only;
+}
+
+static void test_final_reward_flag(void) {
+    Task task;
+    if (many_query_toy(&task, 4)) return;
+    inner_log_reward = task.log_reward;
+    task.log_reward = recording_log_reward;
+    task.concurrent_reward = 0;
+    task.log_reward_on = NULL;
+    const LossKind losses[] = { LOSS_TB, LOSS_VARGRAD, LOSS_REINFORCE, LOSS_SUBTB, LOSS_DB };
+    for (size_t i = 0; i < sizeof losses / sizeof *losses; i++) {
+        TrainConfig cfg;
+        train_config_default(&cfg);
+        cfg.loss = losses[i]; cfg.steps = 2; cfg.batch = 4; cfg.samples_per_query = 4; cfg.lr = 1e-3f;
+        cfg.lora_rank = 2; cfg.quiet = 1;
+        float log_z[4] = { 0 };
+        GfnError err = { { 0 } };
+        GPT *policy = copy_model(task.base);
+        flag_seen_min = 2; flag_seen_max = -1;
+        CHECK(gfn_train(&task, policy, &cfg, log_z, &err) == 0, "training: %s", err.msg);
+        int want = losses[i] != LOSS_SUBTB && losses[i] != LOSS_DB;
+        CHECK(flag_seen_min == want && flag_seen_max == want && task.final_reward_only == 0,
+              "loss %d: final_reward_only seen %d..%d (want %d), %d after training", (int)losses[i], flag_seen_min,
+              flag_seen_max, want, task.final_reward_only);
+        gpt_free(policy);
+    }
+    task.cleanup(&task);
+}
+
 void test_gfn(void) {
     // Every model here is tiny (C <= 64): threads only add synchronisation, which on a busy
     // machine costs several times the work. Run this suite on one thread, then restore.
@@ -1257,6 +1295,7 @@ void test_gfn(void) {
     test_tb_log_z_init();
     test_pipeline();
     test_explore();
+    test_final_reward_flag();
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
