@@ -751,9 +751,10 @@ static size_t att_head_size(const PrefixKV *pre, int T) { return (size_t)T * (pr
 // its query t (at position P + t) attends to t2 ≤ P + t: the arithmetic is the same as over one
 // row holding the prefix and the suffix, so the outputs are bit-identical to that.
 // O(T²·hs) per head, forward and backward. One thread owns a whole (b, h): it copies the head's
-// keys (forward) or values (backward) transposed to (hs, P + T), so that a query's dot products
-// with all keys become hs contiguous axpys over the keys; every inner loop then runs over a
-// contiguous axis without a reduction chain, which the compiler vectorises.
+// keys (forward) or values (backward) transposed to (hs, P + T) (the forward pads the keys to
+// whole blocks), so that a query's dot products with all keys become hs contiguous axpys over the
+// keys; every inner loop then runs over a contiguous axis without a reduction chain, which the
+// compiler vectorises.
 
 // The key (which = 0) or value (1) of position t2 of row b, head channel 0, and the place of its
 // gradient in the prefix store (NULL for the row's own positions: those live in dqkv).
