@@ -193,7 +193,7 @@ void bench_finetune(void) {
             fflush(stdout);
         }
         if (pi == 1) {   // sampling speed with the 3-shot prompt (its common part prefilled once)
-            printf("sampling (base model, 3-shot prompt, %d threads): tokens/s by batch\n", max_threads);
+            printf("sampling (base model, 3-shot prompt, %d threads): tokens/s by batch, best of 3\n", max_threads);
             set_threads(max_threads);
             static const int batches[3] = { 1, 16, 64 };
             for (int b = 0; b < 3; b++) {
@@ -201,18 +201,22 @@ void bench_finetune(void) {
                 Traj **t = gfn_malloc(sizeof(Traj *) * (size_t)n);
                 int *queries = gfn_malloc(sizeof(int) * (size_t)n);
                 for (int i = 0; i < n; i++) { t[i] = traj_new(task->max_len); queries[i] = i % task->num_train; }
-                Rng rng;
-                rng_seed(&rng, 3);
                 SamplerConfig sc = { 1.0f, 0, 1.0f, 0 };
-                double tokens = 0, t0 = wall_seconds();
                 int rounds = n == 1 ? 8 : 2;
-                for (int k = 0; k < rounds; k++) {
-                    sample_trajectories(task->base, task, queries, t, n, &sc, &rng);
-                    for (int i = 0; i < n; i++) tokens += t[i]->ntok + 1;
+                double best = 0;   // the best of 3 repeats (the same draws): single runs here swing 2x
+                for (int repeat = 0; repeat < 3; repeat++) {
+                    Rng rng;
+                    rng_seed(&rng, 3);
+                    double tokens = 0, t0 = wall_seconds();
+                    for (int k = 0; k < rounds; k++) {
+                        sample_trajectories(task->base, task, queries, t, n, &sc, &rng);
+                        for (int i = 0; i < n; i++) tokens += t[i]->ntok + 1;
+                    }
+                    double rate = tokens / (wall_seconds() - t0);
+                    if (rate > best) best = rate;
                 }
-                double dt = wall_seconds() - t0;
-                printf("  batch %-3d %9.1f tokens/s\n", n, tokens / dt);
-                printf("bench sample_b%d_tokens_per_s %.1f\n", n, tokens / dt);
+                printf("  batch %-3d %9.1f tokens/s\n", n, best);
+                printf("bench sample_b%d_tokens_per_s %.1f\n", n, best);
                 for (int i = 0; i < n; i++) traj_free(t[i]);
                 free(t); free(queries);
             }
