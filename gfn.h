@@ -287,7 +287,8 @@ int gpt_save_hf(const GPT *model, const char *dir, GfnError *err);
 
 // KV cache for incremental decoding of B rows, each row at its own position. It also keeps a
 // transposed copy of the tied head's weights (C x V floats) for the decode steps, taken at
-// gpt_prefill: change the weights and the cache, keys, values and head, must be filled again.
+// gpt_prefill (kept when the embedding is frozen): change the weights and the cache, keys, values
+// and head, must be filled again (with wte trainable, or a new cache).
 typedef struct KVCache KVCache;
 KVCache *kv_cache_new(const GPT *model, int B, int max_len);
 void kv_cache_free(KVCache *cache);

@@ -1409,8 +1409,9 @@ struct KVCache {
     // ln_f(x) · wteᵀ read straight from wte gathers a column of wteᵀ from V rows at every step
     // (packing it was ~10 % of a fine-tuning step); from this copy the rows are contiguous and a
     // few-row product reads them in place. Each logit is summed in the same order either way, so
-    // the bits do not change. Taken at gpt_prefill, or at a decode step with another model's
-    // weights: like the keys and values, the cache holds what the weights were when it was filled.
+    // the bits do not change. Taken at gpt_prefill (unless the embedding is frozen and already
+    // held), or at a decode step with another model's weights: like the keys and values, the
+    // cache holds what the weights were when it was filled.
     float *head;               // (C, V)
     const float *head_of;      // the wte it was copied from (NULL: none yet)
 };
@@ -1540,7 +1541,11 @@ float *gpt_prefill(GPT *model, KVCache *kv, const int *inputs, int B, int T) {
         exit(1);
     }
     float *logits = gpt_forward(model, inputs, B, T);
-    kv_take_head(kv, model->params.wte);
+    // A frozen embedding (a fine-tuning run's base) cannot have changed since the cache took it:
+    // no new copy (with GPT-2's vocabulary it is 154 MB); a decode step takes it if the cache
+    // holds another model's.
+    const GPT *owner = model->view_of ? model->view_of : model;
+    if (!owner->frozen[T_WTE]) kv_take_head(kv, model->params.wte);
     int C = kv->C;
     size_t NC = (size_t)B * T * C;
     for (int l = 0; l < kv->L; l++)

@@ -330,6 +330,15 @@ static void check_head_refresh(void) {
     gpt_decode_step(other, kv, tok, pos, logits);
     float *full = gpt_forward(other, seq, 1, LEN);
     CHECK(!memcmp(logits, full + (size_t)(LEN - 1) * V, sizeof(float) * (size_t)V), "decode step with another model's head");
+    // frozen (a fine-tuning run's base): a prefill keeps the head it holds, taking it only when the
+    // cache holds another model's (here other's, from just above), and then once more kept
+    gpt_freeze_all(model, 1);
+    for (int round = 0; round < 2; round++) {
+        gpt_prefill(model, kv, seq, 1, LEN - 1);
+        gpt_decode_step(model, kv, tok, pos, logits);
+        full = gpt_forward(model, seq, 1, LEN);
+        CHECK(!memcmp(logits, full + (size_t)(LEN - 1) * V, sizeof(float) * (size_t)V), "frozen model, prefill %d: decode differs", round);
+    }
     kv_cache_free(kv);
     gpt_free(model);
     gpt_free(other);
