@@ -265,8 +265,8 @@ reproduce-arithmetic: gfn
 
 # The exploratory protocols written after the main table (results/arithmetic/NOTES.md has each, written
 # down before its runs, and their results): a minimum rationale length (A), with on-policy sampling
-# (B), VarGrad, and SubTB with its root flow from the batch -> results/arithmetic/minlen/, seeds
-# $(SEEDS). Not part of make reproduce: the main table's protocol is the one fixed first.
+# (B), VarGrad, SubTB with its root flow from the batch, and VarGrad under the main protocol
+# -> results/arithmetic/minlen/, seeds $(SEEDS). Not part of make reproduce: the main table's protocol is the one fixed first.
 ARITH_Q = $(TRAIN_ARGS) $(GOLD_ARGS) --prompt question --min-len 4
 ON_POLICY = --on-policy 1 --tempered 0
 define arith_seed_minlen
@@ -276,6 +276,7 @@ $(call run_rule,results/arithmetic/minlen,tb-onpolicy,$(1),$(ARITH) --eval-n $(E
 $(call run_rule,results/arithmetic/minlen,subtb-onpolicy,$(1),$(ARITH) --eval-n $(EVAL_N) -s $(1) --loss subtb --steps $(STEPS) $(ARITH_Q) $(ON_POLICY))
 $(call run_rule,results/arithmetic/minlen,vargrad-onpolicy,$(1),$(ARITH) --eval-n $(EVAL_N) -s $(1) --loss vargrad --steps $(STEPS) $(TRAIN_ARGS) --prompt question --min-len 4 $(ON_POLICY))
 $(call run_rule,results/arithmetic/minlen,subtb-batchroot,$(1),$(ARITH) --eval-n $(EVAL_N) -s $(1) --loss subtb --steps $(STEPS) $(ARITH_Q) $(ON_POLICY) --short-states batch)
+$(call run_rule,results/arithmetic/minlen,vargrad-main,$(1),$(ARITH) --eval-n $(EVAL_N) -s $(1) --loss vargrad --steps $(STEPS) $(TRAIN_ARGS) --prompt question)
 endef
 $(foreach s,$(SEEDS),$(eval $(call arith_seed_minlen,$(s))))
 $(eval $(call run_rule,results/arithmetic/minlen,base,1,$(ARITH) --eval-n $(EVAL_N) -s 1 --steps 0 --min-len 4))
