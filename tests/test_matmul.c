@@ -165,7 +165,8 @@ static void check_determinism(Rng *rng) {
 
 // The small-m paths against the packed blocked one: the first m rows of a 13-row product
 // (three row panels: B packed) and the m-row product must be the same bits, for every m = 1..12
-// (1-5: the few-rows path; 6-12: the blocked path reading B's rows in place), with and without
+// (1-5 and 7-11: the few-rows path, 7-11 in two groups of rows; 6 and 12: the blocked path reading
+// B's rows in place), with and without
 // bias, B as given and transposed (_nt), over two K slices and a partial column strip. This is
 // what makes a decode step give the full forward's bits.
 static void check_few_rows_bits(Rng *rng) {
