@@ -525,9 +525,17 @@ static inline void few_rows_strips(int rows, float *c, long ldc, const float *a_
     }
 }
 
-// Does gemm take the few-rows path for m rows?
+// Does gemm take the few-rows path for m rows? Not with clang (14): it keeps these sums in memory,
+// so each row costs about as much as m = 1 and even one row took longer than a whole 6-row panel
+// of the blocked path (AVX2 and AVX-512, measured 2026-12-08: m = 1-5 1.4-9x slower); the blocked
+// path gives the same bits.
 static int few_rows(int m) {
+#ifdef __clang__
+    (void)m;
+    return 0;
+#else
     return m < MM_MR || (m > MM_MR && m <= FEW_ROWS_WIDE);
+#endif
 }
 
 static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float *bias, int m, int n, int k, int accumulate) {
