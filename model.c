@@ -486,7 +486,7 @@ static inline void NAME(int rows, float *c, long ldc, const float *a_rows, long 
 FEW_ROWS_SLICE(few_rows_slice, MM_MR)
 // With 32-column tiles (AVX-512: 32 vector registers), 8 rows' sums are 16 registers, so m = 7
 // and 8 (K = 8 samples of a question, the GFlowNet runs' decode batch) also run in one pass:
-// 1.4-1.5x faster than the two panels of the blocked path at the shipped model's shapes. With
+// 1.35-1.55x faster than the two panels of the blocked path at the shipped model's shapes. With
 // 16-column tiles (AVX2, SSE: 16 registers) 8 rows' sums would not fit.
 #if MM_NR >= 32 && defined(__AVX512F__)
 #define FEW_ROWS_WIDE 8
