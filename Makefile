@@ -266,7 +266,8 @@ reproduce-arithmetic: gfn
 # The exploratory protocols written after the main table (results/arithmetic/NOTES.md has each, written
 # down before its runs, and their results): a minimum rationale length (A), with on-policy sampling
 # (B), VarGrad, SubTB with its root flow from the batch, and VarGrad under the main protocol
-# -> results/arithmetic/minlen/, seeds $(SEEDS). Not part of make reproduce: the main table's protocol is the one fixed first.
+# -> results/arithmetic/minlen/, seeds $(SEEDS). Not part of make reproduce: the main table's
+# protocol is the one fixed first.
 ARITH_Q = $(TRAIN_ARGS) $(GOLD_ARGS) --prompt question --min-len 4
 ON_POLICY = --on-policy 1 --tempered 0
 define arith_seed_minlen
