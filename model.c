@@ -319,12 +319,13 @@ void gpt_zero_grad(GPT *model) {
 typedef struct { const float *p; long rs, cs; } MatView;
 
 // a_pack (mc rounded up to MR, kc): panel after panel of MR rows, each stored column by column,
-// so the kernel reads MR consecutive floats per k step. Rows past m are zero.
-static void pack_a_panel(float *dst, MatView a, int i0, int rows, int p0, int kc) {
+// so the kernel reads MR consecutive floats per k step. Rows past m are zero. `width` is the
+// panel's row count: MM_MR, or the few-rows path's packed A (up to FEW_ROWS_WIDE rows).
+static void pack_a_panel(float *dst, MatView a, int i0, int rows, int p0, int kc, int width) {
     for (int p = 0; p < kc; p++) {
         const float *src = a.p + (long)i0 * a.rs + (long)(p0 + p) * a.cs;
-        for (int i = 0; i < rows; i++) dst[p * MM_MR + i] = src[i * a.rs];
-        for (int i = rows; i < MM_MR; i++) dst[p * MM_MR + i] = 0.0f;
+        for (int i = 0; i < rows; i++) dst[p * width + i] = src[i * a.rs];
+        for (int i = rows; i < width; i++) dst[p * width + i] = 0.0f;
     }
 }
 
@@ -410,7 +411,7 @@ static void gemm_blocked(float *c, long ldc, MatView a, MatView b, const float *
                 int mc = m - i0 < mc_max ? m - i0 : mc_max, m_panels = (mc + MM_MR - 1) / MM_MR;
                 for (int ip = 0; ip < m_panels; ip++) {
                     int rows = mc - ip * MM_MR < MM_MR ? mc - ip * MM_MR : MM_MR;
-                    pack_a_panel(a_pack + (size_t)ip * MM_MR * kc, a, i0 + ip * MM_MR, rows, p0, kc);
+                    pack_a_panel(a_pack + (size_t)ip * MM_MR * kc, a, i0 + ip * MM_MR, rows, p0, kc, MM_MR);
                 }
                 for (int c0 = j0; c0 < j0 + nc; c0 += MM_NR) {
                     int cols = n - c0 < MM_NR ? n - c0 : MM_NR;
@@ -545,8 +546,7 @@ static void gemm_few_rows(float *c, long ldc, MatView a, MatView b, const float 
     }
     int width = m < MM_MR ? MM_MR : FEW_ROWS_WIDE;   // the packed A's row count, zero rows past m
     float *a_pack = gfn_malloc(sizeof(float) * (size_t)k * width);   // (k, width): all of A, m x k floats
-    for (int p = 0; p < k; p++)
-        for (int i = 0; i < width; i++) a_pack[(size_t)p * width + i] = i < m ? a.p[(long)i * a.rs + (long)p * a.cs] : 0.0f;
+    pack_a_panel(a_pack, a, 0, m, 0, k, width);
     switch (m) {
         case 2: few_rows_strips(2, c, ldc, a_pack, width, b, bias, n, k, accumulate); break;
         case 3: few_rows_strips(3, c, ldc, a_pack, width, b, bias, n, k, accumulate); break;
